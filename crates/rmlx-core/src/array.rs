@@ -1,0 +1,278 @@
+//! `Array`: a cheap handle to a node of the compute graph. A node holds its shape, dtype and
+//! device, and either data (a strided view of a buffer) or the primitive and inputs that will
+//! compute it. Ops build nodes; `eval` turns pending nodes into data and detaches them.
+
+use crate::buffer::{Buffer, HostBuffer, SharedBytes};
+use crate::device::Device;
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::primitive::Primitive;
+use crate::shape::{contiguous_strides, numel, Shape};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Clone)]
+pub struct Array(pub(crate) Arc<Node>);
+
+pub(crate) struct Node {
+    pub(crate) shape: Shape,
+    pub(crate) dtype: DType,
+    pub(crate) device: Device,
+    pub(crate) state: Mutex<State>,
+}
+
+pub(crate) enum State {
+    Pending { prim: Primitive, inputs: Vec<Array> },
+    Ready(Data),
+    /// Transient while `eval` runs the node's kernel.
+    Running,
+}
+
+/// Evaluated contents: a strided view (element offset and strides) into a shared buffer.
+#[derive(Clone)]
+pub struct Data {
+    pub buffer: Arc<Buffer>,
+    pub offset: usize,
+    pub strides: Vec<usize>,
+}
+
+impl Data {
+    /// A fresh contiguous buffer for `shape`.
+    pub fn contiguous(buffer: Buffer, shape: &[usize]) -> Self {
+        Data { buffer: Arc::new(buffer), offset: 0, strides: contiguous_strides(shape) }
+    }
+
+    /// True if the view is row-major contiguous (size-1 dims may have any stride).
+    pub fn is_contiguous(&self, shape: &[usize]) -> bool {
+        let mut expected = 1usize;
+        for (d, s) in shape.iter().zip(&self.strides).rev() {
+            if *d != 1 && *s != expected {
+                return false;
+            }
+            expected *= d;
+        }
+        true
+    }
+
+    pub fn host(&self) -> Result<&HostBuffer> {
+        self.buffer.host()
+    }
+
+    /// The elements of a contiguous view, starting at its offset.
+    pub fn host_slice<T: Element>(&self, numel: usize) -> Result<&[T]> {
+        let all = self.host()?.as_slice::<T>()?;
+        all.get(self.offset..self.offset + numel)
+            .ok_or_else(|| Error::msg("data: view extends past its buffer"))
+    }
+}
+
+impl Array {
+    pub(crate) fn from_node(shape: Shape, dtype: DType, device: Device, state: State) -> Array {
+        Array(Arc::new(Node { shape, dtype, device, state: Mutex::new(state) }))
+    }
+
+    /// Records a new graph node. Ops validate before calling this.
+    pub(crate) fn new_op(prim: Primitive, inputs: Vec<Array>, shape: Shape, dtype: DType) -> Array {
+        let device = inputs.first().map(|a| a.device()).unwrap_or_default();
+        Array::from_node(shape, dtype, device, State::Pending { prim, inputs })
+    }
+
+    /// An evaluated array over existing data.
+    pub fn from_data(data: Data, shape: Shape, dtype: DType) -> Array {
+        let device = data.buffer.device();
+        Array::from_node(shape, dtype, device, State::Ready(data))
+    }
+
+    pub fn from_slice<T: Element>(values: &[T], shape: &[usize]) -> Result<Array> {
+        if numel(shape) != values.len() {
+            return Err(Error::shape(format!(
+                "array: shape {shape:?} holds {} elements, found {} values",
+                numel(shape),
+                values.len()
+            )));
+        }
+        let buf = Buffer::Host(HostBuffer::from_slice(values)?);
+        Ok(Array::from_data(Data::contiguous(buf, shape), shape.to_vec(), T::DTYPE))
+    }
+
+    pub fn from_vec<T: Element>(values: Vec<T>, shape: &[usize]) -> Result<Array> {
+        Array::from_slice(&values, shape)
+    }
+
+    pub fn scalar<T: Element>(v: T) -> Array {
+        Array::from_slice(&[v], &[]).expect("a scalar always fits")
+    }
+
+    /// A zero-copy view of `len` bytes at `offset` in shared memory (an mmap'd file).
+    /// The caller has checked that `len` matches `shape` and `dtype`.
+    pub fn from_shared_bytes(
+        source: SharedBytes,
+        offset: usize,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Array> {
+        let len = numel(shape)
+            .checked_mul(dtype.size())
+            .ok_or_else(|| Error::shape(format!("array: shape {shape:?} overflows")))?;
+        let host = HostBuffer::mapped(source, offset, len)?;
+        if host.bytes().as_ptr() as usize % dtype.size() != 0 {
+            // A misaligned mapped tensor is copied once into an aligned buffer.
+            let mut owned = HostBuffer::zeroed(len)?;
+            owned.bytes_mut().expect("owned").copy_from_slice(host.bytes());
+            return Ok(Array::from_data(
+                Data::contiguous(Buffer::Host(owned), shape),
+                shape.to_vec(),
+                dtype,
+            ));
+        }
+        Ok(Array::from_data(Data::contiguous(Buffer::Host(host), shape), shape.to_vec(), dtype))
+    }
+
+    pub fn zeros(shape: &[usize], dtype: DType) -> Result<Array> {
+        let bytes = numel(shape) * dtype.size();
+        let buf = Buffer::Host(HostBuffer::zeroed(bytes)?);
+        Ok(Array::from_data(Data::contiguous(buf, shape), shape.to_vec(), dtype))
+    }
+
+    pub fn full(shape: &[usize], value: f32, dtype: DType) -> Result<Array> {
+        let mut buf = HostBuffer::zeroed(numel(shape) * dtype.size())?;
+        crate::dispatch_dtype!(dtype, T => {
+            buf.as_mut_slice::<T>()?.fill(T::from_f32(value));
+        });
+        Ok(Array::from_data(Data::contiguous(Buffer::Host(buf), shape), shape.to_vec(), dtype))
+    }
+
+    /// 0, 1, …, n-1.
+    pub fn arange(n: usize, dtype: DType) -> Result<Array> {
+        let v: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let mut buf = HostBuffer::zeroed(n * dtype.size())?;
+        crate::dispatch_dtype!(dtype, T => {
+            for (o, x) in buf.as_mut_slice::<T>()?.iter_mut().zip(&v) {
+                *o = T::from_f32(*x);
+            }
+        });
+        Ok(Array::from_data(Data::contiguous(Buffer::Host(buf), &[n]), vec![n], dtype))
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    pub fn dim(&self, axis: isize) -> usize {
+        let n = self.ndim() as isize;
+        let a = if axis < 0 { axis + n } else { axis };
+        self.0.shape[a as usize]
+    }
+
+    pub fn ndim(&self) -> usize {
+        self.0.shape.len()
+    }
+
+    pub fn size(&self) -> usize {
+        numel(&self.0.shape)
+    }
+
+    pub fn nbytes(&self) -> usize {
+        self.size() * self.dtype().size()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+
+    pub fn device(&self) -> Device {
+        self.0.device
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a kernel panicked mid-write; the state is still consistent
+        // (Running), so recover the guard rather than propagate the panic.
+        self.0.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_evaluated(&self) -> bool {
+        matches!(&*self.lock(), State::Ready(_))
+    }
+
+    /// Same node (identity, not value).
+    pub fn same_node(&self, other: &Array) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// The evaluated data; evaluates first if needed.
+    pub fn data(&self) -> Result<Data> {
+        self.eval()?;
+        match &*self.lock() {
+            State::Ready(d) => Ok(d.clone()),
+            _ => Err(Error::msg("array: node was not evaluated")),
+        }
+    }
+
+    pub fn eval(&self) -> Result<()> {
+        crate::eval::eval(&[self])
+    }
+
+    /// Evaluates, then copies the elements out in row-major order, converted to `T`.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        let a = if self.dtype() == T::DTYPE { self.clone() } else { self.astype(T::DTYPE)? };
+        let a = if a.device().is_cpu() { a } else { a.to_device(Device::Cpu)? };
+        let data = a.data()?;
+        let host = data.host()?;
+        let all = host.as_slice::<T>()?;
+        let shape = a.shape();
+        if data.is_contiguous(shape) {
+            return Ok(all[data.offset..data.offset + a.size()].to_vec());
+        }
+        let mut out = Vec::with_capacity(a.size());
+        crate::backend::cpu::strided::for_each_offset(shape, &data.strides, data.offset, |o| {
+            out.push(all[o])
+        });
+        Ok(out)
+    }
+
+    /// The single element of a size-1 array.
+    pub fn item<T: Element>(&self) -> Result<T> {
+        if self.size() != 1 {
+            return Err(Error::shape(format!(
+                "item: expected one element, found shape {:?}",
+                self.shape()
+            )));
+        }
+        Ok(self.to_vec::<T>()?[0])
+    }
+}
+
+impl fmt::Debug for Array {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*self.lock() {
+            State::Pending { prim, .. } => format!("pending {}", prim.name()),
+            State::Ready(_) => "ready".to_string(),
+            State::Running => "running".to_string(),
+        };
+        write!(f, "Array({:?}, {}, {}, {state})", self.shape(), self.dtype(), self.device())
+    }
+}
+
+impl Drop for Node {
+    /// Dropping a long chain of pending nodes recursively would overflow the stack: unlink the
+    /// inputs into an explicit work list instead.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut stack = match std::mem::replace(state, State::Running) {
+            State::Pending { inputs, .. } => inputs,
+            _ => return,
+        };
+        while let Some(a) = stack.pop() {
+            if let Ok(mut node) = Arc::try_unwrap(a.0) {
+                let st = node.state.get_mut().unwrap_or_else(|p| p.into_inner());
+                if let State::Pending { inputs, .. } = std::mem::replace(st, State::Running) {
+                    stack.extend(inputs);
+                }
+            }
+        }
+    }
+}

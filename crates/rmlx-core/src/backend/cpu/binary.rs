@@ -1,0 +1,183 @@
+//! Binary elementwise ops with broadcasting, and `where`. Inputs arrive already promoted to a
+//! common dtype (ops/ inserts the casts); comparisons write bool.
+
+use super::{alloc, finish, strided};
+use crate::array::Data;
+use crate::backend::Arg;
+use crate::dtype::{DType, Element};
+use crate::error::Result;
+use crate::primitive::BinaryOp;
+use rayon::prelude::*;
+
+use super::unary::PAR_CHUNK;
+
+#[inline(always)]
+fn apply(op: BinaryOp, a: f32, b: f32) -> f32 {
+    use BinaryOp::*;
+    let t = |c: bool| if c { 1.0 } else { 0.0 };
+    match op {
+        Add => a + b,
+        Sub => a - b,
+        Mul => a * b,
+        Div => a / b,
+        Maximum => a.max(b),
+        Minimum => a.min(b),
+        Pow => a.powf(b),
+        Eq => t(a == b),
+        Ne => t(a != b),
+        Lt => t(a < b),
+        Le => t(a <= b),
+        Gt => t(a > b),
+        Ge => t(a >= b),
+        LogicalAnd => t(a != 0.0 && b != 0.0),
+        LogicalOr => t(a != 0.0 || b != 0.0),
+    }
+}
+
+#[inline(always)]
+fn apply_int(op: BinaryOp, a: i64, b: i64) -> i64 {
+    use BinaryOp::*;
+    let t = |c: bool| c as i64;
+    match op {
+        Add => a.wrapping_add(b),
+        Sub => a.wrapping_sub(b),
+        Mul => a.wrapping_mul(b),
+        Div => {
+            if b == 0 {
+                0
+            } else {
+                a.div_euclid(b)
+            }
+        }
+        Maximum => a.max(b),
+        Minimum => a.min(b),
+        Pow => a.wrapping_pow(b.clamp(0, u32::MAX as i64) as u32),
+        Eq => t(a == b),
+        Ne => t(a != b),
+        Lt => t(a < b),
+        Le => t(a <= b),
+        Gt => t(a > b),
+        Ge => t(a >= b),
+        LogicalAnd => t(a != 0 && b != 0),
+        LogicalOr => t(a != 0 || b != 0),
+    }
+}
+
+trait IntLike: Element {
+    fn to_i64(self) -> i64;
+    fn from_i64(v: i64) -> Self;
+}
+
+macro_rules! int_like {
+    ($($t:ty),*) => {$(
+        impl IntLike for $t {
+            fn to_i64(self) -> i64 { self as i64 }
+            fn from_i64(v: i64) -> Self { v as $t }
+        }
+    )*};
+}
+int_like!(i32, u32, u8);
+
+pub fn binary(op: BinaryOp, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
+    let mut out = alloc(shape, out_dtype)?;
+    let sa = strided::broadcast_strides(&a.shape, &a.data.strides, shape);
+    let sb = strided::broadcast_strides(&b.shape, &b.data.strides, shape);
+    let n: usize = shape.iter().product();
+    let both_contig = a.is_contiguous() && b.is_contiguous() && a.shape == shape && b.shape == shape;
+    let scalar_b = b.numel() == 1;
+    macro_rules! run {
+        ($T:ty, $O:ty, $f:expr) => {{
+            let av = a.data.host()?.as_slice::<$T>()?;
+            let bv = b.data.host()?.as_slice::<$T>()?;
+            let o = out.as_mut_slice::<$O>()?;
+            let f = $f;
+            if both_contig {
+                let (av, bv) = (&av[a.data.offset..a.data.offset + n], &bv[b.data.offset..b.data.offset + n]);
+                o.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, o)| {
+                    let base = c * PAR_CHUNK;
+                    for (i, o) in o.iter_mut().enumerate() {
+                        *o = f(av[base + i], bv[base + i]);
+                    }
+                });
+            } else if scalar_b && a.is_contiguous() && a.shape == shape {
+                let av = &av[a.data.offset..a.data.offset + n];
+                let bs = bv[b.data.offset];
+                o.par_chunks_mut(PAR_CHUNK).zip(av.par_chunks(PAR_CHUNK)).for_each(|(o, av)| {
+                    for (o, x) in o.iter_mut().zip(av) {
+                        *o = f(*x, bs);
+                    }
+                });
+            } else {
+                let oa = strided::offsets(shape, &sa, a.data.offset);
+                let ob = strided::offsets(shape, &sb, b.data.offset);
+                o.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, o)| {
+                    let base = c * PAR_CHUNK;
+                    for (i, o) in o.iter_mut().enumerate() {
+                        *o = f(av[oa[base + i]], bv[ob[base + i]]);
+                    }
+                });
+            }
+        }};
+    }
+    let cmp = op.is_comparison();
+    match a.dtype {
+        DType::F32 | DType::F16 | DType::BF16 => crate::dispatch_float!(a.dtype, "binary", T => {
+            if cmp {
+                run!(T, bool, |x: T, y: T| apply(op, x.to_f32(), y.to_f32()) != 0.0)
+            } else {
+                run!(T, T, |x: T, y: T| T::from_f32(apply(op, x.to_f32(), y.to_f32())))
+            }
+        }),
+        DType::I32 => int_run::<i32>(op, cmp, &mut out, a, b, shape)?,
+        DType::U32 => int_run::<u32>(op, cmp, &mut out, a, b, shape)?,
+        DType::U8 => int_run::<u8>(op, cmp, &mut out, a, b, shape)?,
+        DType::Bool => run!(bool, bool, |x: bool, y: bool| apply_int(op, x as i64, y as i64) != 0),
+    }
+    Ok(finish(out, shape))
+}
+
+fn int_run<T: IntLike>(
+    op: BinaryOp,
+    cmp: bool,
+    out: &mut crate::buffer::HostBuffer,
+    a: &Arg,
+    b: &Arg,
+    shape: &[usize],
+) -> Result<()> {
+    let av = a.data.host()?.as_slice::<T>()?;
+    let bv = b.data.host()?.as_slice::<T>()?;
+    let sa = strided::broadcast_strides(&a.shape, &a.data.strides, shape);
+    let sb = strided::broadcast_strides(&b.shape, &b.data.strides, shape);
+    let oa = strided::offsets(shape, &sa, a.data.offset);
+    let ob = strided::offsets(shape, &sb, b.data.offset);
+    if cmp {
+        let o = out.as_mut_slice::<bool>()?;
+        for i in 0..o.len() {
+            o[i] = apply_int(op, av[oa[i]].to_i64(), bv[ob[i]].to_i64()) != 0;
+        }
+    } else {
+        let o = out.as_mut_slice::<T>()?;
+        for i in 0..o.len() {
+            o[i] = T::from_i64(apply_int(op, av[oa[i]].to_i64(), bv[ob[i]].to_i64()));
+        }
+    }
+    Ok(())
+}
+
+/// where(cond, a, b) with broadcasting; a and b share the output dtype.
+pub fn select(c: &Arg, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
+    let mut out = alloc(shape, out_dtype)?;
+    let oc = strided::offsets(shape, &strided::broadcast_strides(&c.shape, &c.data.strides, shape), c.data.offset);
+    let oa = strided::offsets(shape, &strided::broadcast_strides(&a.shape, &a.data.strides, shape), a.data.offset);
+    let ob = strided::offsets(shape, &strided::broadcast_strides(&b.shape, &b.data.strides, shape), b.data.offset);
+    let cv = c.data.host()?.as_slice::<bool>()?;
+    crate::dispatch_dtype!(out_dtype, T => {
+        let av = a.data.host()?.as_slice::<T>()?;
+        let bv = b.data.host()?.as_slice::<T>()?;
+        let o = out.as_mut_slice::<T>()?;
+        for i in 0..o.len() {
+            o[i] = if cv[oc[i]] { av[oa[i]] } else { bv[ob[i]] };
+        }
+    });
+    Ok(finish(out, shape))
+}

@@ -1,0 +1,105 @@
+//! Unary elementwise ops and dtype conversion. Math runs in f32 for every float type.
+
+use super::{alloc, contiguous, finish};
+use crate::array::Data;
+use crate::backend::Arg;
+use crate::dtype::{DType, Element};
+use crate::error::Result;
+use crate::primitive::UnaryOp;
+use rayon::prelude::*;
+
+/// Elements per parallel task; below this, work stays on one thread (spawn costs more).
+pub(crate) const PAR_CHUNK: usize = 1 << 14;
+
+pub fn astype(x: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
+    let src = contiguous(x)?;
+    let n = x.numel();
+    let mut out = alloc(shape, out_dtype)?;
+    crate::dispatch_dtype!(x.dtype, I => {
+        let inp = src.host_slice::<I>(n)?;
+        crate::dispatch_dtype!(out_dtype, O => {
+            let o = out.as_mut_slice::<O>()?;
+            o.par_chunks_mut(PAR_CHUNK).zip(inp.par_chunks(PAR_CHUNK)).for_each(|(o, i)| {
+                for (o, i) in o.iter_mut().zip(i) {
+                    *o = convert::<I, O>(*i);
+                }
+            });
+        })
+    });
+    Ok(finish(out, shape))
+}
+
+/// Conversion through f64 keeps every i32/u32 exact.
+#[inline(always)]
+fn convert<I: Element, O: Element>(v: I) -> O {
+    O::from_f64(v.to_f64())
+}
+
+#[inline(always)]
+pub(crate) fn apply(op: UnaryOp, x: f32) -> f32 {
+    use UnaryOp::*;
+    match op {
+        Neg => -x,
+        Abs => x.abs(),
+        Exp => x.exp(),
+        Log => x.ln(),
+        Sqrt => x.sqrt(),
+        Rsqrt => 1.0 / x.sqrt(),
+        Square => x * x,
+        Recip => 1.0 / x,
+        Sin => x.sin(),
+        Cos => x.cos(),
+        Tanh => x.tanh(),
+        Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Silu => x / (1.0 + (-x).exp()),
+        Gelu => 0.5 * x * (1.0 + erf(x / std::f32::consts::SQRT_2)),
+        GeluTanh => {
+            let c = (2.0 / std::f32::consts::PI).sqrt();
+            0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+        }
+        Floor => x.floor(),
+        Ceil => x.ceil(),
+        Round => x.round_ties_even(),
+        LogicalNot => {
+            if x == 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// erf with |error| < 1.2e-7 (Numerical Recipes' erfc approximation).
+fn erf(x: f32) -> f32 {
+    let x64 = x as f64;
+    let z = x64.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t * (-z * z - 1.26551223
+        + t * (1.00002368
+            + t * (0.37409196
+                + t * (0.09678418
+                    + t * (-0.18628806
+                        + t * (0.27886807
+                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+        .exp();
+    (if x64 >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
+}
+
+pub fn unary(op: UnaryOp, x: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
+    let src = contiguous(x)?;
+    let n = x.numel();
+    let mut out = alloc(shape, out_dtype)?;
+    crate::dispatch_dtype!(x.dtype, T => {
+        let inp = src.host_slice::<T>(n)?;
+        crate::dispatch_dtype!(out_dtype, O => {
+            let o = out.as_mut_slice::<O>()?;
+            o.par_chunks_mut(PAR_CHUNK).zip(inp.par_chunks(PAR_CHUNK)).for_each(|(o, i)| {
+                for (o, i) in o.iter_mut().zip(i) {
+                    *o = O::from_f32(apply(op, i.to_f32()));
+                }
+            });
+        })
+    });
+    Ok(finish(out, shape))
+}

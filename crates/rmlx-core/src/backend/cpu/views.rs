@@ -1,0 +1,57 @@
+//! Views: new strides over the same buffer, no copy. `copy_contiguous` materializes any view.
+
+use super::{alloc, finish, strided};
+use crate::array::Data;
+use crate::backend::Arg;
+use crate::error::Result;
+use crate::shape::contiguous_strides;
+
+pub fn reshape(x: &Arg, out_shape: &[usize]) -> Result<Data> {
+    let data = if x.is_contiguous() { x.data.clone() } else { copy_contiguous(x)? };
+    Ok(Data { buffer: data.buffer, offset: data.offset, strides: contiguous_strides(out_shape) })
+}
+
+pub fn transpose(x: &Arg, perm: &[usize]) -> Result<Data> {
+    let strides = perm.iter().map(|&p| x.data.strides[p]).collect();
+    Ok(Data { buffer: x.data.buffer.clone(), offset: x.data.offset, strides })
+}
+
+pub fn slice(x: &Arg, start: &[usize], step: &[usize]) -> Result<Data> {
+    let s = &x.data.strides;
+    let offset = x.data.offset + start.iter().zip(s).map(|(a, b)| a * b).sum::<usize>();
+    let strides = s.iter().zip(step).map(|(a, b)| a * b).collect();
+    Ok(Data { buffer: x.data.buffer.clone(), offset, strides })
+}
+
+pub fn broadcast_to(x: &Arg, out_shape: &[usize]) -> Result<Data> {
+    let strides = strided::broadcast_strides(&x.shape, &x.data.strides, out_shape);
+    Ok(Data { buffer: x.data.buffer.clone(), offset: x.data.offset, strides })
+}
+
+/// A row-major copy of a strided view.
+pub fn copy_contiguous(x: &Arg) -> Result<Data> {
+    let mut out = alloc(&x.shape, x.dtype)?;
+    let size = x.dtype.size();
+    let src = x.data.host()?.bytes();
+    let dst = out.bytes_mut().expect("owned");
+    let inner = *x.shape.last().unwrap_or(&1);
+    let inner_contig = x.data.strides.last().is_none_or(|&s| s == 1);
+    if inner_contig && !x.shape.is_empty() && inner > 0 {
+        // Copy whole rows.
+        let outer: Vec<usize> = x.shape[..x.shape.len() - 1].to_vec();
+        let ostr = &x.data.strides[..x.shape.len() - 1];
+        let row = inner * size;
+        let mut i = 0;
+        strided::for_each_offset(&outer, ostr, x.data.offset, |o| {
+            dst[i * row..(i + 1) * row].copy_from_slice(&src[o * size..o * size + row]);
+            i += 1;
+        });
+    } else {
+        let mut i = 0;
+        strided::for_each_offset(&x.shape, &x.data.strides, x.data.offset, |o| {
+            dst[i * size..(i + 1) * size].copy_from_slice(&src[o * size..(o + 1) * size]);
+            i += 1;
+        });
+    }
+    Ok(finish(out, &x.shape))
+}

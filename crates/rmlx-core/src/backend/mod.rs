@@ -1,0 +1,62 @@
+//! The backend interface. A backend evaluates primitives on one device; `eval` hands it inputs
+//! already resident on that device. On a GPU, `eval_primitive` enqueues work on the device's
+//! stream and returns at once; `synchronize` waits. Model code never sees backends.
+
+pub mod cpu;
+
+use crate::array::Data;
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::primitive::Primitive;
+use crate::shape::Shape;
+
+/// One evaluated input of a primitive.
+pub struct Arg {
+    pub data: Data,
+    pub shape: Shape,
+    pub dtype: DType,
+}
+
+impl Arg {
+    pub fn numel(&self) -> usize {
+        crate::shape::numel(&self.shape)
+    }
+    pub fn is_contiguous(&self) -> bool {
+        self.data.is_contiguous(&self.shape)
+    }
+}
+
+pub trait Backend: Send + Sync {
+    fn device(&self) -> Device;
+
+    /// Evaluates `prim` on `inputs` into a new (or donated) buffer of `out_shape`/`out_dtype`.
+    /// Inputs are owned so a kernel may reuse a buffer nobody else holds (in-place updates).
+    fn eval_primitive(
+        &self,
+        prim: &Primitive,
+        inputs: Vec<Arg>,
+        out_shape: &[usize],
+        out_dtype: DType,
+    ) -> Result<Data>;
+
+    /// Copies data living on this device into a host buffer (contiguous).
+    fn to_host(&self, arg: &Arg) -> Result<Data>;
+
+    /// Copies host data onto this device.
+    fn from_host(&self, arg: &Arg) -> Result<Data>;
+
+    /// Waits for all work enqueued on this device.
+    fn synchronize(&self) -> Result<()>;
+}
+
+/// The backend that evaluates arrays on `device`.
+pub fn for_device(device: Device) -> Result<&'static dyn Backend> {
+    match device {
+        Device::Cpu => Ok(&cpu::CPU),
+        Device::Cuda(_) | Device::Gpu(_) => Err(Error::NotImplemented {
+            op: "backend".into(),
+            device: format!("{device} (this build has no backend for it)"),
+        }),
+    }
+}

@@ -1,0 +1,28 @@
+//! rmlx-core: lazy arrays that record a compute graph, `eval` that runs it on per-device
+//! backends, and the quantization formats whose kernels compute straight from packed weights.
+//!
+//! Layout (MLX's split): `array` + `primitive` + `ops/` build graphs and compute nothing;
+//! `eval` runs them; `backend/<device>/<family>.rs` implement the primitives.
+
+pub mod array;
+pub mod backend;
+pub mod buffer;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod eval;
+pub mod ops;
+pub mod primitive;
+pub mod quant;
+pub mod shape;
+
+pub use array::Array;
+pub use buffer::{Buffer, HostBuffer};
+pub use device::Device;
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use eval::eval;
+pub use ops::concat;
+pub use primitive::Primitive;
+pub use quant::{GgmlType, QuantFormat};
+pub use shape::Shape;

@@ -1,0 +1,15 @@
+//! Ops: validate, promote and broadcast, then record a node. Nothing is computed here.
+//! Each op is a method on `Array` returning `Result<Array>`.
+
+mod elementwise;
+mod indexing;
+mod linalg;
+mod nn;
+mod quantized;
+mod reduce;
+mod rope;
+mod shape;
+
+
+
+pub use shape::concat;

@@ -1,0 +1,218 @@
+//! The closed set of primitives. Every backend matches every variant with no wildcard arm, so a
+//! missing kernel is an explicit "not implemented on this device" error.
+
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::quant::QuantFormat;
+use crate::shape::Shape;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Square,
+    Recip,
+    Sin,
+    Cos,
+    Tanh,
+    Sigmoid,
+    Silu,
+    /// GELU with erf.
+    Gelu,
+    /// GELU, tanh approximation.
+    GeluTanh,
+    Floor,
+    Ceil,
+    Round,
+    LogicalNot,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Maximum,
+    Minimum,
+    Pow,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    LogicalAnd,
+    LogicalOr,
+}
+
+impl BinaryOp {
+    pub fn is_comparison(self) -> bool {
+        use BinaryOp::*;
+        matches!(self, Eq | Ne | Lt | Le | Gt | Ge | LogicalAnd | LogicalOr)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+    Min,
+    Prod,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArgReduceOp {
+    ArgMax,
+    ArgMin,
+}
+
+/// Which pairs of a head's dimensions RoPE rotates together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RopeLayout {
+    /// (x[2i], x[2i+1]): GPT-J / Meta's original, MLX `traditional=True`.
+    Interleaved,
+    /// (x[i], x[i + d/2]): GPT-NeoX / Hugging Face `rotate_half`.
+    HalfSplit,
+}
+
+/// User-defined primitive: the escape hatch of the closed enum.
+pub trait CustomOp: Send + Sync {
+    fn name(&self) -> &str;
+    /// CPU implementation over evaluated host inputs.
+    fn eval_cpu(
+        &self,
+        inputs: &[crate::backend::Arg],
+        out_shape: &[usize],
+        out_dtype: DType,
+    ) -> crate::Result<crate::array::Data>;
+}
+
+#[derive(Clone)]
+pub enum Primitive {
+    // --- elementwise ---
+    AsType(DType),
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    /// select(cond, a, b)
+    Where,
+
+    // --- reductions ---
+    Reduce { op: ReduceOp, axes: Vec<usize> },
+    ArgReduce { op: ArgReduceOp, axis: usize },
+    /// Softmax over the last axis, computed in f32.
+    Softmax,
+    /// log(sum(exp(x))) over the last axis, computed in f32.
+    LogSumExp,
+    /// Indices (u32) of the k largest values along the last axis, largest first.
+    TopK { k: usize },
+
+    // --- views (no copy where strides allow) ---
+    Reshape(Shape),
+    Transpose(Vec<usize>),
+    Slice { start: Vec<usize>, stop: Vec<usize>, step: Vec<usize> },
+    BroadcastTo(Shape),
+    /// Materializes a row-major copy.
+    Contiguous,
+    ToDevice(Device),
+
+    // --- data movement ---
+    Concat { axis: usize },
+    /// inputs [dst, src]: dst with src written at `start` (unit steps); in place when dst's
+    /// buffer is not shared.
+    SliceUpdate { start: Vec<usize> },
+    /// inputs [x, idx]: x indexed along `axis` by idx; the axis is replaced by idx's shape.
+    Take { axis: usize },
+    /// inputs [x, idx]: idx has x's shape except along `axis` (numpy take_along_axis).
+    TakeAlongAxis { axis: usize },
+
+    // --- linear algebra ---
+    /// inputs [a (…, M, K), b (…, K, N)]; batch dims broadcast. Transposed operands are views.
+    Matmul,
+    /// inputs [x (…, K), w, extra…]: x · Wᵀ with W (N, K) stored in `format`.
+    QuantizedMatmul { format: QuantFormat, n: usize, k: usize },
+    /// inputs [x (…, K), w (E, …), extra…, idx (…, top_k) u32]: for each row of x and each of its
+    /// selected experts e, x · W[e]ᵀ. Output (…, top_k, N). x may also be (…, top_k, K).
+    GatherQmm { format: QuantFormat, n: usize, k: usize },
+    /// inputs [w, extra…, idx]: rows of a quantized table (embeddings), dequantized to the
+    /// output dtype. Output idx.shape + (k,).
+    QuantizedTake { format: QuantFormat, k: usize },
+
+    // --- fast fused ops (each also has a composed fallback in ops/) ---
+    /// inputs [x (…, D), weight (D)]
+    RmsNorm { eps: f32 },
+    /// inputs [x (B, H, T, D), inv_freq (dims/2) f32, positions (T) i32]: rotates the first
+    /// `dims` of D; cos/sin scaled by `mscale` (YaRN's attention factor).
+    Rope { layout: RopeLayout, dims: usize, mscale: f32 },
+    /// inputs [q (B, Hq, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv), q_pos (Tq) i32,
+    /// k_pos (Tk) i32, sinks (Hq)?]. Key j is visible to query i iff 0 <= k_pos[j] <= q_pos[i]
+    /// and, with a window, q_pos[i] - k_pos[j] < window. Negative k_pos marks an empty slot.
+    /// With sinks, one extra logit per head joins the softmax and is dropped.
+    ScaledDotProductAttention { scale: f32, window: Option<usize>, has_sinks: bool },
+
+    Custom(Arc<dyn CustomOp>),
+}
+
+impl Primitive {
+    pub fn name(&self) -> String {
+        match self {
+            Primitive::AsType(d) => format!("astype({d})"),
+            Primitive::Unary(op) => format!("{op:?}").to_lowercase(),
+            Primitive::Binary(op) => format!("{op:?}").to_lowercase(),
+            Primitive::Where => "where".into(),
+            Primitive::Reduce { op, .. } => format!("reduce_{op:?}").to_lowercase(),
+            Primitive::ArgReduce { op, .. } => format!("{op:?}").to_lowercase(),
+            Primitive::Softmax => "softmax".into(),
+            Primitive::LogSumExp => "logsumexp".into(),
+            Primitive::TopK { .. } => "topk".into(),
+            Primitive::Reshape(_) => "reshape".into(),
+            Primitive::Transpose(_) => "transpose".into(),
+            Primitive::Slice { .. } => "slice".into(),
+            Primitive::BroadcastTo(_) => "broadcast_to".into(),
+            Primitive::Contiguous => "contiguous".into(),
+            Primitive::ToDevice(d) => format!("to_device({d})"),
+            Primitive::Concat { .. } => "concat".into(),
+            Primitive::SliceUpdate { .. } => "slice_update".into(),
+            Primitive::Take { .. } => "take".into(),
+            Primitive::TakeAlongAxis { .. } => "take_along_axis".into(),
+            Primitive::Matmul => "matmul".into(),
+            Primitive::QuantizedMatmul { format, .. } => format!("quantized_matmul({format})"),
+            Primitive::GatherQmm { format, .. } => format!("gather_qmm({format})"),
+            Primitive::QuantizedTake { format, .. } => format!("quantized_take({format})"),
+            Primitive::RmsNorm { .. } => "rms_norm".into(),
+            Primitive::Rope { .. } => "rope".into(),
+            Primitive::ScaledDotProductAttention { .. } => "scaled_dot_product_attention".into(),
+            Primitive::Custom(c) => c.name().to_string(),
+        }
+    }
+
+    /// Elementwise primitives are what `compile` fuses.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Primitive::AsType(_) | Primitive::Unary(_) | Primitive::Binary(_) | Primitive::Where
+        )
+    }
+
+    /// Views produce a new strided description of their input's buffer, without a kernel.
+    pub fn is_view(&self) -> bool {
+        matches!(
+            self,
+            Primitive::Reshape(_)
+                | Primitive::Transpose(_)
+                | Primitive::Slice { .. }
+                | Primitive::BroadcastTo(_)
+        )
+    }
+}
+
+impl std::fmt::Debug for Primitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}

@@ -1,0 +1,1 @@
+//! rmlx-io: model files mapped to lazy arrays without copying.

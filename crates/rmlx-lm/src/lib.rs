@@ -1,0 +1,1 @@
+//! rmlx-lm: the library API an app embeds.
