@@ -22,7 +22,10 @@ pub(crate) struct Node {
 }
 
 pub(crate) enum State {
-    Pending { prim: Primitive, inputs: Vec<Array> },
+    Pending {
+        prim: Primitive,
+        inputs: Vec<Array>,
+    },
     Ready(Data),
     /// Transient while `eval` runs the node's kernel.
     Running,
@@ -39,7 +42,11 @@ pub struct Data {
 impl Data {
     /// A fresh contiguous buffer for `shape`.
     pub fn contiguous(buffer: Buffer, shape: &[usize]) -> Self {
-        Data { buffer: Arc::new(buffer), offset: 0, strides: contiguous_strides(shape) }
+        Data {
+            buffer: Arc::new(buffer),
+            offset: 0,
+            strides: contiguous_strides(shape),
+        }
     }
 
     /// True if the view is row-major contiguous (size-1 dims may have any stride).
@@ -68,7 +75,12 @@ impl Data {
 
 impl Array {
     pub(crate) fn from_node(shape: Shape, dtype: DType, device: Device, state: State) -> Array {
-        Array(Arc::new(Node { shape, dtype, device, state: Mutex::new(state) }))
+        Array(Arc::new(Node {
+            shape,
+            dtype,
+            device,
+            state: Mutex::new(state),
+        }))
     }
 
     /// Records a new graph node. Ops validate before calling this.
@@ -92,7 +104,11 @@ impl Array {
             )));
         }
         let buf = Buffer::Host(HostBuffer::from_slice(values)?);
-        Ok(Array::from_data(Data::contiguous(buf, shape), shape.to_vec(), T::DTYPE))
+        Ok(Array::from_data(
+            Data::contiguous(buf, shape),
+            shape.to_vec(),
+            T::DTYPE,
+        ))
     }
 
     pub fn from_vec<T: Element>(values: Vec<T>, shape: &[usize]) -> Result<Array> {
@@ -118,20 +134,31 @@ impl Array {
         if host.bytes().as_ptr() as usize % dtype.size() != 0 {
             // A misaligned mapped tensor is copied once into an aligned buffer.
             let mut owned = HostBuffer::zeroed(len)?;
-            owned.bytes_mut().expect("owned").copy_from_slice(host.bytes());
+            owned
+                .bytes_mut()
+                .expect("owned")
+                .copy_from_slice(host.bytes());
             return Ok(Array::from_data(
                 Data::contiguous(Buffer::Host(owned), shape),
                 shape.to_vec(),
                 dtype,
             ));
         }
-        Ok(Array::from_data(Data::contiguous(Buffer::Host(host), shape), shape.to_vec(), dtype))
+        Ok(Array::from_data(
+            Data::contiguous(Buffer::Host(host), shape),
+            shape.to_vec(),
+            dtype,
+        ))
     }
 
     pub fn zeros(shape: &[usize], dtype: DType) -> Result<Array> {
         let bytes = numel(shape) * dtype.size();
         let buf = Buffer::Host(HostBuffer::zeroed(bytes)?);
-        Ok(Array::from_data(Data::contiguous(buf, shape), shape.to_vec(), dtype))
+        Ok(Array::from_data(
+            Data::contiguous(buf, shape),
+            shape.to_vec(),
+            dtype,
+        ))
     }
 
     pub fn full(shape: &[usize], value: f32, dtype: DType) -> Result<Array> {
@@ -139,7 +166,11 @@ impl Array {
         crate::dispatch_dtype!(dtype, T => {
             buf.as_mut_slice::<T>()?.fill(T::from_f32(value));
         });
-        Ok(Array::from_data(Data::contiguous(Buffer::Host(buf), shape), shape.to_vec(), dtype))
+        Ok(Array::from_data(
+            Data::contiguous(Buffer::Host(buf), shape),
+            shape.to_vec(),
+            dtype,
+        ))
     }
 
     /// 0, 1, …, n-1.
@@ -151,7 +182,11 @@ impl Array {
                 *o = T::from_f32(*x);
             }
         });
-        Ok(Array::from_data(Data::contiguous(Buffer::Host(buf), &[n]), vec![n], dtype))
+        Ok(Array::from_data(
+            Data::contiguous(Buffer::Host(buf), &[n]),
+            vec![n],
+            dtype,
+        ))
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -218,8 +253,16 @@ impl Array {
 
     /// Evaluates, then copies the elements out in row-major order, converted to `T`.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
-        let a = if self.dtype() == T::DTYPE { self.clone() } else { self.astype(T::DTYPE)? };
-        let a = if a.device().is_cpu() { a } else { a.to_device(Device::Cpu)? };
+        let a = if self.dtype() == T::DTYPE {
+            self.clone()
+        } else {
+            self.astype(T::DTYPE)?
+        };
+        let a = if a.device().is_cpu() {
+            a
+        } else {
+            a.to_device(Device::Cpu)?
+        };
         let data = a.data()?;
         let host = data.host()?;
         let all = host.as_slice::<T>()?;
@@ -253,7 +296,13 @@ impl fmt::Debug for Array {
             State::Ready(_) => "ready".to_string(),
             State::Running => "running".to_string(),
         };
-        write!(f, "Array({:?}, {}, {}, {state})", self.shape(), self.dtype(), self.device())
+        write!(
+            f,
+            "Array({:?}, {}, {}, {state})",
+            self.shape(),
+            self.dtype(),
+            self.device()
+        )
     }
 }
 

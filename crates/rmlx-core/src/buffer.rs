@@ -17,8 +17,15 @@ pub struct Line([u8; 64]);
 pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 pub enum HostBuffer {
-    Owned { lines: Vec<Line>, len: usize },
-    Mapped { source: SharedBytes, offset: usize, len: usize },
+    Owned {
+        lines: Vec<Line>,
+        len: usize,
+    },
+    Mapped {
+        source: SharedBytes,
+        offset: usize,
+        len: usize,
+    },
 }
 
 /// Largest single host allocation we accept; guards against sizes taken from corrupt inputs.
@@ -56,7 +63,11 @@ impl HostBuffer {
                 "host buffer: view [{offset}, {offset}+{len}) is outside a source of {total} bytes"
             )));
         }
-        Ok(HostBuffer::Mapped { source, offset, len })
+        Ok(HostBuffer::Mapped {
+            source,
+            offset,
+            len,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -75,9 +86,11 @@ impl HostBuffer {
                 // SAFETY: `lines` holds at least `len` initialized bytes.
                 unsafe { std::slice::from_raw_parts(lines.as_ptr() as *const u8, *len) }
             }
-            HostBuffer::Mapped { source, offset, len } => {
-                &(**source).as_ref()[*offset..*offset + *len]
-            }
+            HostBuffer::Mapped {
+                source,
+                offset,
+                len,
+            } => &(**source).as_ref()[*offset..*offset + *len],
         }
     }
 
@@ -98,9 +111,9 @@ impl HostBuffer {
     }
 
     pub fn as_mut_slice<T: Element>(&mut self) -> Result<&mut [T]> {
-        let b = self
-            .bytes_mut()
-            .ok_or_else(|| Error::msg("host buffer: a mapped (read-only) buffer cannot be written"))?;
+        let b = self.bytes_mut().ok_or_else(|| {
+            Error::msg("host buffer: a mapped (read-only) buffer cannot be written")
+        })?;
         let size = std::mem::size_of::<T>();
         if b.as_ptr() as usize % std::mem::align_of::<T>() != 0 || b.len() % size != 0 {
             return Err(Error::msg("host buffer: misaligned for the element type"));

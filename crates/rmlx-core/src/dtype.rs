@@ -161,13 +161,34 @@ impl_element!(
 macro_rules! dispatch_dtype {
     ($dtype:expr, $T:ident => $body:expr) => {
         match $dtype {
-            $crate::DType::F32 => { type $T = f32; $body }
-            $crate::DType::F16 => { type $T = ::half::f16; $body }
-            $crate::DType::BF16 => { type $T = ::half::bf16; $body }
-            $crate::DType::I32 => { type $T = i32; $body }
-            $crate::DType::U32 => { type $T = u32; $body }
-            $crate::DType::U8 => { type $T = u8; $body }
-            $crate::DType::Bool => { type $T = bool; $body }
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F16 => {
+                type $T = ::half::f16;
+                $body
+            }
+            $crate::DType::BF16 => {
+                type $T = ::half::bf16;
+                $body
+            }
+            $crate::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::DType::U32 => {
+                type $T = u32;
+                $body
+            }
+            $crate::DType::U8 => {
+                type $T = u8;
+                $body
+            }
+            $crate::DType::Bool => {
+                type $T = bool;
+                $body
+            }
         }
     };
 }
@@ -177,9 +198,18 @@ macro_rules! dispatch_dtype {
 macro_rules! dispatch_float {
     ($dtype:expr, $op:expr, $T:ident => $body:expr) => {
         match $dtype {
-            $crate::DType::F32 => { type $T = f32; $body }
-            $crate::DType::F16 => { type $T = ::half::f16; $body }
-            $crate::DType::BF16 => { type $T = ::half::bf16; $body }
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F16 => {
+                type $T = ::half::f16;
+                $body
+            }
+            $crate::DType::BF16 => {
+                type $T = ::half::bf16;
+                $body
+            }
             other => {
                 return Err($crate::Error::dtype(format!(
                     "{}: expected a float dtype, found {}",

@@ -48,10 +48,16 @@ impl Error {
         Error::Format(m.to_string())
     }
     pub fn io(context: impl fmt::Display, source: std::io::Error) -> Self {
-        Error::Io { context: context.to_string(), source }
+        Error::Io {
+            context: context.to_string(),
+            source,
+        }
     }
     pub fn context(self, c: impl fmt::Display) -> Self {
-        Error::Context { context: c.to_string(), inner: Box::new(self) }
+        Error::Context {
+            context: c.to_string(),
+            inner: Box::new(self),
+        }
     }
 }
 

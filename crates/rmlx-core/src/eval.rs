@@ -90,15 +90,27 @@ fn take_input(inp: Array, device: crate::Device) -> Result<Arg> {
         return Ok(arg);
     }
     // Automatic transfer, through the host when neither side is the CPU.
-    let host = if from.is_cpu() { arg } else { to_host(arg, from)? };
+    let host = if from.is_cpu() {
+        arg
+    } else {
+        to_host(arg, from)?
+    };
     if device.is_cpu() {
         return Ok(host);
     }
     let data = backend::for_device(device)?.from_host(&host)?;
-    Ok(Arg { data, shape: host.shape, dtype: host.dtype })
+    Ok(Arg {
+        data,
+        shape: host.shape,
+        dtype: host.dtype,
+    })
 }
 
 fn to_host(arg: Arg, from: crate::Device) -> Result<Arg> {
     let data = backend::for_device(from)?.to_host(&arg)?;
-    Ok(Arg { data, shape: arg.shape, dtype: arg.dtype })
+    Ok(Arg {
+        data,
+        shape: arg.shape,
+        dtype: arg.dtype,
+    })
 }

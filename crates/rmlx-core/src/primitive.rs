@@ -103,57 +103,98 @@ pub enum Primitive {
     Where,
 
     // --- reductions ---
-    Reduce { op: ReduceOp, axes: Vec<usize> },
-    ArgReduce { op: ArgReduceOp, axis: usize },
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+    },
+    ArgReduce {
+        op: ArgReduceOp,
+        axis: usize,
+    },
     /// Softmax over the last axis, computed in f32.
     Softmax,
     /// log(sum(exp(x))) over the last axis, computed in f32.
     LogSumExp,
     /// Indices (u32) of the k largest values along the last axis, largest first.
-    TopK { k: usize },
+    TopK {
+        k: usize,
+    },
 
     // --- views (no copy where strides allow) ---
     Reshape(Shape),
     Transpose(Vec<usize>),
-    Slice { start: Vec<usize>, stop: Vec<usize>, step: Vec<usize> },
+    Slice {
+        start: Vec<usize>,
+        stop: Vec<usize>,
+        step: Vec<usize>,
+    },
     BroadcastTo(Shape),
     /// Materializes a row-major copy.
     Contiguous,
     ToDevice(Device),
 
     // --- data movement ---
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     /// inputs [dst, src]: dst with src written at `start` (unit steps); in place when dst's
     /// buffer is not shared.
-    SliceUpdate { start: Vec<usize> },
+    SliceUpdate {
+        start: Vec<usize>,
+    },
     /// inputs [x, idx]: x indexed along `axis` by idx; the axis is replaced by idx's shape.
-    Take { axis: usize },
+    Take {
+        axis: usize,
+    },
     /// inputs [x, idx]: idx has x's shape except along `axis` (numpy take_along_axis).
-    TakeAlongAxis { axis: usize },
+    TakeAlongAxis {
+        axis: usize,
+    },
 
     // --- linear algebra ---
     /// inputs [a (…, M, K), b (…, K, N)]; batch dims broadcast. Transposed operands are views.
     Matmul,
     /// inputs [x (…, K), w, extra…]: x · Wᵀ with W (N, K) stored in `format`.
-    QuantizedMatmul { format: QuantFormat, n: usize, k: usize },
+    QuantizedMatmul {
+        format: QuantFormat,
+        n: usize,
+        k: usize,
+    },
     /// inputs [x (…, K), w (E, …), extra…, idx (…, top_k) u32]: for each row of x and each of its
     /// selected experts e, x · W[e]ᵀ. Output (…, top_k, N). x may also be (…, top_k, K).
-    GatherQmm { format: QuantFormat, n: usize, k: usize },
+    GatherQmm {
+        format: QuantFormat,
+        n: usize,
+        k: usize,
+    },
     /// inputs [w, extra…, idx]: rows of a quantized table (embeddings), dequantized to the
     /// output dtype. Output idx.shape + (k,).
-    QuantizedTake { format: QuantFormat, k: usize },
+    QuantizedTake {
+        format: QuantFormat,
+        k: usize,
+    },
 
     // --- fast fused ops (each also has a composed fallback in ops/) ---
     /// inputs [x (…, D), weight (D)]
-    RmsNorm { eps: f32 },
+    RmsNorm {
+        eps: f32,
+    },
     /// inputs [x (B, H, T, D), inv_freq (dims/2) f32, positions (T) i32]: rotates the first
     /// `dims` of D; cos/sin scaled by `mscale` (YaRN's attention factor).
-    Rope { layout: RopeLayout, dims: usize, mscale: f32 },
+    Rope {
+        layout: RopeLayout,
+        dims: usize,
+        mscale: f32,
+    },
     /// inputs [q (B, Hq, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv), q_pos (Tq) i32,
     /// k_pos (Tk) i32, sinks (Hq)?]. Key j is visible to query i iff 0 <= k_pos[j] <= q_pos[i]
     /// and, with a window, q_pos[i] - k_pos[j] < window. Negative k_pos marks an empty slot.
     /// With sinks, one extra logit per head joins the softmax and is dropped.
-    ScaledDotProductAttention { scale: f32, window: Option<usize>, has_sinks: bool },
+    ScaledDotProductAttention {
+        scale: f32,
+        window: Option<usize>,
+        has_sinks: bool,
+    },
 
     Custom(Arc<dyn CustomOp>),
 }

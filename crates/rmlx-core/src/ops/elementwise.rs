@@ -50,7 +50,12 @@ impl Array {
         } else {
             self.clone()
         };
-        Ok(Array::new_op(Primitive::Unary(op), vec![x], self.shape().to_vec(), out_dtype))
+        Ok(Array::new_op(
+            Primitive::Unary(op),
+            vec![x],
+            self.shape().to_vec(),
+            out_dtype,
+        ))
     }
 
     pub fn logical_not(&self) -> Result<Array> {
@@ -63,8 +68,17 @@ impl Array {
         let dtype = DType::promote(self.dtype(), other.dtype());
         let a = self.astype(dtype)?;
         let b = other.astype(dtype)?;
-        let out_dtype = if op.is_comparison() { DType::Bool } else { dtype };
-        Ok(Array::new_op(Primitive::Binary(op), vec![a, b], shape, out_dtype))
+        let out_dtype = if op.is_comparison() {
+            DType::Bool
+        } else {
+            dtype
+        };
+        Ok(Array::new_op(
+            Primitive::Binary(op),
+            vec![a, b],
+            shape,
+            out_dtype,
+        ))
     }
 
     /// Binary op with a scalar, keeping this array's dtype (`x * 0.5` stays bf16).
@@ -112,7 +126,12 @@ impl Array {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        Ok(Array::new_op(Primitive::AsType(dtype), vec![self.clone()], self.shape().to_vec(), dtype))
+        Ok(Array::new_op(
+            Primitive::AsType(dtype),
+            vec![self.clone()],
+            self.shape().to_vec(),
+            dtype,
+        ))
     }
 
     /// The array on `device`; a no-op if it is already there.
@@ -144,7 +163,11 @@ pub(crate) fn expect_dtype(op: &str, what: &str, a: &Array, dtypes: &[DType]) ->
     }
     Err(Error::dtype(format!(
         "{op}: expected {what} of dtype {}, found {}",
-        dtypes.iter().map(|d| d.name()).collect::<Vec<_>>().join("|"),
+        dtypes
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join("|"),
         a.dtype()
     )))
 }

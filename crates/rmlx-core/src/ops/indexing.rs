@@ -31,7 +31,12 @@ impl Array {
         let ax = normalize_axis(axis, self.ndim(), "take_along_axis")?;
         expect_dtype("take_along_axis", "indices", indices, INDEX_DTYPES)?;
         if indices.ndim() != self.ndim()
-            || indices.shape().iter().zip(self.shape()).enumerate().any(|(i, (a, b))| i != ax && a != b)
+            || indices
+                .shape()
+                .iter()
+                .zip(self.shape())
+                .enumerate()
+                .any(|(i, (a, b))| i != ax && a != b)
         {
             return Err(Error::shape(format!(
                 "take_along_axis: indices {:?} do not match {:?} outside axis {ax}",
@@ -67,7 +72,9 @@ impl Array {
             }
         }
         Ok(Array::new_op(
-            Primitive::SliceUpdate { start: start.to_vec() },
+            Primitive::SliceUpdate {
+                start: start.to_vec(),
+            },
             vec![self.clone(), update.astype(self.dtype())?],
             self.shape().to_vec(),
             self.dtype(),

@@ -10,6 +10,6 @@ mod reduce;
 mod rope;
 mod shape;
 
-
-
+pub use nn::{sdpa_reference, AttentionMask};
+pub use rope::{llama3_inv_freq, plain_inv_freq, yarn_inv_freq, RopeScaling, YarnParams};
 pub use shape::concat;

@@ -12,13 +12,22 @@ impl Array {
         if shape == self.shape() {
             return Ok(self.clone());
         }
-        Ok(Array::new_op(Primitive::Reshape(shape.clone()), vec![self.clone()], shape, self.dtype()))
+        Ok(Array::new_op(
+            Primitive::Reshape(shape.clone()),
+            vec![self.clone()],
+            shape,
+            self.dtype(),
+        ))
     }
 
     pub fn transpose(&self, perm: &[usize]) -> Result<Array> {
         let nd = self.ndim();
         let mut seen = vec![false; nd];
-        if perm.len() != nd || perm.iter().any(|&p| p >= nd || std::mem::replace(&mut seen[p], true)) {
+        if perm.len() != nd
+            || perm
+                .iter()
+                .any(|&p| p >= nd || std::mem::replace(&mut seen[p], true))
+        {
             return Err(Error::shape(format!(
                 "transpose: expected a permutation of 0..{nd}, found {perm:?}"
             )));
@@ -27,7 +36,12 @@ impl Array {
             return Ok(self.clone());
         }
         let shape = perm.iter().map(|&p| self.shape()[p]).collect();
-        Ok(Array::new_op(Primitive::Transpose(perm.to_vec()), vec![self.clone()], shape, self.dtype()))
+        Ok(Array::new_op(
+            Primitive::Transpose(perm.to_vec()),
+            vec![self.clone()],
+            shape,
+            self.dtype(),
+        ))
     }
 
     pub fn swapaxes(&self, a: isize, b: isize) -> Result<Array> {
@@ -70,7 +84,11 @@ impl Array {
             return Ok(self.clone());
         }
         Ok(Array::new_op(
-            Primitive::Slice { start, stop: stop_c, step: step.to_vec() },
+            Primitive::Slice {
+                start,
+                stop: stop_c,
+                step: step.to_vec(),
+            },
             vec![self.clone()],
             shape,
             self.dtype(),
@@ -98,7 +116,12 @@ impl Array {
         if shape == self.shape() {
             return Ok(self.clone());
         }
-        Ok(Array::new_op(Primitive::BroadcastTo(shape.to_vec()), vec![self.clone()], shape.to_vec(), self.dtype()))
+        Ok(Array::new_op(
+            Primitive::BroadcastTo(shape.to_vec()),
+            vec![self.clone()],
+            shape.to_vec(),
+            self.dtype(),
+        ))
     }
 
     pub fn expand_dims(&self, axis: isize) -> Result<Array> {
@@ -127,21 +150,36 @@ impl Array {
 
     /// A row-major copy unless already contiguous (decided at eval time).
     pub fn contiguous(&self) -> Result<Array> {
-        Ok(Array::new_op(Primitive::Contiguous, vec![self.clone()], self.shape().to_vec(), self.dtype()))
+        Ok(Array::new_op(
+            Primitive::Contiguous,
+            vec![self.clone()],
+            self.shape().to_vec(),
+            self.dtype(),
+        ))
     }
 }
 
 /// Concatenates arrays of one dtype along `axis`.
 pub fn concat(arrays: &[Array], axis: isize) -> Result<Array> {
-    let first = arrays.first().ok_or_else(|| Error::shape("concat: expected at least one array"))?;
+    let first = arrays
+        .first()
+        .ok_or_else(|| Error::shape("concat: expected at least one array"))?;
     let ax = normalize_axis(axis, first.ndim(), "concat")?;
     let mut shape = first.shape().to_vec();
     shape[ax] = 0;
-    let dtype = arrays.iter().map(|a| a.dtype()).reduce(crate::DType::promote).unwrap();
+    let dtype = arrays
+        .iter()
+        .map(|a| a.dtype())
+        .reduce(crate::DType::promote)
+        .unwrap();
     let mut inputs = Vec::with_capacity(arrays.len());
     for a in arrays {
         if a.ndim() != first.ndim()
-            || a.shape().iter().zip(first.shape()).enumerate().any(|(i, (x, y))| i != ax && x != y)
+            || a.shape()
+                .iter()
+                .zip(first.shape())
+                .enumerate()
+                .any(|(i, (x, y))| i != ax && x != y)
         {
             return Err(Error::shape(format!(
                 "concat: shapes {:?} and {:?} differ outside axis {ax}",
@@ -155,7 +193,12 @@ pub fn concat(arrays: &[Array], axis: isize) -> Result<Array> {
     if inputs.len() == 1 {
         return Ok(inputs.pop().unwrap());
     }
-    Ok(Array::new_op(Primitive::Concat { axis: ax }, inputs, shape, dtype))
+    Ok(Array::new_op(
+        Primitive::Concat { axis: ax },
+        inputs,
+        shape,
+        dtype,
+    ))
 }
 
 fn infer_shape(size: usize, shape: &[isize], from: &[usize]) -> Result<Shape> {
@@ -176,7 +219,9 @@ fn infer_shape(size: usize, shape: &[isize], from: &[usize]) -> Result<Shape> {
     let known = checked_numel(&out).ok_or_else(|| Error::shape("reshape: shape overflows"))?;
     if let Some(i) = infer {
         if known == 0 || size % known != 0 {
-            return Err(Error::shape(format!("reshape: cannot reshape {from:?} to {shape:?}")));
+            return Err(Error::shape(format!(
+                "reshape: cannot reshape {from:?} to {shape:?}"
+            )));
         }
         out[i] = size / known;
     } else if known != size {

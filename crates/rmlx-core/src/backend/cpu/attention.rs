@@ -1,6 +1,108 @@
-//! SDPA (being written).
+//! Scaled dot-product attention with positions-based causal/sliding masks, GQA and attention
+//! sinks. One pass per query row with an online softmax; K/V are read in place (any stride
+//! along T, rows contiguous), so a KV cache view is never copied.
+
+use super::simd::DotWeight;
+use super::{alloc, contiguous, finish};
 use crate::array::Data;
 use crate::backend::Arg;
-use crate::dtype::DType;
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-pub fn sdpa(_sc: f32, _w: Option<usize>, _h: bool, _i: &[Arg], _s: &[usize], _d: DType) -> Result<Data> { Err(Error::NotImplemented { op: "sdpa".into(), device: "cpu".into() }) }
+use rayon::prelude::*;
+
+pub fn sdpa(
+    scale: f32,
+    window: Option<usize>,
+    has_sinks: bool,
+    inputs: &[Arg],
+    shape: &[usize],
+    out_dtype: DType,
+) -> Result<Data> {
+    let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
+    let (b, hq, tq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
+    let (hkv, tk, dv) = (k.shape[1], k.shape[2], v.shape[3]);
+    let qp = contiguous(&inputs[3])?;
+    let qpos = qp.host_slice::<i32>(tq)?;
+    let kp = contiguous(&inputs[4])?;
+    let kpos = kp.host_slice::<i32>(tk)?;
+    let sinks: Option<Vec<f32>> = if has_sinks {
+        let s = &inputs[5];
+        let sd = contiguous(s)?;
+        Some(
+            crate::dispatch_float!(s.dtype, "sdpa sinks", S => sd.host_slice::<S>(hq)?.iter().map(|v| v.to_f32()).collect()),
+        )
+    } else {
+        None
+    };
+    let rows_of = |x: &Arg| -> Result<Data> {
+        if x.data.strides[3] == 1 {
+            Ok(x.data.clone())
+        } else {
+            contiguous(x)
+        }
+    };
+    let (kd, vd) = (rows_of(k)?, rows_of(v)?);
+    let qd = contiguous(q)?;
+    let group = hq / hkv;
+    let mut out = alloc(shape, out_dtype)?;
+    crate::dispatch_float!(k.dtype, "sdpa", T => {
+        if v.dtype != k.dtype {
+            return Err(Error::dtype(format!("sdpa: expected k and v of one dtype, found {} and {}", k.dtype, v.dtype)));
+        }
+        crate::dispatch_float!(q.dtype, "sdpa", Q => {
+            let qv = qd.host_slice::<Q>(q.numel())?;
+            let kv = kd.host()?.as_slice::<T>()?;
+            let vv = vd.host()?.as_slice::<T>()?;
+            let (ks, vs) = (&kd.strides, &vd.strides);
+            let o = out.as_mut_slice::<Q>()?;
+            o.par_chunks_mut(dv).enumerate().for_each_init(
+                || (vec![0f32; d], vec![0f32; dv], vec![0f32; tk]),
+                |(qrow, acc, scores), (row, orow)| {
+                    let (bi, h, i) = (row / (hq * tq), (row / tq) % hq, row % tq);
+                    let hk = h / group;
+                    for (r, x) in qrow.iter_mut().zip(&qv[row * d..(row + 1) * d]) {
+                        *r = x.to_f32() * scale;
+                    }
+                    let pi = qpos[i];
+                    let kbase = kd.offset + bi * ks[0] + hk * ks[1];
+                    let vbase = vd.offset + bi * vs[0] + hk * vs[1];
+                    let mut m = sinks.as_ref().map_or(f32::NEG_INFINITY, |s| s[h]);
+                    for (j, &pj) in kpos.iter().enumerate() {
+                        let visible = pj >= 0 && pj <= pi && window.is_none_or(|w| ((pi - pj) as usize) < w);
+                        scores[j] = if visible {
+                            let kr = &kv[kbase + j * ks[2]..kbase + j * ks[2] + d];
+                            T::dot(qrow, kr)
+                        } else {
+                            f32::NEG_INFINITY
+                        };
+                        m = m.max(scores[j]);
+                    }
+                    acc.iter_mut().for_each(|a| *a = 0.0);
+                    let mut denom = sinks.as_ref().map_or(0.0, |s| (s[h] - m).exp());
+                    if m == f32::NEG_INFINITY {
+                        // No visible key and no sink: define the output as zeros.
+                        orow.iter_mut().for_each(|o| *o = Q::from_f32(0.0));
+                        return;
+                    }
+                    for (j, &s) in scores.iter().enumerate() {
+                        if s == f32::NEG_INFINITY {
+                            continue;
+                        }
+                        let p = (s - m).exp();
+                        denom += p;
+                        let vr = &vv[vbase + j * vs[2]..vbase + j * vs[2] + dv];
+                        for (a, x) in acc.iter_mut().zip(vr) {
+                            *a += p * x.to_f32();
+                        }
+                    }
+                    let inv = 1.0 / denom;
+                    for (o, a) in orow.iter_mut().zip(acc.iter()) {
+                        *o = Q::from_f32(a * inv);
+                    }
+                },
+            );
+        })
+    });
+    let _ = b;
+    Ok(finish(out, shape))
+}

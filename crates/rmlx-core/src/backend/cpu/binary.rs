@@ -83,7 +83,8 @@ pub fn binary(op: BinaryOp, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType)
     let sa = strided::broadcast_strides(&a.shape, &a.data.strides, shape);
     let sb = strided::broadcast_strides(&b.shape, &b.data.strides, shape);
     let n: usize = shape.iter().product();
-    let both_contig = a.is_contiguous() && b.is_contiguous() && a.shape == shape && b.shape == shape;
+    let both_contig =
+        a.is_contiguous() && b.is_contiguous() && a.shape == shape && b.shape == shape;
     let scalar_b = b.numel() == 1;
     macro_rules! run {
         ($T:ty, $O:ty, $f:expr) => {{
@@ -92,7 +93,10 @@ pub fn binary(op: BinaryOp, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType)
             let o = out.as_mut_slice::<$O>()?;
             let f = $f;
             if both_contig {
-                let (av, bv) = (&av[a.data.offset..a.data.offset + n], &bv[b.data.offset..b.data.offset + n]);
+                let (av, bv) = (
+                    &av[a.data.offset..a.data.offset + n],
+                    &bv[b.data.offset..b.data.offset + n],
+                );
                 o.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, o)| {
                     let base = c * PAR_CHUNK;
                     for (i, o) in o.iter_mut().enumerate() {
@@ -102,11 +106,13 @@ pub fn binary(op: BinaryOp, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType)
             } else if scalar_b && a.is_contiguous() && a.shape == shape {
                 let av = &av[a.data.offset..a.data.offset + n];
                 let bs = bv[b.data.offset];
-                o.par_chunks_mut(PAR_CHUNK).zip(av.par_chunks(PAR_CHUNK)).for_each(|(o, av)| {
-                    for (o, x) in o.iter_mut().zip(av) {
-                        *o = f(*x, bs);
-                    }
-                });
+                o.par_chunks_mut(PAR_CHUNK)
+                    .zip(av.par_chunks(PAR_CHUNK))
+                    .for_each(|(o, av)| {
+                        for (o, x) in o.iter_mut().zip(av) {
+                            *o = f(*x, bs);
+                        }
+                    });
             } else {
                 let oa = strided::offsets(shape, &sa, a.data.offset);
                 let ob = strided::offsets(shape, &sb, b.data.offset);
@@ -131,7 +137,9 @@ pub fn binary(op: BinaryOp, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType)
         DType::I32 => int_run::<i32>(op, cmp, &mut out, a, b, shape)?,
         DType::U32 => int_run::<u32>(op, cmp, &mut out, a, b, shape)?,
         DType::U8 => int_run::<u8>(op, cmp, &mut out, a, b, shape)?,
-        DType::Bool => run!(bool, bool, |x: bool, y: bool| apply_int(op, x as i64, y as i64) != 0),
+        DType::Bool => run!(bool, bool, |x: bool, y: bool| apply_int(
+            op, x as i64, y as i64
+        ) != 0),
     }
     Ok(finish(out, shape))
 }
@@ -167,9 +175,21 @@ fn int_run<T: IntLike>(
 /// where(cond, a, b) with broadcasting; a and b share the output dtype.
 pub fn select(c: &Arg, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
     let mut out = alloc(shape, out_dtype)?;
-    let oc = strided::offsets(shape, &strided::broadcast_strides(&c.shape, &c.data.strides, shape), c.data.offset);
-    let oa = strided::offsets(shape, &strided::broadcast_strides(&a.shape, &a.data.strides, shape), a.data.offset);
-    let ob = strided::offsets(shape, &strided::broadcast_strides(&b.shape, &b.data.strides, shape), b.data.offset);
+    let oc = strided::offsets(
+        shape,
+        &strided::broadcast_strides(&c.shape, &c.data.strides, shape),
+        c.data.offset,
+    );
+    let oa = strided::offsets(
+        shape,
+        &strided::broadcast_strides(&a.shape, &a.data.strides, shape),
+        a.data.offset,
+    );
+    let ob = strided::offsets(
+        shape,
+        &strided::broadcast_strides(&b.shape, &b.data.strides, shape),
+        b.data.offset,
+    );
     let cv = c.data.host()?.as_slice::<bool>()?;
     crate::dispatch_dtype!(out_dtype, T => {
         let av = a.data.host()?.as_slice::<T>()?;

@@ -1,6 +1,137 @@
-//! Matmul (being written).
+//! Matmul. Decode-shaped products (few rows of x against a row-major weight W, i.e. x·Wᵀ)
+//! take a GEMV path that reads W once in its own dtype; everything else goes to the `gemm`
+//! crate's blocked f32 kernels, which accept any strides (transposed operands are free).
+
+use super::simd::DotWeight;
+use super::{alloc, finish, strided};
 use crate::array::Data;
 use crate::backend::Arg;
-use crate::dtype::DType;
-use crate::error::{Error, Result};
-pub fn matmul(_a: &Arg, _b: &Arg, _s: &[usize], _d: DType) -> Result<Data> { Err(Error::NotImplemented { op: "matmul".into(), device: "cpu".into() }) }
+use crate::dtype::{DType, Element};
+use crate::error::Result;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// At most this many rows of x use the GEMV path.
+const GEMV_MAX_M: usize = 4;
+
+pub fn matmul(a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
+    let nd = shape.len();
+    let (m, n) = (shape[nd - 2], shape[nd - 1]);
+    let k = a.shape[a.shape.len() - 1];
+    let batch_shape = &shape[..nd - 2];
+    let bstr = |x: &Arg| {
+        let xs = &x.shape[..x.shape.len() - 2];
+        let st = &x.data.strides[..x.shape.len() - 2];
+        strided::offsets(
+            batch_shape,
+            &strided::broadcast_strides(xs, st, batch_shape),
+            x.data.offset,
+        )
+    };
+    let (a_off, b_off) = (bstr(a), bstr(b));
+    let sa = &a.data.strides[a.shape.len() - 2..];
+    let sb = &b.data.strides[b.shape.len() - 2..];
+    let mut out = vec![0f32; shape.iter().product()];
+    // b (K, N) with stride 1 along K: rows of W = columns of b are contiguous.
+    let w_rows = sb[0] == 1 || k == 1;
+    if m <= GEMV_MAX_M && w_rows {
+        let ldw = sb[1];
+        crate::dispatch_float!(b.dtype, "matmul", W => {
+            gemv::<W>(a, b, &a_off, &b_off, sa, ldw, (m, n, k), &mut out)?
+        });
+    } else {
+        let a32 = to_f32(a)?;
+        let b32 = to_f32(b)?;
+        for (bi, out_b) in out.chunks_mut(m * n).enumerate() {
+            // SAFETY: offsets and strides describe in-bounds views of the f32 buffers.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    out_b.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    a32.as_ptr().add(a_off[bi]),
+                    sa[1] as isize,
+                    sa[0] as isize,
+                    b32.as_ptr().add(b_off[bi]),
+                    sb[1] as isize,
+                    sb[0] as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(rayon::current_num_threads()),
+                );
+            }
+        }
+    }
+    let mut o = alloc(shape, out_dtype)?;
+    crate::dispatch_dtype!(out_dtype, O => {
+        for (d, v) in o.as_mut_slice::<O>()?.iter_mut().zip(&out) {
+            *d = O::from_f32(*v);
+        }
+    });
+    Ok(finish(o, shape))
+}
+
+/// The whole buffer as f32 (same element positions, so views' offsets/strides still apply).
+fn to_f32(x: &Arg) -> Result<std::borrow::Cow<'_, [f32]>> {
+    let h = x.data.host()?;
+    Ok(match x.dtype {
+        DType::F32 => std::borrow::Cow::Borrowed(h.as_slice::<f32>()?),
+        DType::BF16 => h.as_slice::<bf16>()?.iter().map(|v| v.to_f32()).collect(),
+        DType::F16 => h.as_slice::<f16>()?.iter().map(|v| v.to_f32()).collect(),
+        other => {
+            crate::dispatch_dtype!(other, T => h.as_slice::<T>()?.iter().map(|v| v.to_f32()).collect())
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemv<W: DotWeight>(
+    a: &Arg,
+    b: &Arg,
+    a_off: &[usize],
+    b_off: &[usize],
+    sa: &[usize],
+    ldw: usize,
+    (m, n, k): (usize, usize, usize),
+    out: &mut [f32],
+) -> Result<()> {
+    let w = b.data.host()?.as_slice::<W>()?;
+    let xa = to_f32(a)?;
+    // Rows of x gathered contiguous once.
+    let mut xs = vec![0f32; m * k];
+    for (bi, out_b) in out.chunks_mut(m * n).enumerate() {
+        for r in 0..m {
+            for c in 0..k {
+                xs[r * k + c] = xa[a_off[bi] + r * sa[0] + c * sa[1]];
+            }
+        }
+        let wb = &w[b_off[bi]..];
+        // Enough rows per task that the spawn cost (~µs) stays small against the work.
+        let rows_per_task = (32768 / k.max(1)).clamp(16, n.max(16));
+        let mut cols = vec![0f32; n * m];
+        cols.par_chunks_mut(rows_per_task * m)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                for (j, o) in chunk.chunks_mut(m).enumerate() {
+                    let row = t * rows_per_task + j;
+                    let wr = &wb[row * ldw..row * ldw + k];
+                    for (r, o) in o.iter_mut().enumerate() {
+                        *o = W::dot(&xs[r * k..(r + 1) * k], wr);
+                    }
+                }
+            });
+        for r in 0..m {
+            for c in 0..n {
+                out_b[r * n + c] = cols[c * m + r];
+            }
+        }
+    }
+    Ok(())
+}

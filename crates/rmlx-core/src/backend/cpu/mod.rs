@@ -9,6 +9,7 @@ mod norm;
 pub mod quantized;
 mod reduce;
 mod rope;
+mod simd;
 pub mod strided;
 mod unary;
 mod views;
@@ -102,12 +103,16 @@ impl Backend for CpuBackend {
                 quantized::quantized_take(*format, *k, &inputs, s, d)
             }
             Primitive::RmsNorm { eps } => norm::rms_norm(*eps, &inputs[0], &inputs[1], s, d),
-            Primitive::Rope { layout, dims, mscale } => {
-                rope::rope(*layout, *dims, *mscale, &inputs, s, d)
-            }
-            Primitive::ScaledDotProductAttention { scale, window, has_sinks } => {
-                attention::sdpa(*scale, *window, *has_sinks, &inputs, s, d)
-            }
+            Primitive::Rope {
+                layout,
+                dims,
+                mscale,
+            } => rope::rope(*layout, *dims, *mscale, &inputs, s, d),
+            Primitive::ScaledDotProductAttention {
+                scale,
+                window,
+                has_sinks,
+            } => attention::sdpa(*scale, *window, *has_sinks, &inputs, s, d),
             Primitive::Custom(op) => op.eval_cpu(&inputs, s, d),
         }
     }

@@ -1,7 +1,12 @@
 //! Walking strided views: the general (slow) path of kernels whose inputs are not contiguous.
 
 /// Calls `f` with the element offset of every index of `shape`, in row-major order.
-pub fn for_each_offset(shape: &[usize], strides: &[usize], offset: usize, mut f: impl FnMut(usize)) {
+pub fn for_each_offset(
+    shape: &[usize],
+    strides: &[usize],
+    offset: usize,
+    mut f: impl FnMut(usize),
+) {
     let n: usize = shape.iter().product();
     if n == 0 {
         return;
@@ -38,7 +43,11 @@ pub fn for_each_offset(shape: &[usize], strides: &[usize], offset: usize, mut f:
 }
 
 /// Strides of an input broadcast to `out_shape` (0 along broadcast dims).
-pub fn broadcast_strides(in_shape: &[usize], in_strides: &[usize], out_shape: &[usize]) -> Vec<usize> {
+pub fn broadcast_strides(
+    in_shape: &[usize],
+    in_strides: &[usize],
+    out_shape: &[usize],
+) -> Vec<usize> {
     let pad = out_shape.len() - in_shape.len();
     (0..out_shape.len())
         .map(|i| {

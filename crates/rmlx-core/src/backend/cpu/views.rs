@@ -7,25 +7,45 @@ use crate::error::Result;
 use crate::shape::contiguous_strides;
 
 pub fn reshape(x: &Arg, out_shape: &[usize]) -> Result<Data> {
-    let data = if x.is_contiguous() { x.data.clone() } else { copy_contiguous(x)? };
-    Ok(Data { buffer: data.buffer, offset: data.offset, strides: contiguous_strides(out_shape) })
+    let data = if x.is_contiguous() {
+        x.data.clone()
+    } else {
+        copy_contiguous(x)?
+    };
+    Ok(Data {
+        buffer: data.buffer,
+        offset: data.offset,
+        strides: contiguous_strides(out_shape),
+    })
 }
 
 pub fn transpose(x: &Arg, perm: &[usize]) -> Result<Data> {
     let strides = perm.iter().map(|&p| x.data.strides[p]).collect();
-    Ok(Data { buffer: x.data.buffer.clone(), offset: x.data.offset, strides })
+    Ok(Data {
+        buffer: x.data.buffer.clone(),
+        offset: x.data.offset,
+        strides,
+    })
 }
 
 pub fn slice(x: &Arg, start: &[usize], step: &[usize]) -> Result<Data> {
     let s = &x.data.strides;
     let offset = x.data.offset + start.iter().zip(s).map(|(a, b)| a * b).sum::<usize>();
     let strides = s.iter().zip(step).map(|(a, b)| a * b).collect();
-    Ok(Data { buffer: x.data.buffer.clone(), offset, strides })
+    Ok(Data {
+        buffer: x.data.buffer.clone(),
+        offset,
+        strides,
+    })
 }
 
 pub fn broadcast_to(x: &Arg, out_shape: &[usize]) -> Result<Data> {
     let strides = strided::broadcast_strides(&x.shape, &x.data.strides, out_shape);
-    Ok(Data { buffer: x.data.buffer.clone(), offset: x.data.offset, strides })
+    Ok(Data {
+        buffer: x.data.buffer.clone(),
+        offset: x.data.offset,
+        strides,
+    })
 }
 
 /// A row-major copy of a strided view.
