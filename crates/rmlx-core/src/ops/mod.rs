@@ -5,7 +5,7 @@ mod elementwise;
 mod indexing;
 mod linalg;
 mod nn;
-mod quantized;
+pub mod quantized;
 mod reduce;
 mod rope;
 mod shape;

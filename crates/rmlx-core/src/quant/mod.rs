@@ -1,12 +1,22 @@
 //! Quantization formats. A quantized tensor is not a dtype: it is packed bytes (plus, for some
 //! formats, separate scale/bias arrays) that quantized primitives compute from directly. Each
-//! format has a reference dequantizer (the test oracle) and CPU kernels in
+//! format decodes a row to one common form (`decode`), which is both the reference
+//! dequantizer (the test oracle) and the input of the CPU kernels in
 //! `backend/cpu/quantized/`.
 
+pub mod affine;
+pub mod blocks;
+pub mod decode;
 pub mod ggml;
+pub mod gguf;
+pub mod mxfp4;
+pub mod quantize;
+pub mod weight;
 
+pub use decode::{decode_row, dequantize_row, Floats, RowRef, GROUP};
 pub use ggml::GgmlType;
 use std::fmt;
+pub use weight::QuantizedWeight;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QuantFormat {

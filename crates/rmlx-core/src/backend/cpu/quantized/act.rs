@@ -1,0 +1,60 @@
+//! Activations quantized to 8 bits once per matmul (llama.cpp's Q8 idea): per 32 values one
+//! scale, q = round(x / d) in −127..=127. Scales and d·Σq are stored per 16-element group so
+//! the dot kernels combine them with the weights' per-16 scales and offsets directly.
+
+use crate::quant::GROUP;
+
+pub struct QRows {
+    pub k: usize,
+    /// (rows, K)
+    pub q: Vec<i8>,
+    /// (rows, K/16): the scale of the 32-block holding each group.
+    pub d: Vec<f32>,
+    /// (rows, K/16): d · Σ q over the group (multiplies the weight offset).
+    pub sd: Vec<f32>,
+}
+
+pub struct XRow<'a> {
+    pub q: &'a [i8],
+    pub d: &'a [f32],
+    pub sd: &'a [f32],
+}
+
+impl QRows {
+    pub fn new(rows: usize, k: usize) -> Self {
+        let g = k / GROUP;
+        QRows {
+            k,
+            q: vec![0; rows * k],
+            d: vec![0.0; rows * g],
+            sd: vec![0.0; rows * g],
+        }
+    }
+
+    pub fn row(&self, r: usize) -> XRow<'_> {
+        let g = self.k / GROUP;
+        XRow {
+            q: &self.q[r * self.k..][..self.k],
+            d: &self.d[r * g..][..g],
+            sd: &self.sd[r * g..][..g],
+        }
+    }
+}
+
+/// Quantizes one row of K floats (K a multiple of 16; a trailing 16 forms its own block).
+pub fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], sd: &mut [f32]) {
+    for (b, xb) in x.chunks(32).enumerate() {
+        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let db = amax / 127.0;
+        let id = if db > 0.0 { 1.0 / db } else { 0.0 };
+        let qb = &mut q[b * 32..b * 32 + xb.len()];
+        for (qi, xi) in qb.iter_mut().zip(xb) {
+            *qi = (xi * id).round() as i8;
+        }
+        for (h, qg) in qb.chunks(GROUP).enumerate() {
+            let sum: i32 = qg.iter().map(|&v| v as i32).sum();
+            d[2 * b + h] = db;
+            sd[2 * b + h] = db * sum as f32;
+        }
+    }
+}

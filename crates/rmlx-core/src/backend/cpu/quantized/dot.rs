@@ -1,0 +1,47 @@
+//! Dot product of one decoded weight row (u, s, o per 16) with one quantized activation row:
+//! Σ_g s_g·d_g·Σ(u·q) + o_g·d_g·Σq, integer inside each group. The AVX-512 VNNI version is in
+//! `simd.rs`; this scalar one is the fallback and gives the same integers.
+
+use super::act::XRow;
+use crate::quant::GROUP;
+
+/// A weight row in the common form, reused across rows of x (the GEMM's reuse).
+pub struct Decoded {
+    pub u: Vec<u8>,
+    pub s: Vec<f32>,
+    pub o: Vec<f32>,
+}
+
+impl Decoded {
+    pub fn new(k: usize) -> Self {
+        Decoded {
+            u: vec![0; k],
+            s: vec![0.0; k / GROUP],
+            o: vec![0.0; k / GROUP],
+        }
+    }
+}
+
+pub type DotFn = fn(&Decoded, &XRow) -> f32;
+
+pub fn dot_scalar(w: &Decoded, x: &XRow) -> f32 {
+    let mut acc = 0f32;
+    for (g, (wu, xq)) in
+        w.u.chunks_exact(GROUP)
+            .zip(x.q.chunks_exact(GROUP))
+            .enumerate()
+    {
+        let isum: i32 = wu.iter().zip(xq).map(|(&a, &b)| a as i32 * b as i32).sum();
+        acc += w.s[g] * x.d[g] * isum as f32 + w.o[g] * x.sd[g];
+    }
+    acc
+}
+
+/// The fastest dot this CPU supports.
+pub fn best_dot() -> DotFn {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx512_vnni() {
+        return super::simd::dot;
+    }
+    dot_scalar
+}

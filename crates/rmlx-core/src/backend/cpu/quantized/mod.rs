@@ -1,0 +1,210 @@
+//! Quantized matmul on the CPU, straight from packed weights. Activations are quantized to
+//! 8 bits once per call (`act`); each weight row is decoded once per tile of x rows into the
+//! common (u, s, o) form (`crate::quant::decode`) and reused across the tile with integer
+//! dot products (`dot`, `simd`). Work is split over output rows (N) with rayon, serially for
+//! small problems where spawning costs more than it saves.
+
+mod act;
+mod dot;
+#[cfg(target_arch = "x86_64")]
+mod simd;
+mod weights;
+
+use crate::array::Data;
+use crate::backend::Arg;
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::quant::{decode_row, dequantize_row, QuantFormat};
+use act::QRows;
+use dot::{best_dot, Decoded};
+use rayon::prelude::*;
+use weights::{Parts, WeightView};
+
+/// Rows of x per tile: the tile's quantized rows stay in L1/L2 while a weight row is reused.
+const TILE_M: usize = 32;
+/// Below this many multiply-adds a matmul runs on the calling thread.
+const SERIAL_WORK: usize = 1 << 19;
+
+/// Output rows that use one expert: (x row, output row) pairs.
+struct Job {
+    expert: usize,
+    rows: Vec<(usize, usize)>,
+}
+
+pub fn quantized_matmul(
+    f: QuantFormat,
+    n: usize,
+    k: usize,
+    inputs: &[Arg],
+    s: &[usize],
+    d: DType,
+) -> Result<Data> {
+    let parts = Parts::new(f, k, &inputs[1..])?;
+    let w = parts.view(n)?;
+    let xq = quantize_x(&inputs[0], k)?;
+    let m = xq.q.len() / k;
+    let jobs = [Job {
+        expert: 0,
+        rows: (0..m).map(|r| (r, r)).collect(),
+    }];
+    let out = run(&w, &xq, &jobs, m)?;
+    write_out(&out, s, d)
+}
+
+pub fn gather_qmm(
+    f: QuantFormat,
+    n: usize,
+    k: usize,
+    inputs: &[Arg],
+    s: &[usize],
+    d: DType,
+) -> Result<Data> {
+    let (idx_arg, wargs) = inputs[1..].split_last().expect("op gives x, parts, idx");
+    let experts = wargs[0].shape[0];
+    let parts = Parts::new(f, k, wargs)?;
+    let w = parts.view(n)?;
+    let xq = quantize_x(&inputs[0], k)?;
+    let idx = indices(idx_arg, experts, "gather_qmm")?;
+    let top_k = *idx_arg.shape.last().unwrap_or(&1);
+    let shared_x = xq.q.len() / k != idx.len(); // x (…, K) shared by its top_k experts
+    let mut by_expert: Vec<Vec<(usize, usize)>> = vec![Vec::new(); experts];
+    for (o, &e) in idx.iter().enumerate() {
+        by_expert[e].push((if shared_x { o / top_k } else { o }, o));
+    }
+    let jobs: Vec<Job> = by_expert
+        .into_iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(expert, rows)| Job { expert, rows })
+        .collect();
+    let out = run(&w, &xq, &jobs, idx.len())?;
+    write_out(&out, s, d)
+}
+
+pub fn quantized_take(
+    f: QuantFormat,
+    k: usize,
+    inputs: &[Arg],
+    s: &[usize],
+    d: DType,
+) -> Result<Data> {
+    let (idx_arg, wargs) = inputs.split_last().expect("op gives parts, idx");
+    let n = wargs[0].shape[0];
+    let parts = Parts::new(f, k, wargs)?;
+    let w = parts.view(n)?;
+    let idx = indices(idx_arg, n, "quantized_take")?;
+    let mut out = vec![0f32; idx.len() * k];
+    for (o, &r) in out.chunks_exact_mut(k).zip(&idx) {
+        dequantize_row(w.row(0, r), o)?;
+    }
+    write_out(&out, s, d)
+}
+
+/// Indices as usize, each checked against `bound`.
+fn indices(arg: &Arg, bound: usize, op: &str) -> Result<Vec<usize>> {
+    let data = super::contiguous(arg)?;
+    let n = arg.numel();
+    let v: Vec<i64> = match arg.dtype {
+        DType::U32 => data
+            .host_slice::<u32>(n)?
+            .iter()
+            .map(|&i| i as i64)
+            .collect(),
+        DType::I32 => data
+            .host_slice::<i32>(n)?
+            .iter()
+            .map(|&i| i as i64)
+            .collect(),
+        other => {
+            return Err(Error::dtype(format!(
+                "{op}: expected u32/i32 indices, found {other}"
+            )))
+        }
+    };
+    v.into_iter()
+        .map(|i| {
+            usize::try_from(i)
+                .ok()
+                .filter(|&i| i < bound)
+                .ok_or_else(|| {
+                    Error::shape(format!("{op}: expected indices in [0, {bound}), found {i}"))
+                })
+        })
+        .collect()
+}
+
+/// x (…, K) as quantized rows.
+fn quantize_x(x: &Arg, k: usize) -> Result<QRows> {
+    let data = super::contiguous(x)?;
+    let m = x.numel() / k;
+    let mut q = QRows::new(m, k);
+    let g = k / crate::quant::GROUP;
+    crate::dispatch_float!(x.dtype, "quantized_matmul", T => {
+        let xs = data.host_slice::<T>(m * k)?;
+        let rows = q.q.par_chunks_mut(k).zip(q.d.par_chunks_mut(g)).zip(q.sd.par_chunks_mut(g));
+        rows.enumerate().with_min_len(16).for_each(|(r, ((qr, dr), sr))| {
+            let xf: Vec<f32> = xs[r * k..(r + 1) * k].iter().map(|v| v.to_f32()).collect();
+            act::quantize_row(&xf, qr, dr, sr);
+        });
+    });
+    Ok(q)
+}
+
+/// A raw pointer to the output shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every (output row, n) element is written by exactly one task.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Computes every job's rows against every output feature; returns (out_rows, N) f32.
+fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Result<Vec<f32>> {
+    let n = w.n();
+    let k = xq.k;
+    let mut out = vec![0f32; out_rows * n];
+    let ptr = OutPtr(out.as_mut_ptr());
+    let total_rows: usize = jobs.iter().map(|j| j.rows.len()).sum();
+    let threads = rayon::current_num_threads();
+    let serial = threads == 1 || n * k * total_rows < SERIAL_WORK;
+    // Enough chunks per job to balance, each large enough to amortize its scheduling.
+    let chunk = if serial {
+        n
+    } else {
+        n.div_ceil(4 * threads).max(16)
+    };
+    let tasks: Vec<(usize, usize)> = (0..jobs.len())
+        .flat_map(|j| (0..n).step_by(chunk).map(move |n0| (j, n0)))
+        .collect();
+    let task = |&(j, n0): &(usize, usize)| -> Result<()> {
+        let job = &jobs[j];
+        let dot = best_dot();
+        let mut dec = Decoded::new(k);
+        for tile in job.rows.chunks(TILE_M) {
+            for r in n0..(n0 + chunk).min(n) {
+                decode_row(w.row(job.expert, r), &mut dec.u, &mut dec.s, &mut dec.o)?;
+                for &(xr, or) in tile {
+                    let v = dot(&dec, &xq.row(xr));
+                    // SAFETY: (or, r) is in bounds and written by this task only.
+                    unsafe { *{ ptr }.0.add(or * n + r) = v };
+                }
+            }
+        }
+        Ok(())
+    };
+    if serial {
+        tasks.iter().try_for_each(task)?;
+    } else {
+        tasks.par_iter().try_for_each(task)?;
+    }
+    Ok(out)
+}
+
+fn write_out(out: &[f32], s: &[usize], d: DType) -> Result<Data> {
+    let mut buf = super::alloc(s, d)?;
+    crate::dispatch_float!(d, "quantized_matmul", T => {
+        for (o, v) in buf.as_mut_slice::<T>()?.iter_mut().zip(out) {
+            *o = T::from_f32(*v);
+        }
+    });
+    Ok(super::finish(buf, s))
+}
