@@ -1,1 +1,10 @@
-//! rmlx-lm: the library API an app embeds.
+//! rmlx-lm: the library API an app embeds: load a model, run it with a KV cache, sample,
+//! tokenize, render chat templates, stream generations.
+
+pub mod cache;
+pub mod layers;
+pub mod model;
+pub mod models;
+pub mod weights;
+
+pub use model::{Logits, Model, ModelInfo};

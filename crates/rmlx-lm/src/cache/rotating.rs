@@ -1,0 +1,104 @@
+//! Sliding-window cache: holds only the last `window` positions, slot = position % window, so
+//! memory does not grow with the context. A multi-token chunk attends over the old window plus
+//! the whole chunk; the mask (from positions) keeps each query inside its own window.
+
+use super::{KvCache, KvView};
+use rmlx_core::{concat, Array, DType, Result};
+
+pub struct RotatingCache {
+    window: usize,
+    dtype: DType,
+    keys: Option<Array>,   // (B, Hkv, window, D)
+    values: Option<Array>, // (B, Hkv, window, Dv)
+    /// Position held by each slot, -1 if empty.
+    slot_pos: Vec<i32>,
+    offset: usize,
+}
+
+impl RotatingCache {
+    pub fn new(window: usize, dtype: DType) -> Self {
+        RotatingCache {
+            window,
+            dtype,
+            keys: None,
+            values: None,
+            slot_pos: vec![-1; window],
+            offset: 0,
+        }
+    }
+
+    /// Writes positions offset+first.. of `x` (B, H, T, D) into their slots (at most 2 runs).
+    fn write(&self, buf: Array, x: &Array, first: usize) -> Result<Array> {
+        let t = x.dim(2);
+        let mut buf = buf;
+        let mut i = first;
+        while i < t {
+            let slot = (self.offset + i) % self.window;
+            let run = (self.window - slot).min(t - i);
+            buf = buf.slice_update(&x.slice_axis(2, i, i + run)?, &[0, 0, slot, 0])?;
+            i += run;
+        }
+        Ok(buf)
+    }
+}
+
+impl KvCache for RotatingCache {
+    fn update(&mut self, k: &Array, v: &Array) -> Result<KvView> {
+        let t = k.dim(2);
+        let (b, h) = (k.dim(0), k.dim(1));
+        let keys = match self.keys.take() {
+            Some(a) => a,
+            None => Array::zeros(&[b, h, self.window, k.dim(3)], self.dtype)?,
+        };
+        let values = match self.values.take() {
+            Some(a) => a,
+            None => Array::zeros(&[b, h, self.window, v.dim(3)], self.dtype)?,
+        };
+        let new_pos: Vec<i32> = (self.offset..self.offset + t).map(|p| p as i32).collect();
+        let view = if t == 1 {
+            // Decode: write first, then attend over the window (it holds the new token).
+            let keys = self.write(keys, k, 0)?;
+            let values = self.write(values, v, 0)?;
+            self.slot_pos[self.offset % self.window] = self.offset as i32;
+            self.keys = Some(keys.clone());
+            self.values = Some(values.clone());
+            KvView {
+                keys,
+                values,
+                k_pos: Array::from_slice(&self.slot_pos, &[self.window])?,
+            }
+        } else {
+            // Prefill chunk: attend over [old window | chunk], then keep the last `window`.
+            let mut pos = self.slot_pos.clone();
+            pos.extend(&new_pos);
+            let view = KvView {
+                keys: concat(&[keys.clone(), k.astype(self.dtype)?], 2)?,
+                values: concat(&[values.clone(), v.astype(self.dtype)?], 2)?,
+                k_pos: Array::from_slice(&pos, &[pos.len()])?,
+            };
+            let first = t.saturating_sub(self.window);
+            self.keys = Some(self.write(keys, k, first)?);
+            self.values = Some(self.write(values, v, first)?);
+            for p in self.offset + first..self.offset + t {
+                self.slot_pos[p % self.window] = p as i32;
+            }
+            view
+        };
+        self.offset += t;
+        Ok(view)
+    }
+
+    fn offset(&self) -> usize {
+        self.offset
+    }
+
+    fn nbytes(&self) -> usize {
+        self.keys.as_ref().map_or(0, |a| a.nbytes())
+            + self.values.as_ref().map_or(0, |a| a.nbytes())
+    }
+
+    fn reset(&mut self) {
+        self.offset = 0;
+        self.slot_pos.iter_mut().for_each(|p| *p = -1);
+    }
+}

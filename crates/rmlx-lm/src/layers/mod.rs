@@ -1,0 +1,7 @@
+//! Building blocks shared by the model files.
+
+mod embedding;
+mod linear;
+
+pub use embedding::Embedding;
+pub use linear::Linear;

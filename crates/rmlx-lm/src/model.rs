@@ -1,0 +1,59 @@
+//! The interface every model file implements, shared by generation, `logits`, `bench` and the
+//! server.
+
+use crate::cache::ModelCache;
+use rmlx_core::{Array, Result};
+
+/// Which positions' logits `forward` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// (T, vocab): every position (teacher forcing, perplexity).
+    All,
+    /// (1, vocab): only the last position (generation).
+    Last,
+}
+
+/// Facts about a loaded model that the runtime needs.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    /// `model_type` / GGUF architecture, e.g. "llama", "qwen2", "gpt_oss".
+    pub architecture: String,
+    pub vocab_size: usize,
+    /// Longest context the model supports (positions).
+    pub context_length: usize,
+    pub num_layers: usize,
+    pub hidden_size: usize,
+    /// Parameters (logical elements) and bytes of the weights, for reports.
+    pub parameters: usize,
+    pub weight_bytes: usize,
+}
+
+pub trait Model: Send + Sync {
+    fn info(&self) -> &ModelInfo;
+
+    /// Fresh per-layer caches (full, rotating, … as the model's layers need).
+    fn make_cache(&self) -> ModelCache;
+
+    /// Runs `tokens` (positions cache.offset()..+T) through the model, updating `cache`.
+    /// Returns f32 logits (T, vocab) or (1, vocab), lazily: the caller evaluates.
+    fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array>;
+
+    /// Checks a chunk before it is run: ids in the vocabulary, context not exceeded.
+    fn check_tokens(&self, tokens: &[u32], cache: &ModelCache) -> Result<()> {
+        let info = self.info();
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= info.vocab_size) {
+            return Err(rmlx_core::Error::msg(format!(
+                "{}: token id {bad} is outside the vocabulary (size {})",
+                info.architecture, info.vocab_size
+            )));
+        }
+        let end = cache.offset() + tokens.len();
+        if end > info.context_length {
+            return Err(rmlx_core::Error::msg(format!(
+                "{}: {end} tokens exceed the model's context of {} tokens",
+                info.architecture, info.context_length
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! The Llama family: Llama 2/3/3.x (Llama-3 RoPE scaling), SmolLM2, Mistral, Qwen2 (q/k/v
+//! biases), Qwen3 (per-head q/k RMSNorm); tied or untied embeddings. Hugging Face names;
+//! GGUF sources map their names to these.
+
+use crate::cache::{FullCache, KvCache, ModelCache, RotatingCache};
+use crate::layers::{Embedding, Linear};
+use crate::model::{Logits, Model, ModelInfo};
+use crate::weights::Weights;
+use rmlx_core::ops::{AttentionMask, RopeScaling};
+use rmlx_core::primitive::RopeLayout;
+use rmlx_core::{Array, DType, Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct LlamaConfig {
+    pub architecture: String,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f64,
+    pub rope_scaling: RopeScaling,
+    /// HalfSplit for Hugging Face weights; Interleaved for llama GGUF files (llama.cpp's
+    /// converter permutes q/k rows so that the interleaved rotation is equivalent).
+    pub rope_layout: RopeLayout,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    pub attention_bias: bool,
+    pub qk_norm: bool,
+    pub sliding_window: Option<usize>,
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Option<Array>,
+    k_norm: Option<Array>,
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+struct Layer {
+    input_layernorm: Array,
+    self_attn: Attention,
+    post_attention_layernorm: Array,
+    mlp: Mlp,
+}
+
+pub struct Llama {
+    cfg: LlamaConfig,
+    info: ModelInfo,
+    embed_tokens: Embedding,
+    layers: Vec<Layer>,
+    norm: Array,
+    lm_head: Linear,
+    inv_freq: Array,
+    mscale: f32,
+    /// Activations dtype (f32 on the CPU: exact against the references).
+    act: DType,
+}
+
+impl Llama {
+    pub fn load(cfg: LlamaConfig, w: &Weights, info: ModelInfo) -> Result<Self> {
+        validate(&cfg)?;
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let m = w.pp("model");
+        let embed = m
+            .pp("embed_tokens")
+            .tensor("weight", &[cfg.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let l = m.pp("layers").pp(i);
+            let a = l.pp("self_attn");
+            let b = cfg.attention_bias;
+            let self_attn = Attention {
+                q_proj: Linear::load(&a.pp("q_proj"), h, nq * d, b)?,
+                k_proj: Linear::load(&a.pp("k_proj"), h, nkv * d, b)?,
+                v_proj: Linear::load(&a.pp("v_proj"), h, nkv * d, b)?,
+                o_proj: Linear::load(&a.pp("o_proj"), nq * d, h, false)?,
+                q_norm: if cfg.qk_norm {
+                    Some(a.pp("q_norm").dense("weight", &[d])?)
+                } else {
+                    None
+                },
+                k_norm: if cfg.qk_norm {
+                    Some(a.pp("k_norm").dense("weight", &[d])?)
+                } else {
+                    None
+                },
+            };
+            let p = l.pp("mlp");
+            let ff = cfg.intermediate_size;
+            layers.push(Layer {
+                input_layernorm: l.pp("input_layernorm").dense("weight", &[h])?,
+                self_attn,
+                post_attention_layernorm: l.pp("post_attention_layernorm").dense("weight", &[h])?,
+                mlp: Mlp {
+                    gate_proj: Linear::load(&p.pp("gate_proj"), h, ff, false)?,
+                    up_proj: Linear::load(&p.pp("up_proj"), h, ff, false)?,
+                    down_proj: Linear::load(&p.pp("down_proj"), ff, h, false)?,
+                },
+            });
+        }
+        let lm_head = match w.pp("lm_head").get_opt("weight")? {
+            Some(_) if !cfg.tie_word_embeddings => {
+                Linear::load(&w.pp("lm_head"), h, cfg.vocab_size, false)?
+            }
+            _ => Linear::from_tensor(embed.clone(), None),
+        };
+        let (inv_freq, mscale) = cfg.rope_scaling.tables(cfg.rope_theta, d)?;
+        Ok(Llama {
+            norm: m.pp("norm").dense("weight", &[h])?,
+            embed_tokens: Embedding { table: embed },
+            layers,
+            lm_head,
+            inv_freq,
+            mscale,
+            act: DType::F32,
+            info,
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    fn attention(
+        &self,
+        a: &Attention,
+        x: &Array,
+        pos: &Array,
+        cache: &mut dyn KvCache,
+    ) -> Result<Array> {
+        let c = &self.cfg;
+        let t = x.dim(0) as isize;
+        let (nq, nkv, d) = (
+            c.num_attention_heads as isize,
+            c.num_key_value_heads as isize,
+            c.head_dim,
+        );
+        let heads = |y: Array, n: isize, norm: &Option<Array>| -> Result<Array> {
+            let y = y.reshape(&[1, t, n, d as isize])?; // (1, T, H, D)
+            let y = match norm {
+                Some(w) => y.rms_norm(w, c.rms_norm_eps)?,
+                None => y,
+            };
+            y.transpose(&[0, 2, 1, 3]) // (1, H, T, D)
+        };
+        let q = heads(a.q_proj.forward(x)?, nq, &a.q_norm)?;
+        let k = heads(a.k_proj.forward(x)?, nkv, &a.k_norm)?;
+        let v = heads(a.v_proj.forward(x)?, nkv, &None)?;
+        let q = q.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos)?;
+        let k = k.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos)?;
+        let kv = cache.update(&k, &v)?;
+        let mask = AttentionMask {
+            q_pos: pos.clone(),
+            k_pos: kv.k_pos,
+            window: c.sliding_window,
+        };
+        let o = q.scaled_dot_product_attention(
+            &kv.keys,
+            &kv.values,
+            1.0 / (d as f32).sqrt(),
+            &mask,
+            None,
+        )?;
+        let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[t, nq * d as isize])?; // (T, Hq·D)
+        a.o_proj.forward(&o)
+    }
+}
+
+impl Model for Llama {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn make_cache(&self) -> ModelCache {
+        let layers = (0..self.cfg.num_hidden_layers)
+            .map(|_| -> Box<dyn KvCache> {
+                match self.cfg.sliding_window {
+                    Some(w) => Box::new(RotatingCache::new(w, self.act)),
+                    None => Box::new(FullCache::new(self.act)),
+                }
+            })
+            .collect();
+        ModelCache { layers }
+    }
+
+    fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array> {
+        self.check_tokens(tokens, cache)?;
+        let t = tokens.len();
+        let offset = cache.offset();
+        let ids = Array::from_slice(tokens, &[t])?;
+        let pos: Vec<i32> = (offset..offset + t).map(|p| p as i32).collect();
+        let pos = Array::from_slice(&pos, &[t])?;
+        let eps = self.cfg.rms_norm_eps;
+        let mut x = self.embed_tokens.forward(&ids, self.act)?; // (T, H)
+        for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let h = x.rms_norm(&layer.input_layernorm, eps)?;
+            x = x.add(&self.attention(&layer.self_attn, &h, &pos, lc.as_mut())?)?;
+            let h = x.rms_norm(&layer.post_attention_layernorm, eps)?;
+            let m = &layer.mlp;
+            let ff = m
+                .gate_proj
+                .forward(&h)?
+                .silu()?
+                .mul(&m.up_proj.forward(&h)?)?;
+            x = x.add(&m.down_proj.forward(&ff)?)?;
+        }
+        if logits == Logits::Last && t > 1 {
+            x = x.slice_axis(0, t - 1, t)?;
+        }
+        let x = x.rms_norm(&self.norm, eps)?;
+        self.lm_head.forward(&x)?.astype(DType::F32)
+    }
+}
+
+fn validate(c: &LlamaConfig) -> Result<()> {
+    let bad = |m: String| Err(Error::format(format!("{} config: {m}", c.architecture)));
+    if c.num_attention_heads == 0
+        || c.num_key_value_heads == 0
+        || c.num_attention_heads % c.num_key_value_heads != 0
+    {
+        return bad(format!(
+            "expected attention heads ({}) to be a positive multiple of kv heads ({})",
+            c.num_attention_heads, c.num_key_value_heads
+        ));
+    }
+    if c.head_dim == 0 || c.head_dim % 2 != 0 {
+        return bad(format!("expected an even head_dim, found {}", c.head_dim));
+    }
+    if c.hidden_size == 0 || c.vocab_size == 0 || c.num_hidden_layers == 0 {
+        return bad("hidden_size, vocab_size and num_hidden_layers must be positive".into());
+    }
+    Ok(())
+}
