@@ -1,3 +1,4 @@
 //! One file per `model_type`.
 
+pub mod gpt_oss;
 pub mod llama;

@@ -1,0 +1,229 @@
+//! GPT-OSS (openai/gpt-oss-20b, -120b): biased q/k/v/o projections, GQA, a learned sink logit per
+//! head, sliding-window (even) and full (odd) layers, YaRN RoPE, a top-k router with softmax
+//! over the selected logits, MXFP4 experts computed from packed blocks with the clamped SwiGLU
+//! (alpha 1.702, `+1` on up) over interleaved gate/up rows. Hugging Face names.
+
+use crate::cache::{FullCache, KvCache, ModelCache, RotatingCache};
+use crate::layers::{Embedding, Linear};
+use crate::model::{Logits, Model, ModelInfo};
+use crate::weights::{Tensor, Weights};
+use rmlx_core::ops::{AttentionMask, RopeScaling};
+use rmlx_core::primitive::RopeLayout;
+use rmlx_core::quant::QuantizedWeight;
+use rmlx_core::{Array, DType, Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct GptOssConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub num_local_experts: usize,
+    pub experts_per_token: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f64,
+    pub rope_scaling: RopeScaling,
+    pub sliding_window: usize,
+    /// Per layer: true for sliding-window attention.
+    pub sliding: Vec<bool>,
+    pub swiglu_limit: f32,
+    pub max_position_embeddings: usize,
+}
+
+const ALPHA: f32 = 1.702;
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    sinks: Array,
+}
+
+struct Experts {
+    gate_up_proj: QuantizedWeight, // (E, 2I, H)
+    gate_up_proj_bias: Array,      // (E, 2I)
+    down_proj: QuantizedWeight,    // (E, H, I)
+    down_proj_bias: Array,         // (E, H)
+}
+
+struct Layer {
+    input_layernorm: Array,
+    self_attn: Attention,
+    post_attention_layernorm: Array,
+    router: Linear,
+    experts: Experts,
+}
+
+pub struct GptOss {
+    cfg: GptOssConfig,
+    info: ModelInfo,
+    embed_tokens: Embedding,
+    layers: Vec<Layer>,
+    norm: Array,
+    lm_head: Linear,
+    inv_freq: Array,
+    mscale: f32,
+}
+
+fn quantized(w: &Weights, leaf: &str, shape: &[usize]) -> Result<QuantizedWeight> {
+    match w.tensor(leaf, shape)? {
+        Tensor::Quantized(q) => Ok(q),
+        Tensor::Dense(_) => Err(Error::format(format!(
+            "gpt_oss: tensor `{}` expected MXFP4 blocks and scales, found a plain tensor",
+            w.name(leaf)
+        ))),
+    }
+}
+
+impl GptOss {
+    pub fn load(cfg: GptOssConfig, w: &Weights, info: ModelInfo) -> Result<Self> {
+        validate(&cfg)?;
+        let (h, d, e, i) = (cfg.hidden_size, cfg.head_dim, cfg.num_local_experts, cfg.intermediate_size);
+        let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let m = w.pp("model");
+        let embed = m.pp("embed_tokens").tensor("weight", &[cfg.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for li in 0..cfg.num_hidden_layers {
+            let l = m.pp("layers").pp(li);
+            let a = l.pp("self_attn");
+            let x = l.pp("mlp").pp("experts");
+            layers.push(Layer {
+                input_layernorm: l.pp("input_layernorm").dense("weight", &[h])?,
+                self_attn: Attention {
+                    q_proj: Linear::load(&a.pp("q_proj"), h, nq * d, true)?,
+                    k_proj: Linear::load(&a.pp("k_proj"), h, nkv * d, true)?,
+                    v_proj: Linear::load(&a.pp("v_proj"), h, nkv * d, true)?,
+                    o_proj: Linear::load(&a.pp("o_proj"), nq * d, h, true)?,
+                    sinks: a.dense("sinks", &[nq])?,
+                },
+                post_attention_layernorm: l.pp("post_attention_layernorm").dense("weight", &[h])?,
+                router: Linear::load(&l.pp("mlp").pp("router"), h, e, true)?,
+                experts: Experts {
+                    gate_up_proj: quantized(&x, "gate_up_proj", &[e, 2 * i, h])?,
+                    gate_up_proj_bias: x.dense("gate_up_proj_bias", &[e, 2 * i])?,
+                    down_proj: quantized(&x, "down_proj", &[e, h, i])?,
+                    down_proj_bias: x.dense("down_proj_bias", &[e, h])?,
+                },
+            });
+        }
+        let (inv_freq, mscale) = cfg.rope_scaling.tables(cfg.rope_theta, d)?;
+        Ok(GptOss {
+            norm: m.pp("norm").dense("weight", &[h])?,
+            lm_head: Linear::load(&w.pp("lm_head"), h, cfg.vocab_size, false)?,
+            embed_tokens: Embedding { table: embed },
+            layers,
+            inv_freq,
+            mscale,
+            info,
+            cfg,
+        })
+    }
+
+    fn attention(&self, a: &Attention, x: &Array, pos: &Array, cache: &mut dyn KvCache, sliding: bool) -> Result<Array> {
+        let c = &self.cfg;
+        let t = x.dim(0) as isize;
+        let d = c.head_dim;
+        let heads = |y: Array, n: usize| y.reshape(&[1, t, n as isize, d as isize])?.transpose(&[0, 2, 1, 3]); // (1, H, T, D)
+        let q = heads(a.q_proj.forward(x)?, c.num_attention_heads)?;
+        let k = heads(a.k_proj.forward(x)?, c.num_key_value_heads)?;
+        let v = heads(a.v_proj.forward(x)?, c.num_key_value_heads)?;
+        let q = q.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
+        let k = k.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
+        let kv = cache.update(&k, &v)?;
+        let window = if sliding { Some(c.sliding_window) } else { None };
+        let mask = AttentionMask { q_pos: pos.clone(), k_pos: kv.k_pos, window };
+        let o = q.scaled_dot_product_attention(&kv.keys, &kv.values, 1.0 / (d as f32).sqrt(), &mask, Some(&a.sinks))?;
+        let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[t, (c.num_attention_heads * d) as isize])?;
+        a.o_proj.forward(&o)
+    }
+
+    /// Mixture of experts: (T, H) → (T, H).
+    fn moe(&self, l: &Layer, x: &Array) -> Result<Array> {
+        let k = self.cfg.experts_per_token;
+        let limit = self.cfg.swiglu_limit;
+        let logits = l.router.forward(x)?; // (T, E)
+        let idx = logits.topk_indices(k)?; // (T, k), largest first
+        let weights = logits.take_along_axis(&idx, -1)?.softmax(-1)?; // (T, k)
+        let ex = &l.experts;
+        let gate_up = ex.gate_up_proj.gather_qmm(x, &idx)?.add(&ex.gate_up_proj_bias.take(&idx, 0)?)?; // (T, k, 2I)
+        let n2 = gate_up.dim(-1);
+        let (t, kk) = (gate_up.dim(0), gate_up.dim(1));
+        let gate = gate_up.slice(&[0, 0, 0], &[t, kk, n2], &[1, 1, 2])?.clip(None, Some(limit))?;
+        let up = gate_up.slice(&[0, 0, 1], &[t, kk, n2], &[1, 1, 2])?.clip(Some(-limit), Some(limit))?;
+        let glu = gate.mul(&gate.mul_scalar(ALPHA)?.sigmoid()?)?;
+        let act = up.add_scalar(1.0)?.mul(&glu)?; // (T, k, I)
+        let down = ex.down_proj.gather_qmm(&act, &idx)?.add(&ex.down_proj_bias.take(&idx, 0)?)?; // (T, k, H)
+        down.mul(&weights.expand_dims(-1)?)?.sum(&[1], false)
+    }
+}
+
+impl Model for GptOss {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn make_cache(&self) -> ModelCache {
+        let layers = self
+            .cfg
+            .sliding
+            .iter()
+            .map(|&s| -> Box<dyn KvCache> {
+                if s {
+                    Box::new(RotatingCache::new(self.cfg.sliding_window, DType::F32))
+                } else {
+                    Box::new(FullCache::new(DType::F32))
+                }
+            })
+            .collect();
+        ModelCache { layers }
+    }
+
+    fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array> {
+        self.check_tokens(tokens, cache)?;
+        let t = tokens.len();
+        let offset = cache.offset();
+        let ids = Array::from_slice(tokens, &[t])?;
+        let pos: Vec<i32> = (offset..offset + t).map(|p| p as i32).collect();
+        let pos = Array::from_slice(&pos, &[t])?;
+        let eps = self.cfg.rms_norm_eps;
+        let mut x = self.embed_tokens.forward(&ids, DType::F32)?; // (T, H)
+        for (li, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            let h = x.rms_norm(&layer.input_layernorm, eps)?;
+            x = x.add(&self.attention(&layer.self_attn, &h, &pos, lc.as_mut(), self.cfg.sliding[li])?)?;
+            let h = x.rms_norm(&layer.post_attention_layernorm, eps)?;
+            x = x.add(&self.moe(layer, &h)?)?;
+        }
+        if logits == Logits::Last && t > 1 {
+            x = x.slice_axis(0, t - 1, t)?;
+        }
+        let x = x.rms_norm(&self.norm, eps)?;
+        self.lm_head.forward(&x)?.astype(DType::F32)
+    }
+}
+
+fn validate(c: &GptOssConfig) -> Result<()> {
+    let bad = |m: String| Err(Error::format(format!("gpt_oss config: {m}")));
+    if c.num_key_value_heads == 0 || c.num_attention_heads % c.num_key_value_heads != 0 {
+        return bad(format!(
+            "expected attention heads ({}) to be a multiple of kv heads ({})",
+            c.num_attention_heads, c.num_key_value_heads
+        ));
+    }
+    if c.experts_per_token == 0 || c.experts_per_token > c.num_local_experts {
+        return bad(format!(
+            "expected 1 <= experts_per_token <= num_local_experts ({}), found {}",
+            c.num_local_experts, c.experts_per_token
+        ));
+    }
+    if c.sliding.len() != c.num_hidden_layers {
+        return bad(format!("expected {} layer_types, found {}", c.num_hidden_layers, c.sliding.len()));
+    }
+    if c.sliding_window == 0 || c.head_dim % 2 != 0 {
+        return bad("expected a positive sliding_window and an even head_dim".into());
+    }
+    Ok(())
+}
