@@ -1,0 +1,225 @@
+//! Quantized weights stored as several safetensors tensors, grouped into one logical entry:
+//! MLX affine (`X.weight` u32 + `X.scales` + `X.biases`) and Hugging Face MXFP4 (gpt-oss:
+//! `P_blocks` + `P_scales`).
+
+use crate::config::QuantizationConfig;
+use crate::safetensors::StTensor;
+use crate::sharded::SafetensorsSet;
+use crate::tensor::{QuantizedTensor, TensorInfo, TensorType};
+use rmlx_core::{DType, Error, QuantFormat, Result};
+use std::collections::HashMap;
+
+/// Which stored tensors make up a logical quantized entry.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Parts {
+    Affine {
+        weight: String,
+        scales: String,
+        biases: String,
+    },
+    Mxfp4 {
+        blocks: String,
+        scales: String,
+    },
+}
+
+/// Logical tensors of a safetensors set, and the parts of the quantized ones.
+pub struct Grouped {
+    pub tensors: Vec<TensorInfo>,
+    pub parts: HashMap<String, (QuantFormat, Parts)>,
+}
+
+fn nbytes(t: &StTensor) -> u64 {
+    (t.end - t.begin) as u64
+}
+
+fn mismatch(what: &str, detail: String) -> Error {
+    Error::format(format!("{what}: {detail}"))
+}
+
+fn mxfp4(blocks: &StTensor, scales: &StTensor) -> Result<Vec<usize>> {
+    let what = format!("mxfp4 '{}'", blocks.name);
+    if blocks.dtype != DType::U8 || scales.dtype != DType::U8 {
+        return Err(mismatch(
+            &what,
+            format!(
+                "expected u8 blocks and scales, found {} and {}",
+                blocks.dtype, scales.dtype
+            ),
+        ));
+    }
+    let (b, s) = (&blocks.shape, &scales.shape);
+    let ok = b.len() >= 2 && b[b.len() - 1] == 16 && s.as_slice() == &b[..b.len() - 1];
+    if !ok {
+        return Err(mismatch(
+            &what,
+            format!("expected blocks (..., n, 16) and scales (..., n), found {b:?} and {s:?}"),
+        ));
+    }
+    let mut shape = s.clone();
+    if let Some(last) = shape.last_mut() {
+        *last = last
+            .checked_mul(32)
+            .ok_or_else(|| mismatch(&what, "shape overflows".into()))?;
+    }
+    Ok(shape)
+}
+
+fn affine(w: &StTensor, s: &StTensor, b: &StTensor, bits: u8, gs: u16) -> Result<Vec<usize>> {
+    let what = format!("affine '{}' ({bits} bits, group size {gs})", w.name);
+    if w.dtype != DType::U32 {
+        return Err(mismatch(
+            &what,
+            format!("expected u32 packed weights, found {}", w.dtype),
+        ));
+    }
+    let (ws, ss) = (&w.shape, &s.shape);
+    let Some((&packed, lead)) = ws.split_last() else {
+        return Err(mismatch(
+            &what,
+            "expected at least one dimension, found a scalar".into(),
+        ));
+    };
+    let cols = packed
+        .checked_mul(32)
+        .filter(|c| c % bits as usize == 0)
+        .map(|c| c / bits as usize)
+        .ok_or_else(|| {
+            mismatch(
+                &what,
+                format!("{packed} packed u32 columns do not hold whole values"),
+            )
+        })?;
+    let groups = cols / gs as usize;
+    let expected: Vec<usize> = lead.iter().copied().chain([groups]).collect();
+    if cols % gs as usize != 0 || *ss != expected || b.shape != *ss {
+        return Err(mismatch(
+            &what,
+            format!(
+                "expected scales and biases {expected:?} for weight {ws:?}, found {ss:?} and {:?}",
+                b.shape
+            ),
+        ));
+    }
+    Ok(lead.iter().copied().chain([cols]).collect())
+}
+
+/// Groups a set's tensors. Affine grouping needs the config's quantization (bits and group
+/// size are not recoverable from shapes alone); MXFP4 pairs are recognized by name.
+pub fn group(set: &SafetensorsSet, q: Option<&QuantizationConfig>) -> Result<Grouped> {
+    let affine_cfg = q.filter(|q| q.method == "affine");
+    let mut consumed = std::collections::HashSet::new();
+    let mut parts = HashMap::new();
+    let mut tensors = Vec::with_capacity(set.len());
+    // First pass: find groups, so their parts are hidden wherever they appear in file order.
+    for t in set.tensors() {
+        if let Some(base) = t.name.strip_suffix("_blocks") {
+            let sname = format!("{base}_scales");
+            if let Some(s) = set.info(&sname) {
+                let shape = mxfp4(t, s)?;
+                consumed.insert(sname.clone());
+                parts.insert(
+                    base.to_string(),
+                    (
+                        QuantFormat::Mxfp4,
+                        Parts::Mxfp4 {
+                            blocks: t.name.clone(),
+                            scales: sname,
+                        },
+                        shape,
+                        nbytes(t) + nbytes(s),
+                    ),
+                );
+            }
+        } else if let (Some(prefix), Some(cfg)) = (t.name.strip_suffix(".weight"), affine_cfg) {
+            let (sname, bname) = (format!("{prefix}.scales"), format!("{prefix}.biases"));
+            if let (Some(s), Some(b)) = (set.info(&sname), set.info(&bname)) {
+                let Some((bits, gs)) = cfg.affine_for(prefix) else {
+                    return Err(Error::format(format!(
+                        "affine '{}': has scales and biases but config.json leaves '{prefix}' unquantized",
+                        t.name
+                    )));
+                };
+                let shape = affine(t, s, b, bits, gs)?;
+                consumed.insert(sname.clone());
+                consumed.insert(bname.clone());
+                let format = QuantFormat::Affine {
+                    bits,
+                    group_size: gs,
+                };
+                let p = Parts::Affine {
+                    weight: t.name.clone(),
+                    scales: sname,
+                    biases: bname,
+                };
+                parts.insert(
+                    t.name.clone(),
+                    (format, p, shape, nbytes(t) + nbytes(s) + nbytes(b)),
+                );
+            }
+        }
+    }
+    for t in set.tensors() {
+        if consumed.contains(&t.name) {
+            continue;
+        }
+        if let Some(base) = t
+            .name
+            .strip_suffix("_blocks")
+            .filter(|b| parts.contains_key(*b))
+        {
+            let (format, _, shape, n) = &parts[base];
+            tensors.push(TensorInfo {
+                name: base.to_string(),
+                shape: shape.clone(),
+                ty: TensorType::Quantized(*format),
+                nbytes: *n,
+            });
+        } else if let Some((format, _, shape, n)) = parts.get(&t.name) {
+            tensors.push(TensorInfo {
+                name: t.name.clone(),
+                shape: shape.clone(),
+                ty: TensorType::Quantized(*format),
+                nbytes: *n,
+            });
+        } else {
+            tensors.push(TensorInfo {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                ty: TensorType::Dense(t.dtype),
+                nbytes: nbytes(t),
+            });
+        }
+    }
+    let parts = parts
+        .into_iter()
+        .map(|(k, (f, p, _, _))| (k, (f, p)))
+        .collect();
+    Ok(Grouped { tensors, parts })
+}
+
+/// The arrays of a grouped quantized entry (zero-copy views).
+pub fn load(
+    set: &SafetensorsSet,
+    name: &str,
+    format: QuantFormat,
+    parts: &Parts,
+    shape: &[usize],
+) -> Result<QuantizedTensor> {
+    let (packed, scales, biases) = match parts {
+        Parts::Affine {
+            weight,
+            scales,
+            biases,
+        } => (set.get(weight)?, set.get(scales)?, Some(set.get(biases)?)),
+        Parts::Mxfp4 { blocks, scales } => (set.get(blocks)?, set.get(scales)?, None),
+    };
+    Ok(QuantizedTensor {
+        name: name.to_string(),
+        shape: shape.to_vec(),
+        format,
+        packed,
+        scales: Some(scales),
+        biases,
+    })
+}
