@@ -3,8 +3,11 @@
 
 pub mod cache;
 pub mod layers;
+pub mod load;
 pub mod model;
 pub mod models;
+pub mod npy;
 pub mod weights;
 
+pub use load::{load_model, LoadedModel};
 pub use model::{Logits, Model, ModelInfo};
