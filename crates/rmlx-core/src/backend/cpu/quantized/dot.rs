@@ -45,3 +45,22 @@ pub fn best_dot() -> DotFn {
     }
     dot_scalar
 }
+
+/// A dot straight from a packed GGUF row, for the types with a fused SIMD kernel.
+pub type FusedFn = fn(&[u8], &XRow) -> f32;
+
+pub fn best_fused(format: crate::quant::QuantFormat) -> Option<FusedFn> {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx512_vnni() {
+        use super::simd::{dot_fused, Q4_0, Q4_1, Q8_0};
+        use crate::quant::{GgmlType as G, QuantFormat::Gguf};
+        return match format {
+            Gguf(G::Q4_0) => Some(dot_fused::<Q4_0>),
+            Gguf(G::Q4_1) => Some(dot_fused::<Q4_1>),
+            Gguf(G::Q8_0) => Some(dot_fused::<Q8_0>),
+            _ => None,
+        };
+    }
+    let _ = format;
+    None
+}
