@@ -37,6 +37,21 @@ pub fn dot_scalar(w: &Decoded, x: &XRow) -> f32 {
     acc
 }
 
+pub type DecodeFn = fn(crate::quant::RowRef, &mut Decoded) -> crate::Result<()>;
+
+fn decode_portable(row: crate::quant::RowRef, d: &mut Decoded) -> crate::Result<()> {
+    crate::quant::decode_row(row, &mut d.u, &mut d.s, &mut d.o)
+}
+
+/// The decoder compiled for the widest SIMD this CPU supports.
+pub fn best_decode() -> DecodeFn {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx512_vnni() {
+        return super::simd::decode_row;
+    }
+    decode_portable
+}
+
 /// The fastest dot this CPU supports.
 pub fn best_dot() -> DotFn {
     #[cfg(target_arch = "x86_64")]

@@ -14,9 +14,9 @@ use crate::array::Data;
 use crate::backend::Arg;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::quant::{decode_row, dequantize_row, QuantFormat, RowRef};
+use crate::quant::{dequantize_row, QuantFormat, RowRef};
 use act::QRows;
-use dot::{best_dot, best_fused, Decoded};
+use dot::{best_decode, best_dot, best_fused, Decoded};
 use rayon::prelude::*;
 use weights::{Parts, WeightView};
 
@@ -178,7 +178,7 @@ fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Result<Vec<
     let fused = best_fused(w.format());
     let task = |&(j, n0): &(usize, usize)| -> Result<()> {
         let job = &jobs[j];
-        let dot = best_dot();
+        let (dot, decode) = (best_dot(), best_decode());
         let mut dec = Decoded::new(k);
         for tile in job.rows.chunks(TILE_M) {
             for r in n0..(n0 + chunk).min(n) {
@@ -186,7 +186,7 @@ fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Result<Vec<
                 let bytes = match (fused, row) {
                     (Some(_), RowRef::Gguf(_, b)) => b,
                     _ => {
-                        decode_row(row, &mut dec.u, &mut dec.s, &mut dec.o)?;
+                        decode(row, &mut dec)?;
                         &[]
                     }
                 };

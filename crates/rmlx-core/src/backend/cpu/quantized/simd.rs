@@ -4,13 +4,29 @@
 
 use super::act::XRow;
 use super::dot::Decoded;
+use crate::error::Result;
+use crate::quant::RowRef;
 use std::arch::x86_64::*;
 
 pub fn has_avx512_vnni() -> bool {
     is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("avx512vl")
         && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512vbmi")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// The common-form decoders compiled with AVX-512 enabled (they auto-vectorize).
+pub fn decode_row(row: RowRef, d: &mut Decoded) -> Result<()> {
+    // SAFETY: only handed out by `best_decode` after `has_avx512_vnni`.
+    unsafe { decode_row_avx512(row, d) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,f16c")]
+unsafe fn decode_row_avx512(row: RowRef, d: &mut Decoded) -> Result<()> {
+    crate::quant::decode_row(row, &mut d.u, &mut d.s, &mut d.o)
 }
 
 pub fn dot(w: &Decoded, x: &XRow) -> f32 {
@@ -20,7 +36,7 @@ pub fn dot(w: &Decoded, x: &XRow) -> f32 {
 
 /// 64 elements a step: dpbusd gives 16 lanes of 4 products, lanes 4g..4g+3 belonging to
 /// group g of 16, so the 4 group scales are spread over lanes with one permute.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 unsafe fn dot_vnni(u: &[u8], s: &[f32], o: &[f32], q: &[i8], d: &[f32], sd: &[f32]) -> f32 {
     let k = u.len();
     debug_assert!(q.len() == k && s.len() == k / 16 && d.len() == k / 16);
@@ -131,13 +147,13 @@ unsafe fn scale_offset<const KIND: u8>(p: *const u8) -> (f32, f32) {
 
 /// Dot of one GGUF Q4_0/Q4_1/Q8_0 row with a quantized activation row, two blocks a step.
 pub fn dot_fused<const KIND: u8>(row: &[u8], x: &XRow) -> f32 {
-    assert!(row.len() * 32 >= x.q.len() * block_bytes(KIND) && x.q.len() % 32 == 0);
+    assert!(row.len() * 32 >= x.q.len() * block_bytes(KIND) && x.q.len().is_multiple_of(32));
     // SAFETY: `best_fused` hands this out only after `has_avx512_vnni` (F16C comes with it on
     // every AVX-512 CPU); the assert bounds all reads.
     unsafe { dot_fused_impl::<KIND>(row.as_ptr(), x) }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,f16c")]
 unsafe fn dot_fused_impl<const KIND: u8>(row: *const u8, x: &XRow) -> f32 {
     let bb = block_bytes(KIND);
     let nb = x.q.len() / 32;
