@@ -5,6 +5,7 @@
 use super::decode::{Floats, GROUP};
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn decode(
     bits: u8,
     group: usize,
@@ -33,6 +34,7 @@ pub fn decode(
 }
 
 /// Generic little-endian bit-stream unpacking (2, 3, 5, 6 bits).
+#[inline(always)]
 fn unpack_bits(bits: usize, w: &[u8], u: &mut [u8]) {
     let mask = (1u32 << bits) - 1;
     for (i, v) in u.iter_mut().enumerate() {

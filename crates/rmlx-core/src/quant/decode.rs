@@ -49,8 +49,11 @@ pub enum RowRef<'a> {
 }
 
 /// Decodes a row of `u.len()` elements; `s` and `o` hold `u.len() / GROUP` entries.
+#[inline(always)]
 pub fn decode_row(row: RowRef, u: &mut [u8], s: &mut [f32], o: &mut [f32]) -> Result<()> {
-    debug_assert!(u.len() % GROUP == 0 && s.len() == u.len() / GROUP && o.len() == s.len());
+    debug_assert!(
+        u.len().is_multiple_of(GROUP) && s.len() == u.len() / GROUP && o.len() == s.len()
+    );
     match row {
         RowRef::Gguf(t, bytes) => gguf::decode(t, bytes, u, s, o),
         RowRef::Mxfp4 { blocks, scales } => {
@@ -106,7 +109,7 @@ pub fn check_k(format: QuantFormat, k: usize, op: &str) -> Result<()> {
             group_size as usize
         }
     };
-    if k == 0 || k % block != 0 {
+    if k == 0 || !k.is_multiple_of(block) {
         return Err(Error::shape(format!(
             "{op}: expected K a positive multiple of {block} for {format}, found {k}"
         )));

@@ -13,7 +13,9 @@ pub fn supported(t: GgmlType) -> bool {
     )
 }
 
-/// Decodes one row; `u.len()` elements, `s`/`o` one entry per 16.
+/// Decodes one row; `u.len()` elements, `s`/`o` one entry per 16. Inlined so the SIMD
+/// backend can compile it with its target features (see `simd::decode_row`).
+#[inline(always)]
 pub fn decode(t: GgmlType, row: &[u8], u: &mut [u8], s: &mut [f32], o: &mut [f32]) -> Result<()> {
     use GgmlType::*;
     let nb = u.len() / t.block_size();
@@ -72,12 +74,14 @@ fn fill(s: &mut [f32], o: &mut [f32], sv: f32, ov: f32) {
     o.fill(ov);
 }
 
+#[inline(always)]
 fn q4_0(b: BlockQ4_0, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     nibbles(&b.qs, u);
     let d = f16_bits(b.d);
     fill(s, o, d, -8.0 * d);
 }
 
+#[inline(always)]
 fn q4_1(b: BlockQ4_1, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     nibbles(&b.qs, u);
     fill(s, o, f16_bits(b.d), f16_bits(b.m));
@@ -91,6 +95,7 @@ fn fifth_bits(qh: [u8; 4], u: &mut [u8]) {
     }
 }
 
+#[inline(always)]
 fn q5_0(b: BlockQ5_0, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     nibbles(&b.qs, u);
     fifth_bits(b.qh, u);
@@ -98,12 +103,14 @@ fn q5_0(b: BlockQ5_0, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     fill(s, o, d, -16.0 * d);
 }
 
+#[inline(always)]
 fn q5_1(b: BlockQ5_1, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     nibbles(&b.qs, u);
     fifth_bits(b.qh, u);
     fill(s, o, f16_bits(b.d), f16_bits(b.m));
 }
 
+#[inline(always)]
 fn q8_0(b: BlockQ8_0, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     for (v, q) in u.iter_mut().zip(b.qs) {
         *v = (q as u8) ^ 0x80; // q + 128
@@ -112,6 +119,7 @@ fn q8_0(b: BlockQ8_0, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     fill(s, o, d, -128.0 * d);
 }
 
+#[inline(always)]
 fn q8_k(b: BlockQ8K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     for (v, q) in u.iter_mut().zip(b.qs) {
         *v = (q as u8) ^ 0x80;
@@ -119,6 +127,7 @@ fn q8_k(b: BlockQ8K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     fill(s, o, b.d, -128.0 * b.d);
 }
 
+#[inline(always)]
 fn q2_k(b: BlockQ2K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     let (d, dmin) = (f16_bits(b.d), f16_bits(b.dmin));
     // 128 elements per half; within it, shift j selects 32 elements from 32 bytes.
@@ -135,6 +144,7 @@ fn q2_k(b: BlockQ2K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 fn q3_k(b: BlockQ3K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     let d = f16_bits(b.d);
     for half in 0..2 {
@@ -153,6 +163,7 @@ fn q3_k(b: BlockQ3K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 fn q4_k(b: BlockQ4K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     let (d, dmin) = (f16_bits(b.d), f16_bits(b.dmin));
     for c in 0..4 {
@@ -164,6 +175,7 @@ fn q4_k(b: BlockQ4K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     k4_scales(d, dmin, &b.scales, s, o);
 }
 
+#[inline(always)]
 fn q5_k(b: BlockQ5K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     let (d, dmin) = (f16_bits(b.d), f16_bits(b.dmin));
     for c in 0..4 {
@@ -187,6 +199,7 @@ fn k4_scales(d: f32, dmin: f32, packed: &[u8; 12], s: &mut [f32], o: &mut [f32])
     }
 }
 
+#[inline(always)]
 fn q6_k(b: BlockQ6K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     let d = f16_bits(b.d);
     for half in 0..2 {
@@ -205,6 +218,7 @@ fn q6_k(b: BlockQ6K, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 fn mxfp4(b: BlockMxfp4, u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     for j in 0..16 {
         u[j] = (E2M1_X2[(b.qs[j] & 0xF) as usize] + 12) as u8;

@@ -5,6 +5,7 @@ use super::blocks::{e8m0_half, E2M1_X2};
 
 /// Decodes a row of `u.len()` elements. Codes are 2·lut + 12 (0..=24), so s = 2^(e − 128)
 /// and o = −12·s reproduce lut · 2^(e − 127) exactly.
+#[inline(always)]
 pub fn decode_hf(blocks: &[u8], scales: &[u8], u: &mut [u8], s: &mut [f32], o: &mut [f32]) {
     for (b, ub) in u.chunks_exact_mut(32).enumerate() {
         let bytes = &blocks[b * 16..b * 16 + 16];

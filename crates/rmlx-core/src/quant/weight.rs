@@ -21,13 +21,16 @@ pub struct QuantizedWeight {
 
 const FLOATS: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 
+/// A part's name, expected shape and accepted dtypes.
+pub type PartSpec = (&'static str, Vec<usize>, &'static [DType]);
+
 /// The expected shape and dtypes of each part of a format.
 pub fn part_specs(
     format: QuantFormat,
     n: usize,
     k: usize,
     experts: Option<usize>,
-) -> Result<Vec<(&'static str, Vec<usize>, &'static [DType])>> {
+) -> Result<Vec<PartSpec>> {
     let lead = |rest: &[usize]| {
         let mut s: Vec<usize> = experts.into_iter().collect();
         s.push(n);

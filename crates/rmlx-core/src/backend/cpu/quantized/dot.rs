@@ -37,6 +37,21 @@ pub fn dot_scalar(w: &Decoded, x: &XRow) -> f32 {
     acc
 }
 
+pub type DecodeFn = fn(crate::quant::RowRef, &mut Decoded) -> crate::Result<()>;
+
+fn decode_portable(row: crate::quant::RowRef, d: &mut Decoded) -> crate::Result<()> {
+    crate::quant::decode_row(row, &mut d.u, &mut d.s, &mut d.o)
+}
+
+/// The decoder compiled for the widest SIMD this CPU supports.
+pub fn best_decode() -> DecodeFn {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx512_vnni() {
+        return super::simd::decode_row;
+    }
+    decode_portable
+}
+
 /// The fastest dot this CPU supports.
 pub fn best_dot() -> DotFn {
     #[cfg(target_arch = "x86_64")]
@@ -44,4 +59,59 @@ pub fn best_dot() -> DotFn {
         return super::simd::dot;
     }
     dot_scalar
+}
+
+/// A dot straight from a packed GGUF row, for the types with a fused SIMD kernel.
+pub type FusedFn = fn(&[u8], &XRow) -> f32;
+
+pub fn best_fused(format: crate::quant::QuantFormat) -> Option<FusedFn> {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx512_vnni() {
+        use super::simd::{dot_fused, Q4_0, Q4_1, Q8_0};
+        use crate::quant::{GgmlType as G, QuantFormat::Gguf};
+        return match format {
+            Gguf(G::Q4_0) => Some(dot_fused::<Q4_0>),
+            Gguf(G::Q4_1) => Some(dot_fused::<Q4_1>),
+            Gguf(G::Q8_0) => Some(dot_fused::<Q8_0>),
+            _ => None,
+        };
+    }
+    let _ = format;
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::quantize::{quantize_q4_0, quantize_q4_1, quantize_q8_0};
+    use crate::quant::{GgmlType, QuantFormat, RowRef};
+
+    /// The SIMD kernels (fused and common-form) agree with the scalar fallback.
+    #[test]
+    fn simd_matches_scalar() {
+        let k = 96 + 64; // a pair loop plus an odd tail block
+        let x: Vec<f32> = (0..k)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let mut xq = super::super::act::QRows::new(1, k);
+        super::super::act::quantize_row(&x, &mut xq.q, &mut xq.d, &mut xq.sd);
+        let w: Vec<f32> = (0..k)
+            .map(|i| ((i * 53 % 31) as f32 - 15.0) / 9.0)
+            .collect();
+        for (t, bytes) in [
+            (GgmlType::Q4_0, quantize_q4_0(&w)),
+            (GgmlType::Q4_1, quantize_q4_1(&w)),
+            (GgmlType::Q8_0, quantize_q8_0(&w)),
+        ] {
+            let mut dec = Decoded::new(k);
+            crate::quant::decode_row(RowRef::Gguf(t, &bytes), &mut dec.u, &mut dec.s, &mut dec.o)
+                .unwrap();
+            let want = dot_scalar(&dec, &xq.row(0));
+            let tol = 1e-4 * want.abs().max(1.0);
+            assert!((best_dot()(&dec, &xq.row(0)) - want).abs() < tol, "{t:?}");
+            if let Some(f) = best_fused(QuantFormat::Gguf(t)) {
+                assert!((f(&bytes, &xq.row(0)) - want).abs() < tol, "{t:?} fused");
+            }
+        }
+    }
 }

@@ -14,9 +14,9 @@ use crate::array::Data;
 use crate::backend::Arg;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::quant::{decode_row, dequantize_row, QuantFormat};
+use crate::quant::{dequantize_row, QuantFormat, RowRef};
 use act::QRows;
-use dot::{best_dot, Decoded};
+use dot::{best_decode, best_dot, best_fused, Decoded};
 use rayon::prelude::*;
 use weights::{Parts, WeightView};
 
@@ -175,15 +175,26 @@ fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Result<Vec<
     let tasks: Vec<(usize, usize)> = (0..jobs.len())
         .flat_map(|j| (0..n).step_by(chunk).map(move |n0| (j, n0)))
         .collect();
+    let fused = best_fused(w.format());
     let task = |&(j, n0): &(usize, usize)| -> Result<()> {
         let job = &jobs[j];
-        let dot = best_dot();
+        let (dot, decode) = (best_dot(), best_decode());
         let mut dec = Decoded::new(k);
         for tile in job.rows.chunks(TILE_M) {
             for r in n0..(n0 + chunk).min(n) {
-                decode_row(w.row(job.expert, r), &mut dec.u, &mut dec.s, &mut dec.o)?;
+                let row = w.row(job.expert, r);
+                let bytes = match (fused, row) {
+                    (Some(_), RowRef::Gguf(_, b)) => b,
+                    _ => {
+                        decode(row, &mut dec)?;
+                        &[]
+                    }
+                };
                 for &(xr, or) in tile {
-                    let v = dot(&dec, &xq.row(xr));
+                    let v = match fused {
+                        Some(f) => f(bytes, &xq.row(xr)),
+                        None => dot(&dec, &xq.row(xr)),
+                    };
                     // SAFETY: (or, r) is in bounds and written by this task only.
                     unsafe { *{ ptr }.0.add(or * n + r) = v };
                 }

@@ -4,13 +4,29 @@
 
 use super::act::XRow;
 use super::dot::Decoded;
+use crate::error::Result;
+use crate::quant::RowRef;
 use std::arch::x86_64::*;
 
 pub fn has_avx512_vnni() -> bool {
     is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("avx512vl")
         && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512vbmi")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// The common-form decoders compiled with AVX-512 enabled (they auto-vectorize).
+pub fn decode_row(row: RowRef, d: &mut Decoded) -> Result<()> {
+    // SAFETY: only handed out by `best_decode` after `has_avx512_vnni`.
+    unsafe { decode_row_avx512(row, d) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,f16c")]
+unsafe fn decode_row_avx512(row: RowRef, d: &mut Decoded) -> Result<()> {
+    crate::quant::decode_row(row, &mut d.u, &mut d.s, &mut d.o)
 }
 
 pub fn dot(w: &Decoded, x: &XRow) -> f32 {
@@ -20,7 +36,7 @@ pub fn dot(w: &Decoded, x: &XRow) -> f32 {
 
 /// 64 elements a step: dpbusd gives 16 lanes of 4 products, lanes 4g..4g+3 belonging to
 /// group g of 16, so the 4 group scales are spread over lanes with one permute.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 unsafe fn dot_vnni(u: &[u8], s: &[f32], o: &[f32], q: &[i8], d: &[f32], sd: &[f32]) -> f32 {
     let k = u.len();
     debug_assert!(q.len() == k && s.len() == k / 16 && d.len() == k / 16);
@@ -69,4 +85,108 @@ unsafe fn dot_vnni(u: &[u8], s: &[f32], o: &[f32], q: &[i8], d: &[f32], sd: &[f3
         g += 16;
     }
     _mm512_reduce_add_ps(acc)
+}
+
+/// GGUF types with a fused kernel: codes decoded in registers, no intermediate row.
+pub const Q4_0: u8 = 0;
+pub const Q4_1: u8 = 1;
+pub const Q8_0: u8 = 2;
+
+/// Bytes per block of a fused kind.
+const fn block_bytes(kind: u8) -> usize {
+    match kind {
+        Q4_0 => 18,
+        Q4_1 => 20,
+        _ => 34,
+    }
+}
+
+/// Unsigned codes of two 32-element blocks (element order), as one register.
+#[inline(always)]
+unsafe fn codes2<const KIND: u8>(a: *const u8, b: *const u8) -> __m512i {
+    if KIND == Q8_0 {
+        // Signed q as q + 128: the 128·Σx it adds is removed through the offset −128·d.
+        let v = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256(a.add(2) as *const _)),
+            _mm256_loadu_si256(b.add(2) as *const _),
+            1,
+        );
+        return _mm512_xor_si512(v, _mm512_set1_epi8(-128));
+    }
+    let off = if KIND == Q4_1 { 4 } else { 2 };
+    let qs = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(a.add(off) as *const _)),
+        _mm_loadu_si128(b.add(off) as *const _),
+        1,
+    );
+    let m = _mm256_set1_epi8(0x0F);
+    let lo = _mm256_and_si256(qs, m);
+    let hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), m);
+    // [lo_a, lo_b, hi_a, hi_b] → [lo_a, hi_a, lo_b, hi_b]: each block's 32 elements in order.
+    let v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    _mm512_shuffle_i64x2(v, v, 0b11_01_10_00)
+}
+
+/// f16 bits to f32 with F16C.
+#[inline(always)]
+unsafe fn h2f(p: *const u8) -> f32 {
+    let bits = (p as *const u16).read_unaligned();
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// (scale, offset) of a block: value = scale·code + offset.
+#[inline(always)]
+unsafe fn scale_offset<const KIND: u8>(p: *const u8) -> (f32, f32) {
+    let d = h2f(p);
+    match KIND {
+        Q4_0 => (d, -8.0 * d),
+        Q4_1 => (d, h2f(p.add(2))),
+        _ => (d, -128.0 * d),
+    }
+}
+
+/// Dot of one GGUF Q4_0/Q4_1/Q8_0 row with a quantized activation row, two blocks a step.
+pub fn dot_fused<const KIND: u8>(row: &[u8], x: &XRow) -> f32 {
+    assert!(row.len() * 32 >= x.q.len() * block_bytes(KIND) && x.q.len().is_multiple_of(32));
+    // SAFETY: `best_fused` hands this out only after `has_avx512_vnni` (F16C comes with it on
+    // every AVX-512 CPU); the assert bounds all reads.
+    unsafe { dot_fused_impl::<KIND>(row.as_ptr(), x) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,f16c")]
+unsafe fn dot_fused_impl<const KIND: u8>(row: *const u8, x: &XRow) -> f32 {
+    let bb = block_bytes(KIND);
+    let nb = x.q.len() / 32;
+    let zero = _mm512_setzero_si512();
+    let mut acc = _mm512_setzero_ps();
+    let mut off = 0f32;
+    let mut b = 0;
+    while b < nb {
+        let pa = row.add(b * bb);
+        let pair = b + 1 < nb;
+        let pb = if pair { pa.add(bb) } else { pa };
+        let mut w = codes2::<KIND>(pa, pb);
+        let xv = if pair {
+            _mm512_loadu_si512(x.q.as_ptr().add(b * 32) as *const _)
+        } else {
+            w = _mm512_maskz_mov_epi8(0xFFFF_FFFF, w);
+            _mm512_maskz_loadu_epi8(0xFFFF_FFFF, x.q.as_ptr().add(b * 32) as *const _)
+        };
+        let isum = _mm512_dpbusd_epi32(zero, w, xv);
+        let (sa, oa) = scale_offset::<KIND>(pa);
+        let (sb, ob) = if pair {
+            scale_offset::<KIND>(pb)
+        } else {
+            (0.0, 0.0)
+        };
+        let (da, db) = (x.d[2 * b], if pair { x.d[2 * b + 2] } else { 0.0 });
+        let scv = _mm512_insertf32x8(_mm512_set1_ps(sa * da), _mm256_set1_ps(sb * db), 1);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scv, acc);
+        off += oa * (x.sd[2 * b] + x.sd[2 * b + 1]);
+        if pair {
+            off += ob * (x.sd[2 * b + 2] + x.sd[2 * b + 3]);
+        }
+        b += 2;
+    }
+    _mm512_reduce_add_ps(acc) + off
 }

@@ -76,13 +76,8 @@ impl<'a> WeightView<'a> {
         self.n
     }
 
-    /// Bytes of packed data per row (what a GEMV streams).
-    pub fn row_bytes(&self) -> usize {
-        match self.format {
-            QuantFormat::Gguf(t) => t.row_bytes(self.k).unwrap_or(0),
-            QuantFormat::Mxfp4 => self.k / 32 * 17,
-            QuantFormat::Affine { bits, .. } => self.k * bits as usize / 8,
-        }
+    pub fn format(&self) -> QuantFormat {
+        self.format
     }
 
     pub fn row(&self, e: usize, r: usize) -> RowRef<'a> {

@@ -1,0 +1,131 @@
+//! GEMV/GEMM throughput of the quantized kernels (ignored; run with
+//! `cargo test --release -p rmlx-core --test quant_bench -- --ignored --nocapture`).
+//! Prints GB/s of packed weight bytes streamed per call (the decode-time roofline metric).
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rmlx_core::quant::quantize::{quantize_affine, quantize_q4_1, quantize_q8_0};
+use rmlx_core::quant::QuantizedWeight;
+use rmlx_core::{Array, GgmlType, QuantFormat};
+use std::time::Instant;
+
+fn weight(rng: &mut StdRng, f: QuantFormat, n: usize, k: usize) -> (QuantizedWeight, usize) {
+    let x: Vec<f32> = (0..n * k).map(|_| rng.gen::<f32>() - 0.5).collect();
+    let parts = match f {
+        QuantFormat::Gguf(t) => {
+            let b = match t {
+                GgmlType::Q4_1 => quantize_q4_1(&x),
+                GgmlType::Q8_0 => quantize_q8_0(&x),
+                // random blocks, every f16 scale field set to a small finite value
+                _ => {
+                    let offs: &[usize] = if t == GgmlType::Q6_K { &[208] } else { &[0, 2] };
+                    let mut b: Vec<u8> = (0..n * t.row_bytes(k).unwrap())
+                        .map(|_| rng.gen())
+                        .collect();
+                    for blk in b.chunks_exact_mut(t.type_size()) {
+                        for &o in offs {
+                            blk[o..o + 2].copy_from_slice(
+                                &half::f16::from_f32(0.01).to_bits().to_le_bytes(),
+                            );
+                        }
+                    }
+                    b
+                }
+            };
+            vec![Array::from_vec(b, &[n, t.row_bytes(k).unwrap()]).unwrap()]
+        }
+        QuantFormat::Affine { bits, group_size } => {
+            let (w, s, b) = quantize_affine(&x, k, bits, group_size as usize);
+            let g = k / group_size as usize;
+            let h = |v: Vec<f32>| v.into_iter().map(half::bf16::from_f32).collect::<Vec<_>>();
+            vec![
+                Array::from_vec(w, &[n, k * bits as usize / 32]).unwrap(),
+                Array::from_vec(h(s), &[n, g]).unwrap(),
+                Array::from_vec(h(b), &[n, g]).unwrap(),
+            ]
+        }
+        QuantFormat::Mxfp4 => vec![
+            Array::from_vec(
+                (0..n * k / 2).map(|_| rng.gen::<u8>()).collect(),
+                &[n, k / 32, 16],
+            )
+            .unwrap(),
+            Array::from_vec(vec![127u8; n * k / 32], &[n, k / 32]).unwrap(),
+        ],
+    };
+    let bytes = parts.iter().map(|p| p.nbytes()).sum();
+    (QuantizedWeight::new(f, n, k, None, parts).unwrap(), bytes)
+}
+
+fn bench(name: &str, f: QuantFormat, n: usize, k: usize, m: usize) {
+    let mut rng = StdRng::seed_from_u64(1);
+    let (w, bytes) = weight(&mut rng, f, n, k);
+    let x: Vec<f32> = (0..m * k).map(|_| rng.gen::<f32>() - 0.5).collect();
+    let x = Array::from_slice(&x, &[m, k]).unwrap();
+    let iters = (2_000_000_000 / (bytes * m.max(8) / 8).max(1)).clamp(20, 20000);
+    let cpu0 = cpu_seconds();
+    let mut times = Vec::new();
+    for _ in 0..iters {
+        let t = Instant::now();
+        w.quantized_matmul(&x).unwrap().eval().unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let cpu = (cpu_seconds() - cpu0) / iters as f64;
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let t = times[times.len() / 2];
+    println!(
+        "{name:<28} {n:>6}x{k:<5} M={m:<4} wall {:>8.1} us {:>6.1} GB/s {:>6.1} GFLOP/s | cpu {:>8.1} us",
+        t * 1e6,
+        bytes as f64 / t / 1e9,
+        2.0 * (m * n * k) as f64 / t / 1e9,
+        cpu * 1e6,
+    );
+}
+
+/// User+system CPU seconds of this process (/proc, 10 ms ticks): on a loaded machine, CPU
+/// time per call is what the kernel would take uncontended, summed over its threads.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[test]
+#[ignore]
+fn quantized_gemv_gemm_throughput() {
+    println!("threads: {}", rayon::current_num_threads());
+    let q41 = QuantFormat::Gguf(GgmlType::Q4_1);
+    let q80 = QuantFormat::Gguf(GgmlType::Q8_0);
+    let a4 = QuantFormat::Affine {
+        bits: 4,
+        group_size: 64,
+    };
+    bench("Q4_1 attn (576x576)", q41, 576, 576, 1);
+    bench("Q4_1 ffn up (1536x576)", q41, 1536, 576, 1);
+    bench("Q4_1 ffn down (576x1536)", q41, 576, 1536, 1);
+    bench("Q8_0 head (49152x576)", q80, 49152, 576, 1);
+    bench("affine4 g64 (2880x2880)", a4, 2880, 2880, 1);
+    let q4k = QuantFormat::Gguf(GgmlType::Q4_K);
+    let q6k = QuantFormat::Gguf(GgmlType::Q6_K);
+    bench("Q4_K (1536x2048)", q4k, 1536, 2048, 1);
+    bench("Q6_K (1536x2048)", q6k, 1536, 2048, 1);
+    bench("mxfp4 (2880x2880)", QuantFormat::Mxfp4, 2880, 2880, 1);
+    bench(
+        "affine8 g64 (1536x2048)",
+        QuantFormat::Affine {
+            bits: 8,
+            group_size: 64,
+        },
+        1536,
+        2048,
+        1,
+    );
+    bench("Q4_1 prefill (1536x576)", q41, 1536, 576, 128);
+    bench("Q4_K prefill (1536x2048)", q4k, 1536, 2048, 128);
+    bench("Q8_0 prefill (1536x576)", q80, 1536, 576, 128);
+}
