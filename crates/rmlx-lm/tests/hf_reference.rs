@@ -26,17 +26,31 @@ pub fn run(dir: &Path, tokens: &[u32], chunk: Option<usize>) -> Vec<f32> {
     out
 }
 
+/// Relative L2 error allowed against transformers. The Llama family runs in f32 on both sides
+/// (we reach ~1e-6). gpt-oss experts are computed from MXFP4 with activations quantized to
+/// 8 bits per block, as llama.cpp does (we reach ~5e-3; the bound is 1e-2).
+fn tolerance(name: &str) -> f64 {
+    if name.starts_with("gpt_oss") {
+        1e-2
+    } else {
+        1e-4
+    }
+}
+
 fn check(name: &str) {
     let dir = fixtures().join(name);
-    let tokens: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap();
+    let tokens: Vec<u32> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap();
     let (shape, want) = npy::read_f32(&dir.join("logits.npy")).unwrap();
     assert_eq!(shape[0], tokens.len());
     for chunk in [None, Some(1), Some(5)] {
         let got = run(&dir, &tokens, chunk);
         let err = rel_l2(&got, &want);
         eprintln!("{name} chunk {chunk:?}: relative L2 error {err:.2e}");
-        // f32 throughout on both sides: we reach ~1e-6; 1e-4 leaves room for summation order.
-        assert!(err < 1e-4, "{name} chunk {chunk:?}: relative L2 error {err:.3e}");
+        assert!(
+            err < tolerance(name),
+            "{name} chunk {chunk:?}: relative L2 error {err:.3e}"
+        );
     }
 }
 
@@ -78,4 +92,32 @@ fn gpt_oss_gqa3_matches_transformers() {
 #[test]
 fn gpt_oss_wide_matches_transformers() {
     check("gpt_oss_wide");
+}
+
+/// Our MXFP4 decoder equals transformers' dequantized expert weights exactly.
+#[test]
+fn mxfp4_decoder_matches_transformers_dequantization() {
+    for name in ["gpt_oss_tiny_sharded", "gpt_oss_gqa3", "gpt_oss_wide"] {
+        let dir = fixtures().join(name);
+        let files = rmlx_io::ModelFiles::open(&dir).unwrap();
+        for proj in ["gate_up_proj", "down_proj"] {
+            let q = files
+                .get_quantized(&format!("model.layers.0.mlp.experts.{proj}"))
+                .unwrap();
+            let w = rmlx_lm::load::to_weight(q).unwrap();
+            let ours = w.dequantize().unwrap().to_vec::<f32>().unwrap(); // (E, N, K)
+            let (shape, theirs) =
+                npy::read_f32(&dir.join(format!("experts_l0_{proj}.npy"))).unwrap(); // (E, K, N)
+            let (e, k, n) = (shape[0], shape[1], shape[2]);
+            assert_eq!((e, n, k), (w.experts.unwrap(), w.n, w.k), "{name} {proj}");
+            for x in 0..e {
+                for r in 0..n {
+                    for c in 0..k {
+                        let (a, b) = (ours[(x * n + r) * k + c], theirs[(x * k + c) * n + r]);
+                        assert_eq!(a, b, "{name} {proj} expert {x} row {r} col {c}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -12,24 +12,36 @@ fn rope_from_io(r: &rmlx_io::RopeScaling) -> RopeScaling {
     match r {
         R::None => RopeScaling::None,
         R::Linear { factor } => RopeScaling::Linear { factor: *factor },
-        R::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => RopeScaling::Llama3 {
+        R::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => RopeScaling::Llama3 {
             factor: *factor,
             low_freq_factor: *low_freq_factor,
             high_freq_factor: *high_freq_factor,
             original_max_position_embeddings: *original_max_position_embeddings as f64,
         },
-        R::Yarn { factor, beta_fast, beta_slow, original_max_position_embeddings, truncate, mscale, mscale_all_dim, attention_factor } => {
-            RopeScaling::Yarn(YarnParams {
-                factor: *factor,
-                beta_fast: *beta_fast,
-                beta_slow: *beta_slow,
-                original_max_position_embeddings: *original_max_position_embeddings as f64,
-                truncate: *truncate,
-                mscale: *mscale,
-                mscale_all_dim: *mscale_all_dim,
-                attention_factor: *attention_factor,
-            })
-        }
+        R::Yarn {
+            factor,
+            beta_fast,
+            beta_slow,
+            original_max_position_embeddings,
+            truncate,
+            mscale,
+            mscale_all_dim,
+            attention_factor,
+        } => RopeScaling::Yarn(YarnParams {
+            factor: *factor,
+            beta_fast: *beta_fast,
+            beta_slow: *beta_slow,
+            original_max_position_embeddings: *original_max_position_embeddings as f64,
+            truncate: *truncate,
+            mscale: *mscale,
+            mscale_all_dim: *mscale_all_dim,
+            attention_factor: *attention_factor,
+        }),
     }
 }
 
@@ -37,7 +49,9 @@ pub fn llama(files: &ModelFiles, arch: &str) -> Result<LlamaConfig> {
     if let Some(m) = files.gguf().map(|g| g.metadata()) {
         return llama_gguf(m, arch, files);
     }
-    let c = files.config().ok_or_else(|| Error::format(format!("model {}: no config.json", files.path().display())))?;
+    let c = files.config().ok_or_else(|| {
+        Error::format(format!("model {}: no config.json", files.path().display()))
+    })?;
     llama_hf(c, arch)
 }
 
@@ -47,9 +61,14 @@ fn llama_hf(c: &ModelConfig, arch: &str) -> Result<LlamaConfig> {
     let rope = c.rope()?;
     let bool_or = |k: &str, d: bool| c.get(k).and_then(|v| v.as_bool()).unwrap_or(d);
     let sliding_window = match arch {
-        "mistral" => c.get("sliding_window").and_then(|v| v.as_u64()).map(|v| v as usize),
+        "mistral" => c
+            .get("sliding_window")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize),
         "qwen2" | "qwen3" if bool_or("use_sliding_window", false) => {
-            return Err(Error::format(format!("{arch}: use_sliding_window=true is not supported")))
+            return Err(Error::format(format!(
+                "{arch}: use_sliding_window=true is not supported"
+            )))
         }
         _ => None,
     };
@@ -91,8 +110,14 @@ fn llama_gguf(m: &Metadata, arch: &str, files: &ModelFiles) -> Result<LlamaConfi
     };
     let rope_scaling = match m.get(&k("rope.scaling.type")).and_then(|v| v.as_str()) {
         None | Some("none") => RopeScaling::None,
-        Some("linear") => RopeScaling::Linear { factor: m.get_f64(&k("rope.scaling.factor"))? },
-        Some(other) => return Err(Error::format(format!("{arch}: GGUF rope scaling `{other}` is not supported"))),
+        Some("linear") => RopeScaling::Linear {
+            factor: m.get_f64(&k("rope.scaling.factor"))?,
+        },
+        Some(other) => {
+            return Err(Error::format(format!(
+                "{arch}: GGUF rope scaling `{other}` is not supported"
+            )))
+        }
     };
     if files.tensor("rope_freqs.weight").is_some() {
         return Err(Error::format(format!(
@@ -119,7 +144,11 @@ fn llama_gguf(m: &Metadata, arch: &str, files: &ModelFiles) -> Result<LlamaConfi
         rope_scaling,
         // llama.cpp's converter permutes llama q/k rows for its interleaved ("normal") rope;
         // qwen2/qwen3 keep Hugging Face's layout (NeoX rope).
-        rope_layout: if arch == "llama" { RopeLayout::Interleaved } else { RopeLayout::HalfSplit },
+        rope_layout: if arch == "llama" {
+            RopeLayout::Interleaved
+        } else {
+            RopeLayout::HalfSplit
+        },
         max_position_embeddings: m.get_usize(&k("context_length"))?,
         tie_word_embeddings: files.tensor("output.weight").is_none(),
         attention_bias: files.tensor("blk.0.attn_q.bias").is_some(),
@@ -130,7 +159,10 @@ fn llama_gguf(m: &Metadata, arch: &str, files: &ModelFiles) -> Result<LlamaConfi
 
 pub fn gpt_oss(files: &ModelFiles) -> Result<GptOssConfig> {
     let c = files.config().ok_or_else(|| {
-        Error::format(format!("model {}: gpt-oss needs the Hugging Face layout with config.json", files.path().display()))
+        Error::format(format!(
+            "model {}: gpt-oss needs the Hugging Face layout with config.json",
+            files.path().display()
+        ))
     })?;
     let layers = c.get_usize("num_hidden_layers")?;
     let sliding = match c.get("layer_types").and_then(|v| v.as_array()) {
@@ -139,7 +171,9 @@ pub fn gpt_oss(files: &ModelFiles) -> Result<GptOssConfig> {
             .map(|t| match t.as_str() {
                 Some("sliding_attention") => Ok(true),
                 Some("full_attention") => Ok(false),
-                other => Err(Error::format(format!("gpt_oss config: unknown layer type {other:?}"))),
+                other => Err(Error::format(format!(
+                    "gpt_oss config: unknown layer type {other:?}"
+                ))),
             })
             .collect::<Result<Vec<_>>>()?,
         None => (0..layers).map(|i| i % 2 == 0).collect(),

@@ -4,7 +4,7 @@
 mod configs;
 mod source;
 
-pub use source::FilesSource;
+pub use source::{to_weight, FilesSource};
 
 use crate::model::{Model, ModelInfo};
 use crate::models::{gpt_oss::GptOss, llama::Llama};
@@ -25,20 +25,40 @@ pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gpt_oss"
 
 pub fn load_model(path: impl AsRef<Path>) -> Result<LoadedModel> {
     let files = Arc::new(ModelFiles::open(path.as_ref())?);
-    let arch = files.architecture().map(|a| a.replace('-', "_")).ok_or_else(|| {
-        Error::format(format!("model {}: no architecture (model_type or general.architecture)", path.as_ref().display()))
-    })?;
+    let arch = files
+        .architecture()
+        .map(|a| a.replace('-', "_"))
+        .ok_or_else(|| {
+            Error::format(format!(
+                "model {}: no architecture (model_type or general.architecture)",
+                path.as_ref().display()
+            ))
+        })?;
     let source = Arc::new(FilesSource::new(files.clone(), &arch));
     let w = Weights::new(source.clone());
     let model: Box<dyn Model> = match arch.as_str() {
         "llama" | "mistral" | "qwen2" | "qwen3" => {
             let cfg = configs::llama(&files, &arch)?;
-            let info = info(&arch, cfg.vocab_size, cfg.max_position_embeddings, cfg.num_hidden_layers, cfg.hidden_size, &files);
+            let info = info(
+                &arch,
+                cfg.vocab_size,
+                cfg.max_position_embeddings,
+                cfg.num_hidden_layers,
+                cfg.hidden_size,
+                &files,
+            );
             Box::new(Llama::load(cfg, &w, info)?)
         }
         "gpt_oss" => {
             let cfg = configs::gpt_oss(&files)?;
-            let info = info(&arch, cfg.vocab_size, cfg.max_position_embeddings, cfg.num_hidden_layers, cfg.hidden_size, &files);
+            let info = info(
+                &arch,
+                cfg.vocab_size,
+                cfg.max_position_embeddings,
+                cfg.num_hidden_layers,
+                cfg.hidden_size,
+                &files,
+            );
             Box::new(GptOss::load(cfg, &w, info)?)
         }
         other => {
@@ -52,7 +72,14 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<LoadedModel> {
     Ok(LoadedModel { model, files })
 }
 
-fn info(arch: &str, vocab: usize, ctx: usize, layers: usize, hidden: usize, files: &ModelFiles) -> ModelInfo {
+fn info(
+    arch: &str,
+    vocab: usize,
+    ctx: usize,
+    layers: usize,
+    hidden: usize,
+    files: &ModelFiles,
+) -> ModelInfo {
     ModelInfo {
         architecture: arch.to_string(),
         vocab_size: vocab,

@@ -67,18 +67,24 @@ pub fn to_weight(q: QuantizedTensor) -> Result<QuantizedWeight> {
             s.push(t.row_bytes(k)? as isize);
             vec![q.packed.reshape(&s)?]
         }
-        QuantFormat::Mxfp4 => vec![q.packed, q.scales.ok_or_else(|| missing(&q.name, "scales"))?],
+        QuantFormat::Mxfp4 => vec![
+            q.packed,
+            q.scales.ok_or_else(|| missing(&q.name, "scales"))?,
+        ],
         QuantFormat::Affine { .. } => vec![
             q.packed,
             q.scales.ok_or_else(|| missing(&q.name, "scales"))?,
             q.biases.ok_or_else(|| missing(&q.name, "biases"))?,
         ],
     };
-    QuantizedWeight::new(q.format, n, k, experts, parts).map_err(|e| e.context(format!("tensor `{}`", q.name)))
+    QuantizedWeight::new(q.format, n, k, experts, parts)
+        .map_err(|e| e.context(format!("tensor `{}`", q.name)))
 }
 
 fn missing(name: &str, part: &str) -> Error {
-    Error::format(format!("tensor `{name}`: quantized entry without its {part}"))
+    Error::format(format!(
+        "tensor `{name}`: quantized entry without its {part}"
+    ))
 }
 
 impl WeightSource for FilesSource {
@@ -91,12 +97,19 @@ impl WeightSource for FilesSource {
         } else {
             name.to_string()
         };
-        let Some(info) = self.files.tensor(&stored) else { return Ok(None) };
+        let Some(info) = self.files.tensor(&stored) else {
+            return Ok(None);
+        };
         let t = match info.ty {
             TensorType::Dense(_) => Tensor::Dense(self.files.get(&stored)?),
-            TensorType::Quantized(_) => Tensor::Quantized(to_weight(self.files.get_quantized(&stored)?)?),
+            TensorType::Quantized(_) => {
+                Tensor::Quantized(to_weight(self.files.get_quantized(&stored)?)?)
+            }
             TensorType::Unsupported(ty) => {
-                return Err(Error::format(format!("{}: tensor `{stored}` has unsupported type {ty}", self.describe())))
+                return Err(Error::format(format!(
+                    "{}: tensor `{stored}` has unsupported type {ty}",
+                    self.describe()
+                )))
             }
         };
         Ok(Some(t))

@@ -82,10 +82,17 @@ fn quantized(w: &Weights, leaf: &str, shape: &[usize]) -> Result<QuantizedWeight
 impl GptOss {
     pub fn load(cfg: GptOssConfig, w: &Weights, info: ModelInfo) -> Result<Self> {
         validate(&cfg)?;
-        let (h, d, e, i) = (cfg.hidden_size, cfg.head_dim, cfg.num_local_experts, cfg.intermediate_size);
+        let (h, d, e, i) = (
+            cfg.hidden_size,
+            cfg.head_dim,
+            cfg.num_local_experts,
+            cfg.intermediate_size,
+        );
         let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let m = w.pp("model");
-        let embed = m.pp("embed_tokens").tensor("weight", &[cfg.vocab_size, h])?;
+        let embed = m
+            .pp("embed_tokens")
+            .tensor("weight", &[cfg.vocab_size, h])?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for li in 0..cfg.num_hidden_layers {
             let l = m.pp("layers").pp(li);
@@ -123,21 +130,47 @@ impl GptOss {
         })
     }
 
-    fn attention(&self, a: &Attention, x: &Array, pos: &Array, cache: &mut dyn KvCache, sliding: bool) -> Result<Array> {
+    fn attention(
+        &self,
+        a: &Attention,
+        x: &Array,
+        pos: &Array,
+        cache: &mut dyn KvCache,
+        sliding: bool,
+    ) -> Result<Array> {
         let c = &self.cfg;
         let t = x.dim(0) as isize;
         let d = c.head_dim;
-        let heads = |y: Array, n: usize| y.reshape(&[1, t, n as isize, d as isize])?.transpose(&[0, 2, 1, 3]); // (1, H, T, D)
+        let heads = |y: Array, n: usize| {
+            y.reshape(&[1, t, n as isize, d as isize])?
+                .transpose(&[0, 2, 1, 3])
+        }; // (1, H, T, D)
         let q = heads(a.q_proj.forward(x)?, c.num_attention_heads)?;
         let k = heads(a.k_proj.forward(x)?, c.num_key_value_heads)?;
         let v = heads(a.v_proj.forward(x)?, c.num_key_value_heads)?;
         let q = q.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
         let k = k.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
         let kv = cache.update(&k, &v)?;
-        let window = if sliding { Some(c.sliding_window) } else { None };
-        let mask = AttentionMask { q_pos: pos.clone(), k_pos: kv.k_pos, window };
-        let o = q.scaled_dot_product_attention(&kv.keys, &kv.values, 1.0 / (d as f32).sqrt(), &mask, Some(&a.sinks))?;
-        let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[t, (c.num_attention_heads * d) as isize])?;
+        let window = if sliding {
+            Some(c.sliding_window)
+        } else {
+            None
+        };
+        let mask = AttentionMask {
+            q_pos: pos.clone(),
+            k_pos: kv.k_pos,
+            window,
+        };
+        let o = q.scaled_dot_product_attention(
+            &kv.keys,
+            &kv.values,
+            1.0 / (d as f32).sqrt(),
+            &mask,
+            Some(&a.sinks),
+        )?;
+        let o = o
+            .transpose(&[0, 2, 1, 3])?
+            .reshape(&[t, (c.num_attention_heads * d) as isize])?;
         a.o_proj.forward(&o)
     }
 
@@ -149,14 +182,24 @@ impl GptOss {
         let idx = logits.topk_indices(k)?; // (T, k), largest first
         let weights = logits.take_along_axis(&idx, -1)?.softmax(-1)?; // (T, k)
         let ex = &l.experts;
-        let gate_up = ex.gate_up_proj.gather_qmm(x, &idx)?.add(&ex.gate_up_proj_bias.take(&idx, 0)?)?; // (T, k, 2I)
+        let gate_up = ex
+            .gate_up_proj
+            .gather_qmm(x, &idx)?
+            .add(&ex.gate_up_proj_bias.take(&idx, 0)?)?; // (T, k, 2I)
         let n2 = gate_up.dim(-1);
         let (t, kk) = (gate_up.dim(0), gate_up.dim(1));
-        let gate = gate_up.slice(&[0, 0, 0], &[t, kk, n2], &[1, 1, 2])?.clip(None, Some(limit))?;
-        let up = gate_up.slice(&[0, 0, 1], &[t, kk, n2], &[1, 1, 2])?.clip(Some(-limit), Some(limit))?;
+        let gate = gate_up
+            .slice(&[0, 0, 0], &[t, kk, n2], &[1, 1, 2])?
+            .clip(None, Some(limit))?;
+        let up = gate_up
+            .slice(&[0, 0, 1], &[t, kk, n2], &[1, 1, 2])?
+            .clip(Some(-limit), Some(limit))?;
         let glu = gate.mul(&gate.mul_scalar(ALPHA)?.sigmoid()?)?;
         let act = up.add_scalar(1.0)?.mul(&glu)?; // (T, k, I)
-        let down = ex.down_proj.gather_qmm(&act, &idx)?.add(&ex.down_proj_bias.take(&idx, 0)?)?; // (T, k, H)
+        let down = ex
+            .down_proj
+            .gather_qmm(&act, &idx)?
+            .add(&ex.down_proj_bias.take(&idx, 0)?)?; // (T, k, H)
         down.mul(&weights.expand_dims(-1)?)?.sum(&[1], false)
     }
 }
@@ -193,7 +236,13 @@ impl Model for GptOss {
         let mut x = self.embed_tokens.forward(&ids, DType::F32)?; // (T, H)
         for (li, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let h = x.rms_norm(&layer.input_layernorm, eps)?;
-            x = x.add(&self.attention(&layer.self_attn, &h, &pos, lc.as_mut(), self.cfg.sliding[li])?)?;
+            x = x.add(&self.attention(
+                &layer.self_attn,
+                &h,
+                &pos,
+                lc.as_mut(),
+                self.cfg.sliding[li],
+            )?)?;
             let h = x.rms_norm(&layer.post_attention_layernorm, eps)?;
             x = x.add(&self.moe(layer, &h)?)?;
         }
@@ -220,7 +269,11 @@ fn validate(c: &GptOssConfig) -> Result<()> {
         ));
     }
     if c.sliding.len() != c.num_hidden_layers {
-        return bad(format!("expected {} layer_types, found {}", c.num_hidden_layers, c.sliding.len()));
+        return bad(format!(
+            "expected {} layer_types, found {}",
+            c.num_hidden_layers,
+            c.sliding.len()
+        ));
     }
     if c.sliding_window == 0 || c.head_dim % 2 != 0 {
         return bad("expected a positive sliding_window and an even head_dim".into());
