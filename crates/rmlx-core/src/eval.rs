@@ -10,7 +10,12 @@ use std::sync::Arc;
 
 pub fn eval(outputs: &[&Array]) -> Result<()> {
     let tape = build_tape(outputs);
-    run_tape(tape)
+    if tape.is_empty() {
+        return Ok(());
+    }
+    // Run the tape on a pool worker: kernels' small parallel loops then execute inline instead
+    // of paying a cross-thread hand-off per op (which dominates decode of small models).
+    rayon::scope(|_| run_tape(tape))
 }
 
 /// Post-order of the pending nodes reachable from `outputs`.
@@ -59,9 +64,13 @@ fn run_tape(mut tape: Vec<Option<Array>>) -> Result<()> {
         for inp in inputs {
             args.push(take_input(inp, device).map_err(|e| e.context(prim.name()))?);
         }
+        let t0 = crate::profile::enabled().then(std::time::Instant::now);
         let data = backend
             .eval_primitive(&prim, args, a.shape(), a.dtype())
             .map_err(|e| e.context(format!("{} -> {:?}", prim.name(), a.shape())))?;
+        if let Some(t0) = t0 {
+            crate::profile::record(format!("{} {:?}", prim.name(), a.shape()), t0.elapsed());
+        }
         *a.lock() = State::Ready(data);
     }
     Ok(())

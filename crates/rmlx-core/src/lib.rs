@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod ops;
 pub mod primitive;
+pub mod profile;
 pub mod quant;
 pub mod shape;
 

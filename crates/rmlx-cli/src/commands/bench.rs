@@ -1,0 +1,125 @@
+//! `rmlx bench`: like llama-bench, random prompt tokens of length -p, then -n greedy decoded
+//! tokens; needs no tokenizer.
+
+use anyhow::Result;
+use rmlx_lm::{load_model, Logits};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file or directory (default: SmolLM2-135M-Instruct, fetched on first use).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Prompt tokens.
+    #[arg(short = 'p', long = "prompt-tokens", default_value_t = 512)]
+    prompt: usize,
+    /// Generated tokens.
+    #[arg(short = 'n', long = "gen-tokens", default_value_t = 128)]
+    gen: usize,
+    /// Repetitions (the median is reported).
+    #[arg(short = 'r', long, default_value_t = 1)]
+    repetitions: usize,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Print time per primitive of the decode phase (stderr).
+    #[arg(long)]
+    profile: bool,
+}
+
+/// Deterministic pseudo-random token ids (xorshift), avoiding id 0..3 (often special).
+fn random_tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (4 + s % (vocab.max(5) as u64 - 4)) as u32
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let path = crate::default_model::resolve(a.model)?;
+    let t0 = Instant::now();
+    let m = load_model(&path)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let info = m.model.info().clone();
+    let (mut pp, mut tg) = (vec![], vec![]);
+    for rep in 0..a.repetitions.max(1) {
+        let prompt = random_tokens(a.prompt.max(1), info.vocab_size, 42 + rep as u64);
+        let mut cache = m.model.make_cache();
+        let t = Instant::now();
+        let logits = m.model.forward(&prompt, &mut cache, Logits::Last)?;
+        let mut next = logits.argmax(-1, false)?.to_vec::<u32>()?[0];
+        pp.push(prompt.len() as f64 / t.elapsed().as_secs_f64());
+        rmlx_core::profile::enable(a.profile);
+        let t = Instant::now();
+        for _ in 0..a.gen {
+            let logits = m.model.forward(&[next], &mut cache, Logits::Last)?;
+            next = logits.argmax(-1, false)?.to_vec::<u32>()?[0];
+        }
+        if a.gen > 0 {
+            tg.push(a.gen as f64 / t.elapsed().as_secs_f64());
+        }
+        rmlx_core::profile::enable(false);
+    }
+    if a.profile {
+        let rows = rmlx_core::profile::take();
+        let total: f64 = rows.iter().map(|r| r.2.as_secs_f64()).sum();
+        eprintln!(
+            "decode profile: {:.1} ms in kernels over {} tokens",
+            total * 1e3,
+            a.gen * a.repetitions.max(1)
+        );
+        for (name, n, d) in rows.iter().take(25) {
+            eprintln!(
+                "{:>8.2} ms {:>5.1}% {:>7} calls  {name}",
+                d.as_secs_f64() * 1e3,
+                100.0 * d.as_secs_f64() / total,
+                n
+            );
+        }
+    }
+    let (pp, tg) = (median(pp), if tg.is_empty() { 0.0 } else { median(tg) });
+    let threads = rmlx_core::backend::cpu::num_threads();
+    if a.json {
+        let j = serde_json::json!({
+            "model": path.display().to_string(),
+            "architecture": info.architecture,
+            "device": "cpu",
+            "threads": threads,
+            "load_s": load_s,
+            "prompt_tokens": a.prompt,
+            "gen_tokens": a.gen,
+            "prefill_tok_s": pp,
+            "decode_tok_s": tg,
+            "weight_bytes": info.weight_bytes,
+            "repetitions": a.repetitions.max(1),
+        });
+        println!("{j}");
+    } else {
+        println!("| model | arch | device | threads | load s | test | tok/s |");
+        println!("|---|---|---|---|---|---|---|");
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        println!(
+            "| {name} | {} | cpu | {threads} | {load_s:.3} | pp{} | {pp:.2} |",
+            info.architecture, a.prompt
+        );
+        println!(
+            "| {name} | {} | cpu | {threads} | {load_s:.3} | tg{} | {tg:.2} |",
+            info.architecture, a.gen
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! Per-primitive time accounting for `eval`, off by default: `rmlx bench --profile` turns it
+//! on to show where decode time goes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static TABLE: Mutex<Option<HashMap<String, (u64, Duration)>>> = Mutex::new(None);
+
+pub fn enable(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+#[inline]
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+pub fn record(name: String, d: Duration) {
+    let mut t = TABLE.lock().unwrap_or_else(|p| p.into_inner());
+    let e = t.get_or_insert_with(HashMap::new).entry(name).or_default();
+    e.0 += 1;
+    e.1 += d;
+}
+
+/// (primitive, calls, total time), most expensive first; clears the table.
+pub fn take() -> Vec<(String, u64, Duration)> {
+    let mut t = TABLE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut v: Vec<_> = t
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, (n, d))| (k, n, d))
+        .collect();
+    v.sort_by(|a, b| b.2.cmp(&a.2));
+    v
+}
