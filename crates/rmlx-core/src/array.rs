@@ -131,7 +131,7 @@ impl Array {
             .checked_mul(dtype.size())
             .ok_or_else(|| Error::shape(format!("array: shape {shape:?} overflows")))?;
         let host = HostBuffer::mapped(source, offset, len)?;
-        if host.bytes().as_ptr() as usize % dtype.size() != 0 {
+        if !(host.bytes().as_ptr() as usize).is_multiple_of(dtype.size()) {
             // A misaligned mapped tensor is copied once into an aligned buffer.
             let mut owned = HostBuffer::zeroed(len)?;
             owned

@@ -115,7 +115,7 @@ impl HostBuffer {
             Error::msg("host buffer: a mapped (read-only) buffer cannot be written")
         })?;
         let size = std::mem::size_of::<T>();
-        if b.as_ptr() as usize % std::mem::align_of::<T>() != 0 || b.len() % size != 0 {
+        if !(b.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) || b.len() % size != 0 {
             return Err(Error::msg("host buffer: misaligned for the element type"));
         }
         // SAFETY: alignment and length checked; every bit pattern of our Element types except
@@ -127,14 +127,14 @@ impl HostBuffer {
 /// Reinterprets bytes as `T` after checking alignment and length.
 pub fn cast_slice<T: Element>(b: &[u8]) -> Result<&[T]> {
     let size = std::mem::size_of::<T>();
-    if b.as_ptr() as usize % std::mem::align_of::<T>() != 0 {
+    if !(b.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::format(format!(
             "host buffer: data at {:p} is not aligned for {}",
             b.as_ptr(),
             T::DTYPE
         )));
     }
-    if b.len() % size != 0 {
+    if !b.len().is_multiple_of(size) {
         return Err(Error::format(format!(
             "host buffer: {} bytes is not a whole number of {} elements",
             b.len(),

@@ -107,7 +107,7 @@ fn take_input(inp: Array, device: crate::Device) -> Result<Arg> {
     if device.is_cpu() {
         return Ok(host);
     }
-    let data = backend::for_device(device)?.from_host(&host)?;
+    let data = backend::for_device(device)?.upload(&host)?;
     Ok(Arg {
         data,
         shape: host.shape,
@@ -116,7 +116,7 @@ fn take_input(inp: Array, device: crate::Device) -> Result<Arg> {
 }
 
 fn to_host(arg: Arg, from: crate::Device) -> Result<Arg> {
-    let data = backend::for_device(from)?.to_host(&arg)?;
+    let data = backend::for_device(from)?.download(&arg)?;
     Ok(Arg {
         data,
         shape: arg.shape,

@@ -34,6 +34,6 @@ pub fn take() -> Vec<(String, u64, Duration)> {
         .into_iter()
         .map(|(k, (n, d))| (k, n, d))
         .collect();
-    v.sort_by(|a, b| b.2.cmp(&a.2));
+    v.sort_by_key(|r| std::cmp::Reverse(r.2));
     v
 }

@@ -40,11 +40,11 @@ pub trait Backend: Send + Sync {
         out_dtype: DType,
     ) -> Result<Data>;
 
-    /// Copies data living on this device into a host buffer (contiguous).
-    fn to_host(&self, arg: &Arg) -> Result<Data>;
+    /// Copies data living on this device into a host buffer (device → host) (contiguous).
+    fn download(&self, arg: &Arg) -> Result<Data>;
 
     /// Copies host data onto this device.
-    fn from_host(&self, arg: &Arg) -> Result<Data>;
+    fn upload(&self, arg: &Arg) -> Result<Data>;
 
     /// Waits for all work enqueued on this device.
     fn synchronize(&self) -> Result<()>;

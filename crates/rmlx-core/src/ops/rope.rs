@@ -165,7 +165,7 @@ impl Array {
             )));
         }
         let (t, d) = (self.dim(-2), self.dim(-1));
-        if dims > d || dims % 2 != 0 {
+        if dims > d || !dims.is_multiple_of(2) {
             return Err(Error::shape(format!(
                 "rope: expected an even number of rotated dims <= {d}, found {dims}"
             )));

@@ -218,7 +218,7 @@ fn infer_shape(size: usize, shape: &[isize], from: &[usize]) -> Result<Shape> {
     }
     let known = checked_numel(&out).ok_or_else(|| Error::shape("reshape: shape overflows"))?;
     if let Some(i) = infer {
-        if known == 0 || size % known != 0 {
+        if known == 0 || !size.is_multiple_of(known) {
             return Err(Error::shape(format!(
                 "reshape: cannot reshape {from:?} to {shape:?}"
             )));

@@ -117,11 +117,11 @@ impl Backend for CpuBackend {
         }
     }
 
-    fn to_host(&self, arg: &Arg) -> Result<Data> {
+    fn download(&self, arg: &Arg) -> Result<Data> {
         Ok(arg.data.clone())
     }
 
-    fn from_host(&self, arg: &Arg) -> Result<Data> {
+    fn upload(&self, arg: &Arg) -> Result<Data> {
         Ok(arg.data.clone())
     }
 

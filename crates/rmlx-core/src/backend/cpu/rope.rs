@@ -46,13 +46,12 @@ pub fn rope(
             for ti in 0..t {
                 let (o, x) = (&mut o[ti * d..(ti + 1) * d], &x[ti * d..(ti + 1) * d]);
                 let c = &cs[ti * half..(ti + 1) * half];
-                for i in 0..half {
+                for (i, &(cos, sin)) in c.iter().enumerate() {
                     let (a, b) = match layout {
                         RopeLayout::HalfSplit => (i, i + half),
                         RopeLayout::Interleaved => (2 * i, 2 * i + 1),
                     };
                     let (x0, x1) = (x[a].to_f32(), x[b].to_f32());
-                    let (cos, sin) = c[i];
                     o[a] = T::from_f32(x0 * cos - x1 * sin);
                     o[b] = T::from_f32(x0 * sin + x1 * cos);
                 }
