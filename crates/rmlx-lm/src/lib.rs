@@ -1,1 +1,5 @@
 //! rmlx-lm: the library API an app embeds.
+
+pub mod tokenizer;
+
+pub use tokenizer::{GgufVocab, StreamDecoder, Tokenizer, TokenizerConfig};
