@@ -1,5 +1,7 @@
 //! rmlx-lm: the library API an app embeds.
 
+pub mod chat_template;
 pub mod tokenizer;
 
+pub use chat_template::ChatTemplate;
 pub use tokenizer::{GgufVocab, StreamDecoder, Tokenizer, TokenizerConfig};
