@@ -108,7 +108,7 @@ fn penalties_match_llama_cpp_formula() {
     apply_penalties(&mut c, &hist, &cfg, &mut Default::default());
     let want = [
         2.0 / 1.5 - 0.5 - 0.25,
-        -1.0 * 1.5 - 2.0 * 0.5 - 0.25,
+        -1.5 - 2.0 * 0.5 - 0.25, // -1.0 * 1.5, twice seen
         0.5,
         3.0 / 1.5 - 0.5 - 0.25,
         -2.0,
