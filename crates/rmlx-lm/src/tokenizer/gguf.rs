@@ -115,7 +115,11 @@ impl GgufVocab {
         for (i, t) in self.tokens.iter().enumerate() {
             match self.token_type(i) {
                 TOKEN_TYPE_CONTROL => special.push(AddedToken::from(t.clone(), true)),
-                TOKEN_TYPE_USER_DEFINED => user.push(AddedToken::from(t.clone(), false)),
+                // Matched on the raw text, like llama.cpp: each text piece after it is then
+                // normalized on its own (gets its own dummy prefix).
+                TOKEN_TYPE_USER_DEFINED => {
+                    user.push(AddedToken::from(t.clone(), false).normalized(false))
+                }
                 _ => {}
             }
         }
