@@ -3,6 +3,7 @@
 
 Writes crates/rmlx-lm/tests/fixtures/smollm2/:
   tokenize.json      varied texts -> llama.cpp token ids (special tokens parsed) + detokenized text
+                     (control tokens skipped, and kept)
   chat_render.json   conversations rendered by jinja2 the way transformers does (SmolLM2 template
                      and a small gpt-oss/harmony-like template, templates included)
   greedy.json        per prompt: prompt ids, 32 greedy ids, top-20 (id, logit) per generated position
@@ -160,6 +161,18 @@ CONVERSATIONS = [
 ]
 
 
+def fuzz_texts(n=200, seed=0):
+    """Random strings over a pool that stresses the pre-tokenizer regexes (contractions,
+    digit runs, mixed scripts, odd whitespace, combining marks, emoji pieces)."""
+    import random
+
+    rng = random.Random(seed)
+    pool = (list("abcXYZ019 '.,!?-_()[]{}<>/\\\"#$%&*+=:;@^`|~") + [" ", "  ", "\n", "\t", "\r\n",
+            "\u00a0", "\u3000", "'s", "'T", "'ll", "'RE", "é", "ß", "Ж", "λ", "中", "文", "ア", "한",
+            "\u0301", "🦙", "👍🏽", "\u200d", "١٢", "½", "Ⅻ", "...", "<|im_end|>", "<|endoftext|>"])
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(1, 30))) for _ in range(n)]
+
+
 def jinja_env():
     """The environment transformers builds for chat templates (utils/chat_template_utils.py)."""
     import jinja2
@@ -244,6 +257,7 @@ def greedy(llm, env, template, n_gen=32, top=20):
             llm.eval([tok])
         cases.append({"prompt": prompt, "rendered": text, "prompt_ids": ids, "generated_ids": gen,
                       "generated_text": llm.detokenize(gen).decode("utf-8", "replace"),
+                      "generated_text_special": llm.detokenize(gen, special=True).decode("utf-8", "replace"),
                       "top_ids": top_ids, "top_logits": top_vals})
     return cases
 
@@ -274,9 +288,12 @@ def main():
         ids = llm.tokenize(text.encode(), add_bos=False, special=True)
         with_bos = llm.tokenize(text.encode(), add_bos=True, special=True)
         toks.append({"text": text, "ids": ids, "ids_add_special": with_bos,
-                     "detokenized": llm.detokenize(ids).decode("utf-8", "replace")})
+                     # llama.cpp's detokenize skips control tokens unless special=True.
+                     "detokenized": llm.detokenize(ids).decode("utf-8", "replace"),
+                     "detokenized_special": llm.detokenize(ids, special=True).decode("utf-8", "replace")})
+    fuzz = [{"text": t, "ids": llm.tokenize(t.encode(), add_bos=False, special=True)} for t in fuzz_texts()]
     with open(OUT / "tokenize.json", "w") as f:
-        json.dump({"cases": toks}, f, ensure_ascii=False, indent=1)
+        json.dump({"cases": toks, "fuzz": fuzz}, f, ensure_ascii=False, indent=1)
     if args.no_generate:
         return
     with open(OUT / "greedy.json", "w") as f:

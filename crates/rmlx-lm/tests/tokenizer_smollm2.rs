@@ -73,6 +73,30 @@ fn encodings_match_llama_cpp() {
 }
 
 #[test]
+fn fuzz_encodings_match_llama_cpp() {
+    let Some(tk) = load_tokenizer() else { return };
+    let fx = fixture("tokenize.json");
+    let mut bad = Vec::new();
+    for case in fx["fuzz"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let got = tk.encode(text, false).unwrap();
+        if got != ids(&case["ids"]) {
+            bad.push(format!(
+                "{text:?}: ours {got:?}, llama.cpp {:?}",
+                ids(&case["ids"])
+            ));
+        }
+        assert_eq!(tk.decode(&got, false).unwrap(), text);
+    }
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
 fn decode_round_trips_and_streams() {
     let Some(tk) = load_tokenizer() else { return };
     let fx = fixture("tokenize.json");
@@ -84,9 +108,17 @@ fn decode_round_trips_and_streams() {
             text,
             "round trip of {text:?}"
         );
+        // llama.cpp's detokenize, with control tokens kept and skipped.
+        let want = case["detokenized_special"].as_str().unwrap();
+        assert_eq!(tk.decode(&ids, false).unwrap(), want);
+        let want = case["detokenized"].as_str().unwrap();
+        assert_eq!(tk.decode(&ids, true).unwrap(), want);
+        let mut s = tk.stream(true);
+        let streamed: String = ids.iter().map(|&i| s.push(i).unwrap()).collect();
         assert_eq!(
-            tk.decode(&ids, false).unwrap(),
-            case["detokenized"].as_str().unwrap()
+            streamed + &s.finish().unwrap(),
+            want,
+            "skip-special stream of {text:?}"
         );
         // Streaming emits only whole characters and adds up to the full decode.
         let mut s = tk.stream(false);
@@ -118,4 +150,27 @@ fn streaming_holds_back_split_characters() {
     assert!(s.push(1_000_000).is_err());
     assert!(tk.decode(&[1_000_000], false).is_err());
     assert_eq!(tk.decode(&[1, 2], true).unwrap(), "");
+}
+
+#[test]
+fn greedy_prompts_render_and_tokenize_like_reference() {
+    let Some(tk) = load_tokenizer() else { return };
+    let tmpl = rmlx_lm::ChatTemplate::from_tokenizer(&tk).unwrap();
+    let fx = fixture("greedy.json");
+    for case in fx["cases"].as_array().unwrap() {
+        let msg = serde_json::json!({"role": "user", "content": case["prompt"]});
+        let rendered = tmpl.render(&[msg], true).unwrap();
+        assert_eq!(rendered, case["rendered"].as_str().unwrap());
+        assert_eq!(
+            tk.encode(&rendered, false).unwrap(),
+            ids(&case["prompt_ids"])
+        );
+        let gen = ids(&case["generated_ids"]);
+        let want = case["generated_text_special"].as_str().unwrap();
+        assert_eq!(tk.decode(&gen, false).unwrap(), want);
+        assert_eq!(
+            tk.decode(&gen, true).unwrap(),
+            case["generated_text"].as_str().unwrap()
+        );
+    }
 }
