@@ -287,7 +287,8 @@ def main():
     for text in TEXTS:
         ids = llm.tokenize(text.encode(), add_bos=False, special=True)
         with_bos = llm.tokenize(text.encode(), add_bos=True, special=True)
-        toks.append({"text": text, "ids": ids, "ids_add_special": with_bos,
+        literal = llm.tokenize(text.encode(), add_bos=False, special=False)
+        toks.append({"text": text, "ids": ids, "ids_add_special": with_bos, "ids_literal": literal,
                      # llama.cpp's detokenize skips control tokens unless special=True.
                      "detokenized": llm.detokenize(ids).decode("utf-8", "replace"),
                      "detokenized_special": llm.detokenize(ids, special=True).decode("utf-8", "replace")})

@@ -48,11 +48,17 @@ fn metadata_matches_gguf() {
     let Some(tk) = load_tokenizer() else { return };
     assert_eq!(tk.vocab_size(), 49152);
     assert_eq!(tk.bos_id(), Some(1));
-    assert_eq!(tk.eos_ids(), &[2]);
+    // <|im_end|> from the metadata, then <|endoftext|> as llama.cpp's end-of-generation list.
+    assert_eq!(tk.eos_ids(), &[2, 0]);
     assert!(!tk.add_bos());
     assert!(tk.is_special(1) && tk.is_special(2) && !tk.is_special(100));
     assert_eq!(tk.token_to_id("<|im_start|>"), Some(1));
     assert!(tk.chat_template().unwrap().contains("<|im_start|>"));
+    // Special-token text in user content can be kept literal.
+    let lit = tk.encode_with("<|im_end|>", false, false).unwrap();
+    assert!(lit.len() > 1 && !lit.contains(&2), "{lit:?}");
+    assert_eq!(tk.decode(&lit, false).unwrap(), "<|im_end|>");
+    assert_eq!(tk.encode_with("<|im_end|>", false, true).unwrap(), vec![2]);
 }
 
 #[test]
@@ -68,6 +74,12 @@ fn encodings_match_llama_cpp() {
             got,
             ids(&case["ids_add_special"]),
             "encoding (add special) of {text:?}"
+        );
+        let got = tk.encode_with(text, false, false).unwrap();
+        assert_eq!(
+            got,
+            ids(&case["ids_literal"]),
+            "literal encoding of {text:?}"
         );
     }
 }

@@ -7,12 +7,50 @@ mod pretok;
 mod stream;
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use rmlx_core::{Error, Result};
 
 pub use config::TokenizerConfig;
 pub use gguf::GgufVocab;
 pub use stream::StreamDecoder;
+
+/// Token texts that end a generation, as llama.cpp lists them (`special_eog_ids`).
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+];
+
+/// The metadata's EOS ids first, then every token llama.cpp treats as end-of-generation.
+/// Harmony (gpt-oss) ends turns with `<|return|>`/`<|call|>`; its `<|end|>` only ends a message.
+fn eog_ids(inner: &tokenizers::Tokenizer, mut ids: Vec<u32>) -> Vec<u32> {
+    for t in EOG_TEXTS {
+        if let Some(id) = inner.token_to_id(t) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    let has = |t: &str| inner.token_to_id(t).is_some();
+    if has("<|return|>") && (has("<|call|>") || has("<|calls|>")) {
+        if let Some(end) = inner.token_to_id("<|end|>") {
+            ids.retain(|&i| i != end);
+        }
+    }
+    ids
+}
 
 fn tok_err(e: impl std::fmt::Display) -> Error {
     Error::format(format!("tokenizer: {e}"))
@@ -45,6 +83,8 @@ pub struct Tokenizer {
     kind: PieceKind,
     /// SentencePiece with a dummy prefix: the first decoded space is not part of the text.
     strip_first_space: bool,
+    /// A copy that reads special-token text literally, built on first use (user content).
+    literal: OnceLock<tokenizers::Tokenizer>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -139,6 +179,7 @@ impl Tokenizer {
         pad_id: Option<u32>,
         chat_template: Option<String>,
     ) -> Result<Self> {
+        let eos_ids = eog_ids(&inner, eos_ids);
         let decoder = match inner.get_decoder() {
             Some(d) => serde_json::to_string(d).map_err(tok_err)?,
             None => String::new(),
@@ -181,14 +222,36 @@ impl Tokenizer {
             special,
             kind,
             strip_first_space,
+            literal: OnceLock::new(),
         })
     }
 
     /// Token ids of `text`. Special tokens written in the text (`<|im_start|>`) are parsed as
     /// such; `add_special_tokens` adds BOS/EOS as the model's metadata asks.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        self.encode_with(text, add_special_tokens, true)
+    }
+
+    /// Like `encode`; with `parse_special` false, special-token text such as `<|im_end|>` in
+    /// `text` is tokenized as plain text (llama.cpp's `parse_special = false`), so user content
+    /// cannot inject control tokens.
+    pub fn encode_with(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>> {
+        let tk = if parse_special {
+            &self.inner
+        } else {
+            self.literal.get_or_init(|| {
+                let mut t = self.inner.clone();
+                t.set_encode_special_tokens(true);
+                t
+            })
+        };
         let post = add_special_tokens && !self.manual_specials;
-        let enc = self.inner.encode(text, post).map_err(tok_err)?;
+        let enc = tk.encode(text, post).map_err(tok_err)?;
         let ids = enc.get_ids();
         if !(add_special_tokens && self.manual_specials) {
             return Ok(ids.to_vec());
