@@ -16,7 +16,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
 
-use super::pretok::regexes_for_pre;
+use super::pretok::{ignores_merges, regexes_for_pre};
 
 /// GGUF token types (`tokenizer.ggml.token_type`), as in llama.cpp.
 pub const TOKEN_TYPE_NORMAL: i32 = 1;
@@ -164,6 +164,7 @@ impl GgufVocab {
         }
         let bpe = BPE::builder()
             .vocab_and_merges(self.vocab_map(), pairs)
+            .ignore_merges(ignores_merges(self.pre.as_deref()))
             .build()
             .map_err(tok_err)?;
         let mut pre: Vec<PreTokenizerWrapper> = Vec::new();

@@ -17,14 +17,36 @@ const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z
 /// Tekken (Mistral Nemo, Pixtral).
 const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// Vocabularies whose words are looked up whole before any merge (llama.cpp `ignore_merges`,
+/// HF `"ignore_merges": true`): a word in the vocab is one token even if no merge path reaches it.
+pub fn ignores_merges(pre: Option<&str>) -> bool {
+    matches!(
+        pre.unwrap_or("default"),
+        "llama3"
+            | "llama-v3"
+            | "llama-bpe"
+            | "falcon3"
+            | "falcon-h1"
+            | "pixtral"
+            | "midm-2.0"
+            | "lfm2"
+            | "jina-v5-nano"
+            | "glm4"
+            | "glm5"
+            | "tekken"
+    )
+}
+
 /// The regex chain for a `tokenizer.ggml.pre` value. `None` (absent) means llama.cpp's default.
 pub fn regexes_for_pre(pre: Option<&str>) -> Result<Vec<&'static str>> {
     let v = match pre.unwrap_or("default") {
         "default" => vec![r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"],
         "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
-        | "lfm2" | "jina-v5-nano" | "dbrx" | "smaug-bpe" | "chatglm-bpe" => vec![LLAMA3],
+        | "lfm2" | "jina-v5-nano" | "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" | "glm5" => {
+            vec![LLAMA3]
+        }
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "stablelm2" | "hunyuan"
-        | "solar-open" | "grok-2" => vec![QWEN2],
+        | "solar-open" | "grok-2" | "megrez" => vec![QWEN2],
         "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b"
         | "mellum2" => vec![r"\p{N}", GPT2],
         "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
