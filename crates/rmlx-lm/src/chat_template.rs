@@ -134,19 +134,36 @@ fn strftime_now(fmt: String) -> std::result::Result<String, minijinja::Error> {
         .to_string())
 }
 
-/// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, sort_keys=False)`,
-/// so `", "`/`": "` separators, no HTML escaping, keys in insertion order.
+/// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, separators=None,
+/// sort_keys=False)`, so `", "`/`": "` separators, no HTML escaping, keys in insertion order.
 fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja::Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    let separators: Option<Vec<String>> = kwargs.get("separators")?;
     kwargs.assert_all_used()?;
-    let json = serde_json::to_value(&value)
-        .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let invalid = |m: String| minijinja::Error::new(ErrorKind::InvalidOperation, m);
+    let json = serde_json::to_value(&value).map_err(|e| invalid(format!("tojson: {e}")))?;
+    // Python: "," with an indent (the newline follows), ", " without.
+    let (item_sep, key_sep) = match separators.as_deref() {
+        None => (
+            if indent.is_some() { "," } else { ", " }.to_string(),
+            ": ".to_string(),
+        ),
+        Some([i, k]) => (i.clone(), k.clone()),
+        Some(s) => {
+            return Err(invalid(format!(
+                "tojson: expected 2 separators, found {}",
+                s.len()
+            )))
+        }
+    };
     let opts = PyJson {
         indent,
         ensure_ascii: ensure_ascii.unwrap_or(false),
         sort_keys: sort_keys.unwrap_or(false),
+        item_sep,
+        key_sep,
     };
     let mut out = String::new();
     opts.write(&json, 0, &mut out);
@@ -158,6 +175,8 @@ struct PyJson {
     indent: Option<usize>,
     ensure_ascii: bool,
     sort_keys: bool,
+    item_sep: String,
+    key_sep: String,
 }
 
 impl PyJson {
@@ -165,15 +184,6 @@ impl PyJson {
         if let Some(n) = self.indent {
             out.push('\n');
             out.extend(std::iter::repeat_n(' ', n * level));
-        }
-    }
-
-    fn item_sep(&self) -> &'static str {
-        // Python uses "," with an indent (the newline follows) and ", " without.
-        if self.indent.is_some() {
-            ","
-        } else {
-            ", "
         }
     }
 
@@ -188,7 +198,7 @@ impl PyJson {
                 out.push('[');
                 for (i, x) in a.iter().enumerate() {
                     if i > 0 {
-                        out.push_str(self.item_sep());
+                        out.push_str(&self.item_sep);
                     }
                     self.newline(level + 1, out);
                     self.write(x, level + 1, out);
@@ -205,11 +215,11 @@ impl PyJson {
                 out.push('{');
                 for (i, (k, x)) in entries.into_iter().enumerate() {
                     if i > 0 {
-                        out.push_str(self.item_sep());
+                        out.push_str(&self.item_sep);
                     }
                     self.newline(level + 1, out);
                     self.write_str(k, out);
-                    out.push_str(": ");
+                    out.push_str(&self.key_sep);
                     self.write(x, level + 1, out);
                 }
                 self.newline(level, out);
@@ -276,8 +286,8 @@ mod tests {
 
     #[test]
     fn tojson_matches_python_json_dumps() {
-        let src =
-            "{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ 'é<' | tojson(ensure_ascii=true) }}";
+        let src = "{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ 'é<' | tojson(ensure_ascii=true) }}\
+                   |{{ {'k': [1, 2]} | tojson(separators=[',', ':']) }}{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}";
         let t = ChatTemplate::new(src, None, None).unwrap();
         let mut extra = Map::new();
         extra.insert(
@@ -287,7 +297,8 @@ mod tests {
         let out = t.render_with(&[], false, &extra).unwrap();
         let compact = r#"{"b": [1, 2.5, 3.0], "a": {"s": "q\"<é>\n"}, "e": []}"#;
         let indented = "{\n  \"b\": [\n    1,\n    2.5,\n    3.0\n  ],\n  \"a\": {\n    \"s\": \"q\\\"<é>\\n\"\n  },\n  \"e\": []\n}";
-        assert_eq!(out, format!("{compact}|{indented}|\"\\u00e9<\""));
+        let rest = r#"|{"k":[1,2]}{"a": 2, "b": 1}"#;
+        assert_eq!(out, format!("{compact}|{indented}|\"\\u00e9<\"{rest}"));
     }
 
     #[test]
