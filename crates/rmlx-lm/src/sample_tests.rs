@@ -219,3 +219,43 @@ fn filters_compose_and_bad_input_is_an_error() {
     assert!(s.sample(&[f32::NEG_INFINITY; 4], &[]).is_ok());
     assert_eq!(s.sample(&[0.0, f32::INFINITY, 1.0], &[]).unwrap(), 1);
 }
+
+/// Timing on a 200k vocabulary: `cargo test --release -p rmlx-lm -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_200k_vocab() {
+    let l = random_logits(201_088, 11);
+    let hist: Vec<u32> = (0..64).collect();
+    for (name, cfg) in [
+        (
+            "greedy+penalty",
+            SamplerConfig {
+                repetition_penalty: 1.1,
+                ..SamplerConfig::greedy()
+            },
+        ),
+        (
+            "llama.cpp default",
+            SamplerConfig {
+                seed: Some(1),
+                ..Default::default()
+            },
+        ),
+        (
+            "top_p only",
+            SamplerConfig {
+                seed: Some(1),
+                top_k: 0,
+                min_p: 0.0,
+                ..Default::default()
+            },
+        ),
+    ] {
+        let mut s = Sampler::new(cfg).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..100 {
+            s.sample(&l, &hist).unwrap();
+        }
+        println!("{name}: {:.3} ms/token", t.elapsed().as_secs_f64() * 10.0);
+    }
+}
