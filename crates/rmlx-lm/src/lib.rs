@@ -1,14 +1,34 @@
 //! rmlx-lm: the library API an app embeds: load a model, run it with a KV cache, sample,
 //! tokenize, render chat templates, stream generations.
+//!
+//! - [`Engine`]: a loaded model with its tokenizer and chat template; [`Engine::generate`]
+//!   streams text through a callback; [`ChatSession`] keeps history and the KV cache.
+//! - [`Model`]: the interface every model file implements (`models/`), with per-layer KV caches
+//!   (`cache/`).
+//! - [`Tokenizer`]: text <-> ids from `tokenizer.json` or GGUF metadata ([`GgufVocab`]),
+//!   tokenizing exactly as llama.cpp does for GGUF files; [`StreamDecoder`] for streaming text.
+//! - [`ChatTemplate`]: Hugging Face chat templates (jinja) rendered as transformers does.
+//! - [`Sampler`]: penalties, top-k, top-p, min-p, temperature, seeded draws.
 
 pub mod cache;
+pub mod chat_template;
 pub mod default_model;
+pub mod engine;
+pub mod generate;
+pub mod harmony;
 pub mod layers;
 pub mod load;
 pub mod model;
 pub mod models;
 pub mod npy;
+pub mod sample;
+pub mod tokenizer;
 pub mod weights;
 
+pub use chat_template::ChatTemplate;
+pub use engine::{Engine, Prompt};
+pub use generate::{ChatSession, FinishReason, GenerateOptions, Generation, GenerationStats};
 pub use load::{load_model, LoadedModel};
 pub use model::{Logits, Model, ModelInfo};
+pub use sample::{Sampler, SamplerConfig};
+pub use tokenizer::{GgufVocab, StreamDecoder, Tokenizer, TokenizerConfig};

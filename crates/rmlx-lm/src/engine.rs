@@ -1,0 +1,110 @@
+//! `Engine`: a loaded model with its tokenizer and chat template — the object an app embeds.
+
+use crate::chat_template::ChatTemplate;
+use crate::load::{load_model, LoadedModel};
+use crate::model::Model;
+use crate::tokenizer::{GgufVocab, Tokenizer};
+use rmlx_core::{Error, Result};
+use rmlx_io::{Metadata, ModelFiles};
+use serde_json::Value as Json;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct Engine {
+    pub model: Box<dyn Model>,
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+    pub files: Arc<ModelFiles>,
+}
+
+impl Engine {
+    /// Loads a model file or directory with its tokenizer (GGUF metadata, or `tokenizer.json`
+    /// next to the weights) and chat template.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let LoadedModel { model, files } = load_model(path.as_ref())?;
+        let tokenizer = tokenizer_for(&files)?;
+        let template = match tokenizer.chat_template() {
+            Some(_) => Some(ChatTemplate::from_tokenizer(&tokenizer)?),
+            None => None,
+        };
+        Ok(Engine { model, tokenizer, template, files })
+    }
+
+    /// Token ids of a prompt: a chat (rendered with the model's template, generation prompt
+    /// added) or raw text.
+    pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        let text = match prompt {
+            Prompt::Tokens(t) => return Ok(t.clone()),
+            Prompt::Text(t) => return self.tokenizer.encode(t, true),
+            Prompt::Chat(messages) => self.render_chat(messages)?,
+        };
+        // The template already wrote BOS where the model wants it.
+        self.tokenizer.encode(&text, false)
+    }
+
+    pub fn render_chat(&self, messages: &[Json]) -> Result<String> {
+        let t = self.template.as_ref().ok_or_else(|| {
+            Error::msg(format!("model {}: has no chat template (use raw text)", self.files.path().display()))
+        })?;
+        t.render(messages, true)
+    }
+
+    /// True for gpt-oss, whose output is harmony channels.
+    pub fn uses_harmony(&self) -> bool {
+        self.model.info().architecture == "gpt_oss"
+    }
+}
+
+/// What to generate from.
+#[derive(Clone, Debug)]
+pub enum Prompt {
+    /// Raw text, tokenized as is (BOS as the model's metadata says).
+    Text(String),
+    /// Chat messages (`{"role": …, "content": …}`), rendered with the chat template.
+    Chat(Vec<Json>),
+    Tokens(Vec<u32>),
+}
+
+fn tokenizer_for(files: &ModelFiles) -> Result<Tokenizer> {
+    if let Some(g) = files.gguf() {
+        return Tokenizer::from_gguf_vocab(&gguf_vocab(g.metadata())?);
+    }
+    let path = files.path();
+    let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+    let tj = dir.join("tokenizer.json");
+    if !tj.exists() {
+        return Err(Error::format(format!(
+            "model {}: no tokenizer (expected {} or a GGUF file with tokenizer.ggml.* metadata)",
+            path.display(),
+            tj.display()
+        )));
+    }
+    Tokenizer::from_file(tj)
+}
+
+/// The `tokenizer.ggml.*` keys of a GGUF file.
+pub fn gguf_vocab(m: &Metadata) -> Result<GgufVocab> {
+    let opt_u32 = |k: &str| m.get(k).and_then(|v| v.as_int()).map(|v| v as u32);
+    let opt_bool = |k: &str| m.get(k).and_then(|_| m.get_bool(k).ok());
+    let opt = |k: &str| m.get(k).is_some();
+    Ok(GgufVocab {
+        model: m.get_str("tokenizer.ggml.model")?.to_string(),
+        pre: m.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).map(str::to_string),
+        tokens: m.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(str::to_string).collect(),
+        scores: if opt("tokenizer.ggml.scores") { Some(m.get_f32_array("tokenizer.ggml.scores")?) } else { None },
+        token_types: if opt("tokenizer.ggml.token_type") { Some(m.get_i32_array("tokenizer.ggml.token_type")?) } else { None },
+        merges: if opt("tokenizer.ggml.merges") {
+            Some(m.get_str_array("tokenizer.ggml.merges")?.into_iter().map(str::to_string).collect())
+        } else {
+            None
+        },
+        bos_id: opt_u32("tokenizer.ggml.bos_token_id"),
+        eos_id: opt_u32("tokenizer.ggml.eos_token_id"),
+        unk_id: opt_u32("tokenizer.ggml.unknown_token_id"),
+        pad_id: opt_u32("tokenizer.ggml.padding_token_id"),
+        add_bos: opt_bool("tokenizer.ggml.add_bos_token"),
+        add_eos: opt_bool("tokenizer.ggml.add_eos_token"),
+        add_space_prefix: opt_bool("tokenizer.ggml.add_space_prefix"),
+        chat_template: m.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string),
+    })
+}

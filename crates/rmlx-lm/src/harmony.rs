@@ -1,0 +1,66 @@
+//! gpt-oss's harmony output format: generated text is a sequence of messages
+//! `<|channel|>NAME<|message|>TEXT<|end|><|start|>assistant…`, ending with `<|return|>` (or
+//! `<|call|>` for tool calls). `analysis` carries the reasoning, `final` the answer.
+
+/// One message of the output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub channel: String,
+    pub text: String,
+}
+
+/// Splits harmony text into messages by channel. Text outside any message is ignored; an
+/// unterminated last message is kept (generation may stop early).
+pub fn parse(text: &str) -> Vec<Message> {
+    let mut out = vec![];
+    let mut rest = text;
+    while let Some(c) = rest.find("<|channel|>") {
+        rest = &rest[c + "<|channel|>".len()..];
+        let Some(m) = rest.find("<|message|>") else { break };
+        // The header may carry more than the name (`final <|constrain|>json`, `to=functions.x`).
+        let channel = rest[..m].split_whitespace().next().unwrap_or("").to_string();
+        rest = &rest[m + "<|message|>".len()..];
+        let end = ["<|end|>", "<|return|>", "<|call|>", "<|start|>"]
+            .iter()
+            .filter_map(|t| rest.find(t))
+            .min()
+            .unwrap_or(rest.len());
+        out.push(Message { channel, text: rest[..end].to_string() });
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// The `final` channel's text (what a chat shows as the answer); all text if there is none.
+pub fn final_text(text: &str) -> String {
+    let msgs = parse(text);
+    match msgs.iter().rev().find(|m| m.channel == "final") {
+        Some(m) => m.text.clone(),
+        None if msgs.is_empty() => text.to_string(),
+        None => String::new(),
+    }
+}
+
+/// The `analysis` channel's text (reasoning).
+pub fn analysis_text(text: &str) -> String {
+    parse(text).into_iter().filter(|m| m.channel == "analysis").map(|m| m.text).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_channels() {
+        let t = "<|channel|>analysis<|message|>User asks 2+2.<|end|><|start|>assistant<|channel|>final<|message|>4<|return|>";
+        let m = parse(t);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0], Message { channel: "analysis".into(), text: "User asks 2+2.".into() });
+        assert_eq!(final_text(t), "4");
+        assert_eq!(analysis_text(t), "User asks 2+2.");
+        // unterminated final message, and a constrained header
+        let t = "<|channel|>final <|constrain|>json<|message|>{\"a\":1";
+        assert_eq!(final_text(t), "{\"a\":1");
+        assert_eq!(final_text("plain text"), "plain text");
+    }
+}

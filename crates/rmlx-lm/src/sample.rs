@@ -1,0 +1,254 @@
+//! Token sampling from logits, in llama.cpp's default order:
+//! penalties -> top-k -> top-p -> min-p -> temperature -> draw.
+//!
+//! Filters work on a candidate list `(id, logit)` and never sort the whole vocabulary when they
+//! can avoid it: top-k selects with `select_nth_unstable`, top-p sorts a growing prefix only
+//! until the mass is reached. Buffers are reused across calls (no allocation per token).
+
+use std::collections::HashMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rmlx_core::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct SamplerConfig {
+    /// 0 means greedy (argmax after penalties).
+    pub temperature: f32,
+    /// 0 disables.
+    pub top_k: usize,
+    /// 1 disables.
+    pub top_p: f32,
+    /// 0 disables; keeps tokens with p >= min_p * p_max.
+    pub min_p: f32,
+    /// 1 disables; seen tokens' positive logits are divided, negative ones multiplied.
+    pub repetition_penalty: f32,
+    /// Subtracted once from every seen token's logit.
+    pub presence_penalty: f32,
+    /// Subtracted from a seen token's logit once per occurrence.
+    pub frequency_penalty: f32,
+    /// How many recent tokens the penalties look at (llama.cpp's `penalty_last_n`).
+    pub penalty_last_n: usize,
+    /// None draws a seed from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplerConfig {
+    /// llama.cpp's defaults.
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            penalty_last_n: 64,
+            seed: None,
+        }
+    }
+}
+
+impl SamplerConfig {
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad =
+            |what: &str, v: f32| Err(Error::msg(format!("sampler: expected {what}, found {v}")));
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return bad("temperature >= 0", self.temperature);
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p in (0, 1]", self.top_p);
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min_p in [0, 1]", self.min_p);
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return bad("repetition_penalty > 0", self.repetition_penalty);
+        }
+        if !self.presence_penalty.is_finite() || !self.frequency_penalty.is_finite() {
+            return bad("finite presence/frequency penalties", f32::NAN);
+        }
+        Ok(())
+    }
+}
+
+pub struct Sampler {
+    cfg: SamplerConfig,
+    rng: StdRng,
+    cand: Vec<(u32, f32)>,
+    counts: HashMap<u32, u32>,
+}
+
+impl Sampler {
+    pub fn new(cfg: SamplerConfig) -> Result<Self> {
+        cfg.validate()?;
+        let rng = match cfg.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_entropy(),
+        };
+        Ok(Self {
+            cfg,
+            rng,
+            cand: Vec::new(),
+            counts: HashMap::new(),
+        })
+    }
+
+    pub fn config(&self) -> &SamplerConfig {
+        &self.cfg
+    }
+
+    /// Pick the next token from `logits` (one per vocab entry) given the tokens so far.
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> Result<u32> {
+        if logits.is_empty() {
+            return Err(Error::msg("sampler: expected logits, found an empty slice"));
+        }
+        if let Some(i) = logits.iter().position(|l| l.is_nan()) {
+            return Err(Error::msg(format!("sampler: logit {i} is NaN")));
+        }
+        let c = &self.cfg;
+        self.cand.clear();
+        self.cand
+            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        let window = &history[history.len().saturating_sub(c.penalty_last_n)..];
+        apply_penalties(&mut self.cand, window, c, &mut self.counts);
+        if c.temperature == 0.0 {
+            return Ok(argmax(&self.cand));
+        }
+        top_k(&mut self.cand, c.top_k);
+        top_p(&mut self.cand, c.top_p);
+        min_p(&mut self.cand, c.min_p);
+        let inv_t = 1.0 / c.temperature;
+        for x in self.cand.iter_mut() {
+            x.1 *= inv_t;
+        }
+        Ok(draw(&self.cand, self.rng.gen::<f64>()))
+    }
+}
+
+/// First index of the largest logit (llama.cpp's greedy).
+fn argmax(cand: &[(u32, f32)]) -> u32 {
+    let mut best = cand[0];
+    for &x in &cand[1..] {
+        if x.1 > best.1 {
+            best = x;
+        }
+    }
+    best.0
+}
+
+/// `cand` is indexed by token id here (penalties run first, on the full vocabulary).
+pub(crate) fn apply_penalties(
+    cand: &mut [(u32, f32)],
+    window: &[u32],
+    c: &SamplerConfig,
+    counts: &mut HashMap<u32, u32>,
+) {
+    let active =
+        c.repetition_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+    if !active || window.is_empty() {
+        return;
+    }
+    counts.clear();
+    for &t in window {
+        *counts.entry(t).or_insert(0) += 1;
+    }
+    for (&t, &n) in counts.iter() {
+        // Ids outside the vocabulary cannot be penalized; ignore them.
+        let Some(x) = cand.get_mut(t as usize) else {
+            continue;
+        };
+        if x.1 <= 0.0 {
+            x.1 *= c.repetition_penalty;
+        } else {
+            x.1 /= c.repetition_penalty;
+        }
+        x.1 -= n as f32 * c.frequency_penalty + c.presence_penalty;
+    }
+}
+
+fn desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1)
+}
+
+/// Keep the `k` largest logits (order not kept); 0 or k >= len keeps all.
+pub(crate) fn top_k(cand: &mut Vec<(u32, f32)>, k: usize) {
+    if k == 0 || k >= cand.len() {
+        return;
+    }
+    cand.select_nth_unstable_by(k - 1, desc);
+    cand.truncate(k);
+}
+
+/// Keep the smallest set of most likely tokens whose probability reaches `p` (at least one).
+/// Sorts only a prefix, grown ×4 until it holds that mass.
+pub(crate) fn top_p(cand: &mut Vec<(u32, f32)>, p: f32) {
+    if p >= 1.0 || cand.len() <= 1 {
+        return;
+    }
+    let max = cand.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
+    let total: f64 = cand.iter().map(|x| ((x.1 - max) as f64).exp()).sum();
+    let target = p as f64 * total;
+    let mut m = 64.min(cand.len());
+    loop {
+        if m < cand.len() {
+            cand.select_nth_unstable_by(m - 1, desc);
+        }
+        cand[..m].sort_unstable_by(desc);
+        let mut cum = 0.0;
+        for i in 0..m {
+            cum += ((cand[i].1 - max) as f64).exp();
+            if cum >= target {
+                cand.truncate(i + 1);
+                return;
+            }
+        }
+        if m == cand.len() {
+            return;
+        }
+        m = (m * 4).min(cand.len());
+    }
+}
+
+/// Keep tokens with p >= min_p * p_max, i.e. logit >= max_logit + ln(min_p).
+pub(crate) fn min_p(cand: &mut Vec<(u32, f32)>, min_p: f32) {
+    if min_p <= 0.0 || cand.len() <= 1 {
+        return;
+    }
+    let max = cand.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
+    let thresh = max + min_p.ln();
+    cand.retain(|x| x.1 >= thresh);
+}
+
+/// Draw from softmax(cand) with `u` uniform in [0, 1).
+fn draw(cand: &[(u32, f32)], u: f64) -> u32 {
+    let max = cand.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        // All -inf, or a +inf logit: no distribution to draw from; take the largest.
+        return argmax(cand);
+    }
+    let total: f64 = cand.iter().map(|x| ((x.1 - max) as f64).exp()).sum();
+    let mut acc = 0.0;
+    let target = u * total;
+    for x in cand {
+        acc += ((x.1 - max) as f64).exp();
+        if acc > target {
+            return x.0;
+        }
+    }
+    // Rounding can leave the target just above the sum: the last candidate.
+    cand[cand.len() - 1].0
+}
+
+#[cfg(test)]
+#[path = "sample_tests.rs"]
+mod tests;
