@@ -166,8 +166,10 @@ impl Tokenizer {
         let eos_ids = v.eos_id.into_iter().collect();
         let mut tk = Self::assemble(inner, v.bos_id, eos_ids, v.pad_id, v.chat_template.clone())?;
         tk.manual_specials = true;
-        // llama.cpp: SentencePiece adds BOS unless told otherwise; BPE only when told.
-        tk.add_bos = v.add_bos.unwrap_or(v.model == "llama") && v.bos_id.is_some();
+        // llama.cpp: SentencePiece (and Tekken) add BOS unless told otherwise; other BPEs only
+        // when told.
+        let default_bos = v.model == "llama" || v.pre.as_deref() == Some("tekken");
+        tk.add_bos = v.add_bos.unwrap_or(default_bos) && v.bos_id.is_some();
         tk.add_eos = v.add_eos.unwrap_or(false) && v.eos_id.is_some();
         Ok(tk)
     }
