@@ -164,6 +164,14 @@ impl ModelFiles {
         &self.tensors
     }
 
+    /// Tensors as stored in the files (each part of a quantized group counts).
+    pub fn stored_tensor_count(&self) -> usize {
+        match &self.source {
+            Source::Gguf(f) => f.tensors().len(),
+            Source::Safetensors { set, .. } => set.len(),
+        }
+    }
+
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
