@@ -82,7 +82,7 @@ fn affine(w: &StTensor, s: &StTensor, b: &StTensor, bits: u8, gs: u16) -> Result
     };
     let cols = packed
         .checked_mul(32)
-        .filter(|c| c % bits as usize == 0)
+        .filter(|c| c.is_multiple_of(bits as usize))
         .map(|c| c / bits as usize)
         .ok_or_else(|| {
             mismatch(
@@ -92,7 +92,7 @@ fn affine(w: &StTensor, s: &StTensor, b: &StTensor, bits: u8, gs: u16) -> Result
         })?;
     let groups = cols / gs as usize;
     let expected: Vec<usize> = lead.iter().copied().chain([groups]).collect();
-    if cols % gs as usize != 0 || *ss != expected || b.shape != *ss {
+    if !cols.is_multiple_of(gs as usize) || *ss != expected || b.shape != *ss {
         return Err(mismatch(
             &what,
             format!(

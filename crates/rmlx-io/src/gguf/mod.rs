@@ -142,11 +142,9 @@ impl GgufFile {
             )));
         };
         let rows = t.rows();
-        let row_bytes = if rows == 0 {
-            0
-        } else {
-            t.nbytes as usize / rows
-        };
+        let row_bytes = t
+            .ggml_type
+            .row_bytes(t.shape.last().copied().unwrap_or(1))?;
         let packed = Array::from_shared_bytes(
             self.bytes.clone(),
             self.start(t),

@@ -148,7 +148,7 @@ fn read_tensor_info(r: &mut Reader, i: u64) -> Result<GgufTensor> {
     let numel = rmlx_core::shape::checked_numel(&shape).ok_or_else(overflow)?;
     let ne0 = shape.last().copied().unwrap_or(1);
     let row_bytes = ggml_type.row_bytes(ne0).context(format!("gguf: {what}"))?;
-    let rows = if ne0 == 0 { 0 } else { numel / ne0 };
+    let rows = numel.checked_div(ne0).unwrap_or(0);
     let nbytes = row_bytes.checked_mul(rows).ok_or_else(overflow)? as u64;
     Ok(GgufTensor {
         name,
@@ -168,7 +168,7 @@ fn check_data(
 ) -> Result<()> {
     let data_len = file_len.saturating_sub(data_start);
     for t in tensors {
-        if t.offset % alignment != 0 {
+        if !t.offset.is_multiple_of(alignment) {
             return Err(Error::format(format!(
                 "gguf: tensor '{}': expected an offset aligned to {alignment} bytes, found {}",
                 t.name, t.offset

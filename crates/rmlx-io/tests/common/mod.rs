@@ -27,7 +27,7 @@ pub fn st_file(tensors: &[(&str, &str, &[usize], &[u8])], config_meta: Option<&s
         ));
     }
     let mut header = format!("{{{}}}", entries.join(","));
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(' ');
     }
     st_bytes(&header, &data)
@@ -110,7 +110,7 @@ impl Gguf {
     }
     /// A tensor whose bytes are appended to the data section at the next aligned offset.
     pub fn tensor(&mut self, name: &str, dims: &[u64], ty: u32, bytes: &[u8]) -> &mut Self {
-        while self.data.len() % self.alignment != 0 {
+        while !self.data.len().is_multiple_of(self.alignment) {
             self.data.push(0);
         }
         let off = self.data.len() as u64;
@@ -124,7 +124,7 @@ impl Gguf {
         out.extend_from_slice(&self.n_kv.to_le_bytes());
         out.extend_from_slice(&self.kv);
         out.extend_from_slice(&self.infos);
-        while out.len() % self.alignment != 0 {
+        while !out.len().is_multiple_of(self.alignment) {
             out.push(0);
         }
         out.extend_from_slice(&self.data);
