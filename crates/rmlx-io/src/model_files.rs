@@ -7,7 +7,6 @@ use crate::gguf::GgufFile;
 use crate::quantized::{self, Parts};
 use crate::sharded::SafetensorsSet;
 use crate::tensor::{QuantizedTensor, TensorInfo, TensorType};
-use rmlx_core::error::ResultExt;
 use rmlx_core::{Array, Error, QuantFormat, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -52,7 +51,15 @@ fn ext_is(p: &Path, ext: &str) -> bool {
 impl ModelFiles {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::open_inner(path).with_context(|| format!("opening {}", path.display()))
+        // Name the path unless the error already does (file parsers prefix their path).
+        Self::open_inner(path).map_err(|e| {
+            let shown = path.display().to_string();
+            if e.to_string().contains(&shown) {
+                e
+            } else {
+                e.context(shown)
+            }
+        })
     }
 
     fn open_inner(path: &Path) -> Result<Self> {
