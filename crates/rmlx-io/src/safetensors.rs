@@ -40,6 +40,7 @@ pub struct Header {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a tensor entry {dtype, shape, data_offsets}")]
 struct RawEntry {
     dtype: String,
     shape: Vec<usize>,
