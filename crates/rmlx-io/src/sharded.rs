@@ -51,7 +51,14 @@ impl SafetensorsSet {
         if let Some(index) = index {
             return Self::open_index(dir, &index);
         }
-        let paths = list_dir(dir, ".safetensors")?;
+        // Some repositories ship `model.safetensors` next to a differently named copy of the
+        // same weights (e.g. `consolidated.safetensors`): the standard name wins.
+        let standard = dir.join("model.safetensors");
+        let paths = if standard.is_file() {
+            vec![standard]
+        } else {
+            list_dir(dir, ".safetensors")?
+        };
         if paths.is_empty() {
             return Err(Error::format(format!(
                 "safetensors: expected *.safetensors files in {}, found none",

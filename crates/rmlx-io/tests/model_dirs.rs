@@ -104,8 +104,14 @@ fn single_file_directory_and_missing_config() {
     write(d.path(), "config.json", CONFIG.as_bytes());
     let m = ModelFiles::open(d.path()).unwrap();
     assert_eq!(m.get("a").unwrap().to_vec::<u8>().unwrap(), vec![1, 2]);
-    // Duplicate tensors across files.
+    // model.safetensors wins over other copies; without it every file is read.
     shard(d.path(), "other.safetensors", &[("a", "U8", &[1], &[1])]);
+    assert_eq!(ModelFiles::open(d.path()).unwrap().tensors().len(), 1);
+    std::fs::rename(
+        d.path().join("model.safetensors"),
+        d.path().join("m1.safetensors"),
+    )
+    .unwrap();
     assert!(err(d.path()).contains("tensor 'a' is in both"));
 }
 
