@@ -215,6 +215,36 @@ impl ModelFiles {
         out
     }
 
+    /// All metadata as JSON: GGUF key/values (arrays longer than `max_array` shown as their
+    /// length), or `config` (config.json) and `safetensors` (`__metadata__`) for safetensors.
+    pub fn metadata_json(&self, max_array: usize) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        match &self.source {
+            Source::Gguf(g) => {
+                out.insert("gguf.version".into(), g.version().into());
+                for (k, v) in g.metadata().iter() {
+                    out.insert(k.to_string(), v.to_json(max_array));
+                }
+            }
+            Source::Safetensors { set, config, .. } => {
+                if let Some(c) = config {
+                    out.insert("config".into(), c.value.clone());
+                }
+                let st = self.safetensors_metadata();
+                if !st.is_empty() {
+                    out.insert(
+                        "safetensors".into(),
+                        st.into_iter()
+                            .map(|(k, v)| (k, serde_json::Value::String(v)))
+                            .collect(),
+                    );
+                }
+                out.insert("files".into(), set.files().len().into());
+            }
+        }
+        serde_json::Value::Object(out)
+    }
+
     /// Logical parameters: quantized tensors count their dequantized elements.
     pub fn parameter_count(&self) -> u64 {
         self.tensors.iter().map(TensorInfo::numel).sum()

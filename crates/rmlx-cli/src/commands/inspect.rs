@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use rmlx_io::{Format, ModelFiles};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -21,27 +21,6 @@ pub struct Args {
 
 /// Metadata arrays longer than this are shown as their length (tokenizer vocabularies).
 const MAX_ARRAY: usize = 16;
-
-fn metadata(m: &ModelFiles) -> Value {
-    let mut out = Map::new();
-    if let Some(g) = m.gguf() {
-        out.insert("gguf.version".into(), g.version().into());
-        for (k, v) in g.metadata().iter() {
-            out.insert(k.to_string(), v.to_json(MAX_ARRAY));
-        }
-    }
-    if let Some(c) = m.config() {
-        out.insert("config".into(), c.value.clone());
-    }
-    let st = m.safetensors_metadata();
-    if !st.is_empty() {
-        out.insert("safetensors".into(), json!(st));
-    }
-    if let Some(set) = m.safetensors() {
-        out.insert("files".into(), set.files().len().into());
-    }
-    Value::Object(out)
-}
 
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -89,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let m = ModelFiles::open(&args.path).context("inspect")?;
     let arch = m.architecture().map(str::to_string);
     let bytes = m.bytes_by_type();
-    let meta = metadata(&m);
+    let meta = m.metadata_json(MAX_ARRAY);
     if args.json {
         let mut out = json!({
             "path": args.path.display().to_string(),
