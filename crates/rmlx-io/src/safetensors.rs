@@ -7,9 +7,9 @@
 //! expected value and the found value.
 
 use crate::bytes::map_file;
+use crate::tensor::checked_numel;
 use rmlx_core::buffer::SharedBytes;
 use rmlx_core::error::ResultExt;
-use rmlx_core::shape::checked_numel;
 use rmlx_core::{Array, DType, Error, Result};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;

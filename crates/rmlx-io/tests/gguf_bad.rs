@@ -264,6 +264,14 @@ fn duplicates_types_and_sizes() {
         &["tensor 't'", "overflow the element count"],
     );
 
+    // Found by fuzzing: zero-sized, but the other dims overflow any partial product.
+    let mut g = Gguf::default();
+    g.tensor_at("t", &[0, 1 << 40, 1 << 40], 39, 0);
+    assert_has(
+        &err(g.build()),
+        &["tensor 't'", "overflow the element count"],
+    );
+
     let mut g = Gguf::default();
     g.tensor("t", &[33, 1], 8, &[0; 64]);
     assert_has(

@@ -158,6 +158,12 @@ fn numel_overflow_and_byte_length_mismatch() {
         &[],
     ));
     assert_has(&e, &["tensor 'x'", "overflows the element count"]);
+    // Zero-sized, but the other dims overflow any partial product.
+    let e = err(st_bytes(
+        &format!("{{\"x\":{{\"dtype\":\"U8\",\"shape\":[0,{big},4],\"data_offsets\":[0,0]}}}}"),
+        &[],
+    ));
+    assert_has(&e, &["tensor 'x'", "overflows the element count"]);
     let e = err(st_bytes(
         "{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
         &[0; 8],

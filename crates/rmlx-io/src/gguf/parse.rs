@@ -27,7 +27,12 @@ pub struct GgufTensor {
 impl GgufTensor {
     /// Rows of the packed (rows, row_bytes) view: every dim but the innermost.
     pub fn rows(&self) -> usize {
-        self.shape.iter().rev().skip(1).product()
+        // parse() checked the product of the dims; saturate for hand-built values.
+        self.shape
+            .iter()
+            .rev()
+            .skip(1)
+            .fold(1usize, |a, &d| a.saturating_mul(d))
     }
 }
 
@@ -145,7 +150,7 @@ fn read_tensor_info(r: &mut Reader, i: u64) -> Result<GgufTensor> {
             "gguf: {what}: dims {dims:?} overflow the element count"
         ))
     };
-    let numel = rmlx_core::shape::checked_numel(&shape).ok_or_else(overflow)?;
+    let numel = crate::tensor::checked_numel(&shape).ok_or_else(overflow)?;
     let ne0 = shape.last().copied().unwrap_or(1);
     let row_bytes = ggml_type.row_bytes(ne0).context(format!("gguf: {what}"))?;
     let rows = numel.checked_div(ne0).unwrap_or(0);
