@@ -7,7 +7,7 @@ use crate::safetensors::StTensor;
 use crate::sharded::SafetensorsSet;
 use crate::tensor::{QuantizedTensor, TensorInfo, TensorType};
 use rmlx_core::{DType, Error, QuantFormat, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Which stored tensors make up a logical quantized entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,93 +108,71 @@ fn affine(w: &StTensor, s: &StTensor, b: &StTensor, bits: u8, gs: u16) -> Result
 /// size are not recoverable from shapes alone); MXFP4 pairs are recognized by name.
 pub fn group(set: &SafetensorsSet, q: Option<&QuantizationConfig>) -> Result<Grouped> {
     let affine_cfg = q.filter(|q| q.method == "affine");
-    let mut consumed = std::collections::HashSet::new();
-    let mut parts = HashMap::new();
-    let mut tensors = Vec::with_capacity(set.len());
-    // First pass: find groups, so their parts are hidden wherever they appear in file order.
+    // First pass: groups keyed by their leading stored tensor (`P_blocks` or `X.weight`), and
+    // the other parts to hide wherever they appear in file order.
+    let mut groups: HashMap<String, (TensorInfo, Parts)> = HashMap::new();
+    let mut hidden = HashSet::new();
     for t in set.tensors() {
         if let Some(base) = t.name.strip_suffix("_blocks") {
             let sname = format!("{base}_scales");
             if let Some(s) = set.info(&sname) {
-                let shape = mxfp4(t, s)?;
-                consumed.insert(sname.clone());
-                parts.insert(
-                    base.to_string(),
-                    (
-                        QuantFormat::Mxfp4,
-                        Parts::Mxfp4 {
-                            blocks: t.name.clone(),
-                            scales: sname,
-                        },
-                        shape,
-                        nbytes(t) + nbytes(s),
-                    ),
-                );
+                let info = TensorInfo {
+                    name: base.to_string(),
+                    shape: mxfp4(t, s)?,
+                    ty: TensorType::Quantized(QuantFormat::Mxfp4),
+                    nbytes: nbytes(t) + nbytes(s),
+                };
+                hidden.insert(sname.clone());
+                let parts = Parts::Mxfp4 {
+                    blocks: t.name.clone(),
+                    scales: sname,
+                };
+                groups.insert(t.name.clone(), (info, parts));
             }
         } else if let (Some(prefix), Some(cfg)) = (t.name.strip_suffix(".weight"), affine_cfg) {
             let (sname, bname) = (format!("{prefix}.scales"), format!("{prefix}.biases"));
             if let (Some(s), Some(b)) = (set.info(&sname), set.info(&bname)) {
-                let Some((bits, gs)) = cfg.affine_for(prefix) else {
+                let Some((bits, group_size)) = cfg.affine_for(prefix) else {
                     return Err(Error::format(format!(
                         "affine '{}': has scales and biases but config.json leaves '{prefix}' unquantized",
                         t.name
                     )));
                 };
-                let shape = affine(t, s, b, bits, gs)?;
-                consumed.insert(sname.clone());
-                consumed.insert(bname.clone());
-                let format = QuantFormat::Affine {
-                    bits,
-                    group_size: gs,
+                let info = TensorInfo {
+                    name: t.name.clone(),
+                    shape: affine(t, s, b, bits, group_size)?,
+                    ty: TensorType::Quantized(QuantFormat::Affine { bits, group_size }),
+                    nbytes: nbytes(t) + nbytes(s) + nbytes(b),
                 };
-                let p = Parts::Affine {
+                hidden.insert(sname.clone());
+                hidden.insert(bname.clone());
+                let parts = Parts::Affine {
                     weight: t.name.clone(),
                     scales: sname,
                     biases: bname,
                 };
-                parts.insert(
-                    t.name.clone(),
-                    (format, p, shape, nbytes(t) + nbytes(s) + nbytes(b)),
-                );
+                groups.insert(t.name.clone(), (info, parts));
             }
         }
     }
-    for t in set.tensors() {
-        if consumed.contains(&t.name) {
-            continue;
-        }
-        if let Some(base) = t
-            .name
-            .strip_suffix("_blocks")
-            .filter(|b| parts.contains_key(*b))
-        {
-            let (format, _, shape, n) = &parts[base];
-            tensors.push(TensorInfo {
-                name: base.to_string(),
-                shape: shape.clone(),
-                ty: TensorType::Quantized(*format),
-                nbytes: *n,
-            });
-        } else if let Some((format, _, shape, n)) = parts.get(&t.name) {
-            tensors.push(TensorInfo {
-                name: t.name.clone(),
-                shape: shape.clone(),
-                ty: TensorType::Quantized(*format),
-                nbytes: *n,
-            });
-        } else {
-            tensors.push(TensorInfo {
+    let mut tensors = Vec::with_capacity(set.len());
+    let mut parts = HashMap::with_capacity(groups.len());
+    for t in set.tensors().filter(|t| !hidden.contains(&t.name)) {
+        match groups.remove(&t.name) {
+            Some((info, p)) => {
+                if let TensorType::Quantized(format) = info.ty {
+                    parts.insert(info.name.clone(), (format, p));
+                }
+                tensors.push(info);
+            }
+            None => tensors.push(TensorInfo {
                 name: t.name.clone(),
                 shape: t.shape.clone(),
                 ty: TensorType::Dense(t.dtype),
                 nbytes: nbytes(t),
-            });
+            }),
         }
     }
-    let parts = parts
-        .into_iter()
-        .map(|(k, (f, p, _, _))| (k, (f, p)))
-        .collect();
     Ok(Grouped { tensors, parts })
 }
 
