@@ -92,7 +92,9 @@ pub fn parse(bytes: &[u8]) -> Result<GgufHeader> {
             Some(a) if a > 0 && a <= 1 << 30 && (a & (a - 1)) == 0 => a as u64,
             _ => {
                 return Err(Error::format(format!(
-                    "gguf: general.alignment: expected a power of two, found {v:?}"
+                    "gguf: general.alignment: expected a power of two, found {} {}",
+                    v.type_name(),
+                    v.to_json(4)
                 )))
             }
         },
