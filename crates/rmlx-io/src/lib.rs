@@ -26,7 +26,7 @@ pub mod safetensors;
 pub mod sharded;
 pub mod tensor;
 
-pub use config::{ModelConfig, QuantizationConfig, RopeConfig, RopeScaling};
+pub use config::{ModelConfig, QuantParams, QuantizationConfig, RopeConfig, RopeScaling};
 pub use gguf::{GgufFile, MetaValue, Metadata};
 pub use model_files::{Format, ModelFiles};
 pub use safetensors::SafetensorsFile;

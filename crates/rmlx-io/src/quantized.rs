@@ -21,6 +21,12 @@ pub enum Parts {
         blocks: String,
         scales: String,
     },
+    /// MLX `mode: mxfp4`: `weight` u32 (..., K/8) holds exactly the bytes of Hugging Face
+    /// blocks (..., K/32, 16) (checked against MLX's dequantize), so it is exposed as those.
+    MlxMxfp4 {
+        weight: String,
+        scales: String,
+    },
 }
 
 /// Logical tensors of a safetensors set, and the parts of the quantized ones.
@@ -104,10 +110,36 @@ fn affine(w: &StTensor, s: &StTensor, b: &StTensor, bits: u8, gs: u16) -> Result
     Ok(lead.iter().copied().chain([cols]).collect())
 }
 
+fn mlx_mxfp4(w: &StTensor, s: &StTensor, bits: u8, gs: u16) -> Result<Vec<usize>> {
+    let what = format!("mlx mxfp4 '{}'", w.name);
+    if (bits, gs) != (4, 32) || w.dtype != DType::U32 || s.dtype != DType::U8 {
+        return Err(mismatch(&what, format!(
+            "expected 4 bits, group size 32, u32 weight and u8 scales, found {bits} bits, group size {gs}, {} and {}",
+            w.dtype, s.dtype
+        )));
+    }
+    let Some((&packed, lead)) = w.shape.split_last() else {
+        return Err(mismatch(
+            &what,
+            "expected at least one dimension, found a scalar".into(),
+        ));
+    };
+    let expected: Vec<usize> = lead.iter().copied().chain([packed / 4]).collect();
+    if !packed.is_multiple_of(4) || s.shape != expected {
+        return Err(mismatch(
+            &what,
+            format!(
+                "expected scales {expected:?} for weight {:?}, found {:?}",
+                w.shape, s.shape
+            ),
+        ));
+    }
+    Ok(lead.iter().copied().chain([packed * 8]).collect())
+}
+
 /// Groups a set's tensors. Affine grouping needs the config's quantization (bits and group
 /// size are not recoverable from shapes alone); MXFP4 pairs are recognized by name.
 pub fn group(set: &SafetensorsSet, q: Option<&QuantizationConfig>) -> Result<Grouped> {
-    let affine_cfg = q.filter(|q| q.method == "affine");
     // First pass: groups keyed by their leading stored tensor (`P_blocks` or `X.weight`), and
     // the other parts to hide wherever they appear in file order.
     let mut groups: HashMap<String, (TensorInfo, Parts)> = HashMap::new();
@@ -129,30 +161,64 @@ pub fn group(set: &SafetensorsSet, q: Option<&QuantizationConfig>) -> Result<Gro
                 };
                 groups.insert(t.name.clone(), (info, parts));
             }
-        } else if let (Some(prefix), Some(cfg)) = (t.name.strip_suffix(".weight"), affine_cfg) {
+        } else if let (Some(prefix), Some(cfg)) = (t.name.strip_suffix(".weight"), q) {
             let (sname, bname) = (format!("{prefix}.scales"), format!("{prefix}.biases"));
-            if let (Some(s), Some(b)) = (set.info(&sname), set.info(&bname)) {
-                let Some((bits, group_size)) = cfg.affine_for(prefix) else {
+            let Some(s) = set.info(&sname) else { continue };
+            let b = set.info(&bname);
+            let params = match cfg.params_for(prefix) {
+                Some(p) => p,
+                None if cfg.default.is_some() && b.is_some() => {
                     return Err(Error::format(format!(
                         "affine '{}': has scales and biases but config.json leaves '{prefix}' unquantized",
                         t.name
-                    )));
-                };
-                let info = TensorInfo {
-                    name: t.name.clone(),
-                    shape: affine(t, s, b, bits, group_size)?,
-                    ty: TensorType::Quantized(QuantFormat::Affine { bits, group_size }),
-                    nbytes: nbytes(t) + nbytes(s) + nbytes(b),
-                };
-                hidden.insert(sname.clone());
-                hidden.insert(bname.clone());
-                let parts = Parts::Affine {
-                    weight: t.name.clone(),
-                    scales: sname,
-                    biases: bname,
-                };
-                groups.insert(t.name.clone(), (info, parts));
-            }
+                    )))
+                }
+                None => continue,
+            };
+            let (bits, group_size) = (params.bits, params.group_size);
+            let (info, parts) = match (params.mode.as_str(), b) {
+                ("affine", Some(b)) => {
+                    hidden.insert(bname.clone());
+                    let info = TensorInfo {
+                        name: t.name.clone(),
+                        shape: affine(t, s, b, bits, group_size)?,
+                        ty: TensorType::Quantized(QuantFormat::Affine { bits, group_size }),
+                        nbytes: nbytes(t) + nbytes(s) + nbytes(b),
+                    };
+                    (
+                        info,
+                        Parts::Affine {
+                            weight: t.name.clone(),
+                            scales: sname.clone(),
+                            biases: bname,
+                        },
+                    )
+                }
+                ("affine", None) => {
+                    return Err(Error::format(format!(
+                        "affine '{}': expected '{bname}' next to '{sname}', found none",
+                        t.name
+                    )))
+                }
+                ("mxfp4", _) => {
+                    let info = TensorInfo {
+                        name: t.name.clone(),
+                        shape: mlx_mxfp4(t, s, bits, group_size)?,
+                        ty: TensorType::Quantized(QuantFormat::Mxfp4),
+                        nbytes: nbytes(t) + nbytes(s),
+                    };
+                    (
+                        info,
+                        Parts::MlxMxfp4 {
+                            weight: t.name.clone(),
+                            scales: sname.clone(),
+                        },
+                    )
+                }
+                _ => continue, // other MLX modes: listed as their stored tensors
+            };
+            hidden.insert(sname);
+            groups.insert(t.name.clone(), (info, parts));
         }
     }
     let mut tensors = Vec::with_capacity(set.len());
@@ -191,6 +257,19 @@ pub fn load(
             biases,
         } => (set.get(weight)?, set.get(scales)?, Some(set.get(biases)?)),
         Parts::Mxfp4 { blocks, scales } => (set.get(blocks)?, set.get(scales)?, None),
+        Parts::MlxMxfp4 { weight, scales } => {
+            // (..., K/8) u32 viewed as (..., K/32, 16) u8: same bytes, no copy.
+            let mut blocks = shape.to_vec();
+            if let Some(k) = blocks.last_mut() {
+                *k /= 32;
+            }
+            blocks.push(16);
+            (
+                set.get_as(weight, DType::U8, &blocks)?,
+                set.get(scales)?,
+                None,
+            )
+        }
     };
     Ok(QuantizedTensor {
         name: name.to_string(),

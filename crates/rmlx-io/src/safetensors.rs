@@ -251,6 +251,31 @@ impl SafetensorsFile {
         self.index.get(name).map(|&i| &self.header.tensors[i])
     }
 
+    /// The tensor's bytes viewed with another dtype and shape of the same byte size (e.g.
+    /// packed u32 quantized weights as bytes).
+    pub fn get_as(&self, name: &str, dtype: DType, shape: &[usize]) -> Result<Array> {
+        let t = self.info(name).ok_or_else(|| {
+            Error::format(format!(
+                "safetensors {}: no tensor named '{name}'",
+                self.path.display()
+            ))
+        })?;
+        let n = checked_numel(shape).and_then(|n| n.checked_mul(dtype.size()));
+        if n != Some(t.end - t.begin) {
+            return Err(Error::format(format!(
+                "safetensors {}: tensor '{name}': expected a view of {} bytes, found {dtype} {shape:?}",
+                self.path.display(),
+                t.end - t.begin
+            )));
+        }
+        Array::from_shared_bytes(
+            self.bytes.clone(),
+            self.header.data_start + t.begin,
+            shape,
+            dtype,
+        )
+    }
+
     /// A zero-copy array viewing the tensor's bytes in the mapping.
     pub fn get(&self, name: &str) -> Result<Array> {
         let t = self.info(name).ok_or_else(|| {

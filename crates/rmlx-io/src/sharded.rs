@@ -2,7 +2,7 @@
 //! of tensor name → shard file, whatever the shard names), or plain `*.safetensors` files.
 
 use crate::safetensors::{SafetensorsFile, StTensor};
-use rmlx_core::{Array, Error, Result};
+use rmlx_core::{Array, DType, Error, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -170,12 +170,21 @@ impl SafetensorsSet {
         self.map.contains_key(name)
     }
 
-    pub fn get(&self, name: &str) -> Result<Array> {
+    fn file_of(&self, name: &str) -> Result<&SafetensorsFile> {
         match self.map.get(name) {
-            Some(&i) => self.files[self.order[i].1].get(name),
+            Some(&i) => Ok(&self.files[self.order[i].1]),
             None => Err(Error::format(format!(
                 "safetensors: no tensor named '{name}'"
             ))),
         }
+    }
+
+    pub fn get(&self, name: &str) -> Result<Array> {
+        self.file_of(name)?.get(name)
+    }
+
+    /// The tensor's bytes viewed with another dtype and shape of the same byte size.
+    pub fn get_as(&self, name: &str, dtype: DType, shape: &[usize]) -> Result<Array> {
+        self.file_of(name)?.get_as(name, dtype, shape)
     }
 }
