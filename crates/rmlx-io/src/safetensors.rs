@@ -6,7 +6,7 @@
 //! does not say which tensor or what was found. Our validation reports the tensor, the
 //! expected value and the found value.
 
-use crate::bytes::map_file;
+use crate::bytes::map_and_parse;
 use crate::tensor::checked_numel;
 use rmlx_core::buffer::SharedBytes;
 use rmlx_core::error::ResultExt;
@@ -210,7 +210,7 @@ pub struct SafetensorsFile {
 impl SafetensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::from_bytes(path, map_file(path)?)
+        map_and_parse(path, |bytes| Self::from_bytes(path, bytes))
     }
 
     /// Parses bytes already in memory; `path` only names the source in errors.

@@ -8,7 +8,7 @@ mod reader;
 pub use meta::{MetaValue, Metadata};
 pub use parse::{parse, GgufHeader, GgufTensor, DEFAULT_ALIGNMENT, MAX_DIMS};
 
-use crate::bytes::map_file;
+use crate::bytes::map_and_parse;
 use crate::tensor::{QuantizedTensor, TensorInfo, TensorType};
 use rmlx_core::buffer::SharedBytes;
 use rmlx_core::error::ResultExt;
@@ -41,7 +41,7 @@ pub fn tensor_type(t: GgmlType) -> TensorType {
 impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::from_bytes(path, map_file(path)?)
+        map_and_parse(path, |bytes| Self::from_bytes(path, bytes))
     }
 
     /// Parses bytes already in memory; `path` only names the source in errors.
