@@ -1,34 +1,50 @@
-//! `rmlx`: run open-weight LLMs locally. Thin front end over `rmlx-lm`.
+//! `rmlx`: the command-line front end. Each subcommand lives in `commands/<name>.rs`.
 
 mod commands;
 
 use clap::Parser;
+use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "rmlx",
-    version,
-    about = "Run open-weight LLMs locally (Rust MLX)"
-)]
-struct Cli {
-    /// CPU threads (default: all cores).
+#[command(name = "rmlx", version, about = "Run and inspect LLMs with rmlx")]
+pub struct Cli {
+    /// CPU threads for compute (default: all cores).
     #[arg(short = 't', long, global = true)]
     threads: Option<usize>,
+
     #[command(subcommand)]
     command: commands::Command,
 }
 
-fn main() {
-    let cli = Cli::parse();
-    if let Some(t) = cli.threads {
-        if let Err(e) = rmlx_core::backend::cpu::set_num_threads(t) {
-            eprintln!("error: {e}");
-            std::process::exit(2);
+/// The error and its causes on one line, skipping a cause whose text the previous message
+/// already ends with (our errors print their source inline).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if !out.ends_with(&s) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&s);
         }
     }
-    if let Err(e) = commands::run(cli.command) {
-        // One line: the whole context chain.
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    out
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = (|| -> anyhow::Result<()> {
+        if let Some(n) = cli.threads {
+            rmlx_core::backend::cpu::set_num_threads(n)?;
+        }
+        commands::run(cli.command)
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
     }
 }

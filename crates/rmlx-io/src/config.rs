@@ -45,24 +45,34 @@ pub enum RopeScaling {
     },
 }
 
-/// Quantization declared in config.json: MLX's `quantization` (affine, with optional
-/// per-layer overrides) or Hugging Face's `quantization_config` (e.g. `quant_method: mxfp4`).
+/// Quantization declared in config.json: MLX's `quantization` (mode, bits, group size, with
+/// optional per-layer overrides) or Hugging Face's `quantization_config` (e.g.
+/// `quant_method: mxfp4`, whose tensors are recognized by name instead).
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantizationConfig {
-    /// "affine" for MLX, otherwise the Hugging Face `quant_method` (or MLX `mode`).
+    /// The Hugging Face `quant_method`, else the MLX `mode` ("affine" when absent).
     pub method: String,
-    pub bits: Option<u8>,
-    pub group_size: Option<u16>,
-    /// MLX per-layer entries: layer prefix → (bits, group_size), or None when left unquantized.
-    pub per_layer: BTreeMap<String, Option<(u8, u16)>>,
+    /// MLX's model-wide parameters, when given.
+    pub default: Option<QuantParams>,
+    /// MLX per-layer entries: layer prefix → parameters, or None when left unquantized.
+    pub per_layer: BTreeMap<String, Option<QuantParams>>,
+}
+
+/// One MLX quantization setting: `mode` is "affine" (scales and biases) or "mxfp4" (E8M0
+/// scales, no biases); others (e.g. "nvfp4") are reported but not grouped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantParams {
+    pub mode: String,
+    pub bits: u8,
+    pub group_size: u16,
 }
 
 impl QuantizationConfig {
-    /// (bits, group_size) for the module at `prefix` (e.g. `model.layers.0.mlp.gate_proj`).
-    pub fn affine_for(&self, prefix: &str) -> Option<(u8, u16)> {
+    /// Parameters for the module at `prefix` (e.g. `model.layers.0.mlp.gate_proj`).
+    pub fn params_for(&self, prefix: &str) -> Option<&QuantParams> {
         match self.per_layer.get(prefix) {
-            Some(p) => *p,
-            None => Some((self.bits?, self.group_size?)),
+            Some(p) => p.as_ref(),
+            None => self.default.as_ref(),
         }
     }
 }
@@ -283,7 +293,16 @@ impl ModelConfig {
             _ => return Ok(None),
         };
         let qctx = format!("{ctx}: {key}");
-        let bits_gs = |o: &Map<String, Value>, c: &str| -> Result<Option<(u8, u16)>> {
+        let mode_of = |o: &Map<String, Value>, default: &str| {
+            o.get("mode")
+                .and_then(Value::as_str)
+                .unwrap_or(default)
+                .to_string()
+        };
+        let params = |o: &Map<String, Value>,
+                      c: &str,
+                      mode: String|
+         -> Result<Option<QuantParams>> {
             match (num(o, "bits", c)?, num(o, "group_size", c)?) {
                 (Some(b), Some(g)) => {
                     let b = int(b, "bits", c)?;
@@ -293,12 +312,17 @@ impl ModelConfig {
                             "{c}: expected bits in 2..=8 and group_size in 1..=65535, found bits {b}, group_size {g}"
                         )));
                     }
-                    Ok(Some((b as u8, g as u16)))
+                    Ok(Some(QuantParams {
+                        mode,
+                        bits: b as u8,
+                        group_size: g as u16,
+                    }))
                 }
                 _ => Ok(None),
             }
         };
-        let top = bits_gs(q, &qctx)?;
+        let top_mode = mode_of(q, "affine");
+        let default = params(q, &qctx, top_mode.clone())?;
         let mut per_layer = BTreeMap::new();
         for (k, v) in q {
             match v {
@@ -306,23 +330,22 @@ impl ModelConfig {
                     per_layer.insert(k.clone(), None);
                 }
                 Value::Object(o) => {
-                    if let Some(p) = bits_gs(o, &format!("{qctx}: '{k}'"))? {
+                    let c = format!("{qctx}: '{k}'");
+                    if let Some(p) = params(o, &c, mode_of(o, &top_mode))? {
                         per_layer.insert(k.clone(), Some(p));
                     }
                 }
                 _ => {}
             }
         }
-        let method = q
-            .get("quant_method")
-            .or_else(|| q.get("mode"))
-            .and_then(Value::as_str)
-            .unwrap_or(if top.is_some() { "affine" } else { "unknown" })
-            .to_string();
+        let method = match q.get("quant_method").and_then(Value::as_str) {
+            Some(m) => m.to_string(),
+            None if default.is_some() || !per_layer.is_empty() => top_mode,
+            None => "unknown".to_string(),
+        };
         Ok(Some(QuantizationConfig {
             method,
-            bits: top.map(|t| t.0),
-            group_size: top.map(|t| t.1),
+            default,
             per_layer,
         }))
     }

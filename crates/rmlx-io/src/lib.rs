@@ -3,6 +3,19 @@
 //! Every parser works on a byte slice (so it can be fuzzed) and validates sizes and offsets
 //! against the real length of the input before trusting them; files are memory-mapped and
 //! tensors become zero-copy views into the mapping.
+//!
+//! ```no_run
+//! # fn main() -> rmlx_core::Result<()> {
+//! let m = rmlx_io::ModelFiles::open("/models/gpt-oss-20b")?; // a directory, .gguf or .safetensors
+//! let embed = m.get("model.embed_tokens.weight")?; // plain tensor, zero-copy
+//! let experts = m.get_quantized("model.layers.0.mlp.experts.gate_up_proj")?; // MXFP4 (E, rows, K)
+//! let rope = m.config().map(|c| c.rope()).transpose()?;
+//! if let Some(g) = m.gguf() {
+//!     let tokens = g.metadata().get_str_array("tokenizer.ggml.tokens")?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bytes;
 pub mod config;
@@ -13,7 +26,7 @@ pub mod safetensors;
 pub mod sharded;
 pub mod tensor;
 
-pub use config::{ModelConfig, QuantizationConfig, RopeConfig, RopeScaling};
+pub use config::{ModelConfig, QuantParams, QuantizationConfig, RopeConfig, RopeScaling};
 pub use gguf::{GgufFile, MetaValue, Metadata};
 pub use model_files::{Format, ModelFiles};
 pub use safetensors::SafetensorsFile;

@@ -7,7 +7,6 @@ use crate::gguf::GgufFile;
 use crate::quantized::{self, Parts};
 use crate::sharded::SafetensorsSet;
 use crate::tensor::{QuantizedTensor, TensorInfo, TensorType};
-use rmlx_core::error::ResultExt;
 use rmlx_core::{Array, Error, QuantFormat, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -52,7 +51,15 @@ fn ext_is(p: &Path, ext: &str) -> bool {
 impl ModelFiles {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::open_inner(path).with_context(|| format!("opening {}", path.display()))
+        // Name the path unless the error already does (file parsers prefix their path).
+        Self::open_inner(path).map_err(|e| {
+            let shown = path.display().to_string();
+            if e.to_string().contains(&shown) {
+                e
+            } else {
+                e.context(shown)
+            }
+        })
     }
 
     fn open_inner(path: &Path) -> Result<Self> {
@@ -164,6 +171,14 @@ impl ModelFiles {
         &self.tensors
     }
 
+    /// Tensors as stored in the files (each part of a quantized group counts).
+    pub fn stored_tensor_count(&self) -> usize {
+        match &self.source {
+            Source::Gguf(f) => f.tensors().len(),
+            Source::Safetensors { set, .. } => set.len(),
+        }
+    }
+
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
@@ -198,6 +213,36 @@ impl ModelFiles {
             }
         }
         out
+    }
+
+    /// All metadata as JSON: GGUF key/values (arrays longer than `max_array` shown as their
+    /// length), or `config` (config.json) and `safetensors` (`__metadata__`) for safetensors.
+    pub fn metadata_json(&self, max_array: usize) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        match &self.source {
+            Source::Gguf(g) => {
+                out.insert("gguf.version".into(), g.version().into());
+                for (k, v) in g.metadata().iter() {
+                    out.insert(k.to_string(), v.to_json(max_array));
+                }
+            }
+            Source::Safetensors { set, config, .. } => {
+                if let Some(c) = config {
+                    out.insert("config".into(), c.value.clone());
+                }
+                let st = self.safetensors_metadata();
+                if !st.is_empty() {
+                    out.insert(
+                        "safetensors".into(),
+                        st.into_iter()
+                            .map(|(k, v)| (k, serde_json::Value::String(v)))
+                            .collect(),
+                    );
+                }
+                out.insert("files".into(), set.files().len().into());
+            }
+        }
+        serde_json::Value::Object(out)
     }
 
     /// Logical parameters: quantized tensors count their dequantized elements.

@@ -7,7 +7,7 @@ use crate::safetensors::StTensor;
 use crate::sharded::SafetensorsSet;
 use crate::tensor::{QuantizedTensor, TensorInfo, TensorType};
 use rmlx_core::{DType, Error, QuantFormat, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Which stored tensors make up a logical quantized entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +19,12 @@ pub enum Parts {
     },
     Mxfp4 {
         blocks: String,
+        scales: String,
+    },
+    /// MLX `mode: mxfp4`: `weight` u32 (..., K/8) holds exactly the bytes of Hugging Face
+    /// blocks (..., K/32, 16) (checked against MLX's dequantize), so it is exposed as those.
+    MlxMxfp4 {
+        weight: String,
         scales: String,
     },
 }
@@ -82,7 +88,7 @@ fn affine(w: &StTensor, s: &StTensor, b: &StTensor, bits: u8, gs: u16) -> Result
     };
     let cols = packed
         .checked_mul(32)
-        .filter(|c| c % bits as usize == 0)
+        .filter(|c| c.is_multiple_of(bits as usize))
         .map(|c| c / bits as usize)
         .ok_or_else(|| {
             mismatch(
@@ -92,7 +98,7 @@ fn affine(w: &StTensor, s: &StTensor, b: &StTensor, bits: u8, gs: u16) -> Result
         })?;
     let groups = cols / gs as usize;
     let expected: Vec<usize> = lead.iter().copied().chain([groups]).collect();
-    if cols % gs as usize != 0 || *ss != expected || b.shape != *ss {
+    if !cols.is_multiple_of(gs as usize) || *ss != expected || b.shape != *ss {
         return Err(mismatch(
             &what,
             format!(
@@ -104,97 +110,135 @@ fn affine(w: &StTensor, s: &StTensor, b: &StTensor, bits: u8, gs: u16) -> Result
     Ok(lead.iter().copied().chain([cols]).collect())
 }
 
+fn mlx_mxfp4(w: &StTensor, s: &StTensor, bits: u8, gs: u16) -> Result<Vec<usize>> {
+    let what = format!("mlx mxfp4 '{}'", w.name);
+    if (bits, gs) != (4, 32) || w.dtype != DType::U32 || s.dtype != DType::U8 {
+        return Err(mismatch(&what, format!(
+            "expected 4 bits, group size 32, u32 weight and u8 scales, found {bits} bits, group size {gs}, {} and {}",
+            w.dtype, s.dtype
+        )));
+    }
+    let Some((&packed, lead)) = w.shape.split_last() else {
+        return Err(mismatch(
+            &what,
+            "expected at least one dimension, found a scalar".into(),
+        ));
+    };
+    let expected: Vec<usize> = lead.iter().copied().chain([packed / 4]).collect();
+    if !packed.is_multiple_of(4) || s.shape != expected {
+        return Err(mismatch(
+            &what,
+            format!(
+                "expected scales {expected:?} for weight {:?}, found {:?}",
+                w.shape, s.shape
+            ),
+        ));
+    }
+    Ok(lead.iter().copied().chain([packed * 8]).collect())
+}
+
 /// Groups a set's tensors. Affine grouping needs the config's quantization (bits and group
 /// size are not recoverable from shapes alone); MXFP4 pairs are recognized by name.
 pub fn group(set: &SafetensorsSet, q: Option<&QuantizationConfig>) -> Result<Grouped> {
-    let affine_cfg = q.filter(|q| q.method == "affine");
-    let mut consumed = std::collections::HashSet::new();
-    let mut parts = HashMap::new();
-    let mut tensors = Vec::with_capacity(set.len());
-    // First pass: find groups, so their parts are hidden wherever they appear in file order.
+    // First pass: groups keyed by their leading stored tensor (`P_blocks` or `X.weight`), and
+    // the other parts to hide wherever they appear in file order.
+    let mut groups: HashMap<String, (TensorInfo, Parts)> = HashMap::new();
+    let mut hidden = HashSet::new();
     for t in set.tensors() {
         if let Some(base) = t.name.strip_suffix("_blocks") {
             let sname = format!("{base}_scales");
             if let Some(s) = set.info(&sname) {
-                let shape = mxfp4(t, s)?;
-                consumed.insert(sname.clone());
-                parts.insert(
-                    base.to_string(),
-                    (
-                        QuantFormat::Mxfp4,
-                        Parts::Mxfp4 {
-                            blocks: t.name.clone(),
-                            scales: sname,
-                        },
-                        shape,
-                        nbytes(t) + nbytes(s),
-                    ),
-                );
+                let info = TensorInfo {
+                    name: base.to_string(),
+                    shape: mxfp4(t, s)?,
+                    ty: TensorType::Quantized(QuantFormat::Mxfp4),
+                    nbytes: nbytes(t) + nbytes(s),
+                };
+                hidden.insert(sname.clone());
+                let parts = Parts::Mxfp4 {
+                    blocks: t.name.clone(),
+                    scales: sname,
+                };
+                groups.insert(t.name.clone(), (info, parts));
             }
-        } else if let (Some(prefix), Some(cfg)) = (t.name.strip_suffix(".weight"), affine_cfg) {
+        } else if let (Some(prefix), Some(cfg)) = (t.name.strip_suffix(".weight"), q) {
             let (sname, bname) = (format!("{prefix}.scales"), format!("{prefix}.biases"));
-            if let (Some(s), Some(b)) = (set.info(&sname), set.info(&bname)) {
-                let Some((bits, gs)) = cfg.affine_for(prefix) else {
+            let Some(s) = set.info(&sname) else { continue };
+            let b = set.info(&bname);
+            let params = match cfg.params_for(prefix) {
+                Some(p) => p,
+                None if cfg.default.is_some() && b.is_some() => {
                     return Err(Error::format(format!(
                         "affine '{}': has scales and biases but config.json leaves '{prefix}' unquantized",
                         t.name
-                    )));
-                };
-                let shape = affine(t, s, b, bits, gs)?;
-                consumed.insert(sname.clone());
-                consumed.insert(bname.clone());
-                let format = QuantFormat::Affine {
-                    bits,
-                    group_size: gs,
-                };
-                let p = Parts::Affine {
-                    weight: t.name.clone(),
-                    scales: sname,
-                    biases: bname,
-                };
-                parts.insert(
-                    t.name.clone(),
-                    (format, p, shape, nbytes(t) + nbytes(s) + nbytes(b)),
-                );
-            }
+                    )))
+                }
+                None => continue,
+            };
+            let (bits, group_size) = (params.bits, params.group_size);
+            let (info, parts) = match (params.mode.as_str(), b) {
+                ("affine", Some(b)) => {
+                    hidden.insert(bname.clone());
+                    let info = TensorInfo {
+                        name: t.name.clone(),
+                        shape: affine(t, s, b, bits, group_size)?,
+                        ty: TensorType::Quantized(QuantFormat::Affine { bits, group_size }),
+                        nbytes: nbytes(t) + nbytes(s) + nbytes(b),
+                    };
+                    (
+                        info,
+                        Parts::Affine {
+                            weight: t.name.clone(),
+                            scales: sname.clone(),
+                            biases: bname,
+                        },
+                    )
+                }
+                ("affine", None) => {
+                    return Err(Error::format(format!(
+                        "affine '{}': expected '{bname}' next to '{sname}', found none",
+                        t.name
+                    )))
+                }
+                ("mxfp4", _) => {
+                    let info = TensorInfo {
+                        name: t.name.clone(),
+                        shape: mlx_mxfp4(t, s, bits, group_size)?,
+                        ty: TensorType::Quantized(QuantFormat::Mxfp4),
+                        nbytes: nbytes(t) + nbytes(s),
+                    };
+                    (
+                        info,
+                        Parts::MlxMxfp4 {
+                            weight: t.name.clone(),
+                            scales: sname.clone(),
+                        },
+                    )
+                }
+                _ => continue, // other MLX modes: listed as their stored tensors
+            };
+            hidden.insert(sname);
+            groups.insert(t.name.clone(), (info, parts));
         }
     }
-    for t in set.tensors() {
-        if consumed.contains(&t.name) {
-            continue;
-        }
-        if let Some(base) = t
-            .name
-            .strip_suffix("_blocks")
-            .filter(|b| parts.contains_key(*b))
-        {
-            let (format, _, shape, n) = &parts[base];
-            tensors.push(TensorInfo {
-                name: base.to_string(),
-                shape: shape.clone(),
-                ty: TensorType::Quantized(*format),
-                nbytes: *n,
-            });
-        } else if let Some((format, _, shape, n)) = parts.get(&t.name) {
-            tensors.push(TensorInfo {
-                name: t.name.clone(),
-                shape: shape.clone(),
-                ty: TensorType::Quantized(*format),
-                nbytes: *n,
-            });
-        } else {
-            tensors.push(TensorInfo {
+    let mut tensors = Vec::with_capacity(set.len());
+    let mut parts = HashMap::with_capacity(groups.len());
+    for t in set.tensors().filter(|t| !hidden.contains(&t.name)) {
+        match groups.remove(&t.name) {
+            Some((info, p)) => {
+                if let TensorType::Quantized(format) = info.ty {
+                    parts.insert(info.name.clone(), (format, p));
+                }
+                tensors.push(info);
+            }
+            None => tensors.push(TensorInfo {
                 name: t.name.clone(),
                 shape: t.shape.clone(),
                 ty: TensorType::Dense(t.dtype),
                 nbytes: nbytes(t),
-            });
+            }),
         }
     }
-    let parts = parts
-        .into_iter()
-        .map(|(k, (f, p, _, _))| (k, (f, p)))
-        .collect();
     Ok(Grouped { tensors, parts })
 }
 
@@ -213,6 +257,19 @@ pub fn load(
             biases,
         } => (set.get(weight)?, set.get(scales)?, Some(set.get(biases)?)),
         Parts::Mxfp4 { blocks, scales } => (set.get(blocks)?, set.get(scales)?, None),
+        Parts::MlxMxfp4 { weight, scales } => {
+            // (..., K/8) u32 viewed as (..., K/32, 16) u8: same bytes, no copy.
+            let mut blocks = shape.to_vec();
+            if let Some(k) = blocks.last_mut() {
+                *k /= 32;
+            }
+            blocks.push(16);
+            (
+                set.get_as(weight, DType::U8, &blocks)?,
+                set.get(scales)?,
+                None,
+            )
+        }
     };
     Ok(QuantizedTensor {
         name: name.to_string(),

@@ -6,10 +6,10 @@
 //! does not say which tensor or what was found. Our validation reports the tensor, the
 //! expected value and the found value.
 
-use crate::bytes::map_file;
+use crate::bytes::map_and_parse;
+use crate::tensor::checked_numel;
 use rmlx_core::buffer::SharedBytes;
 use rmlx_core::error::ResultExt;
-use rmlx_core::shape::checked_numel;
 use rmlx_core::{Array, DType, Error, Result};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -40,6 +40,7 @@ pub struct Header {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a tensor entry {dtype, shape, data_offsets}")]
 struct RawEntry {
     dtype: String,
     shape: Vec<usize>,
@@ -209,7 +210,7 @@ pub struct SafetensorsFile {
 impl SafetensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::from_bytes(path, map_file(path)?)
+        map_and_parse(path, |bytes| Self::from_bytes(path, bytes))
     }
 
     /// Parses bytes already in memory; `path` only names the source in errors.
@@ -248,6 +249,31 @@ impl SafetensorsFile {
 
     pub fn info(&self, name: &str) -> Option<&StTensor> {
         self.index.get(name).map(|&i| &self.header.tensors[i])
+    }
+
+    /// The tensor's bytes viewed with another dtype and shape of the same byte size (e.g.
+    /// packed u32 quantized weights as bytes).
+    pub fn get_as(&self, name: &str, dtype: DType, shape: &[usize]) -> Result<Array> {
+        let t = self.info(name).ok_or_else(|| {
+            Error::format(format!(
+                "safetensors {}: no tensor named '{name}'",
+                self.path.display()
+            ))
+        })?;
+        let n = checked_numel(shape).and_then(|n| n.checked_mul(dtype.size()));
+        if n != Some(t.end - t.begin) {
+            return Err(Error::format(format!(
+                "safetensors {}: tensor '{name}': expected a view of {} bytes, found {dtype} {shape:?}",
+                self.path.display(),
+                t.end - t.begin
+            )));
+        }
+        Array::from_shared_bytes(
+            self.bytes.clone(),
+            self.header.data_start + t.begin,
+            shape,
+            dtype,
+        )
     }
 
     /// A zero-copy array viewing the tensor's bytes in the mapping.

@@ -2,7 +2,7 @@
 //! of tensor name → shard file, whatever the shard names), or plain `*.safetensors` files.
 
 use crate::safetensors::{SafetensorsFile, StTensor};
-use rmlx_core::{Array, Error, Result};
+use rmlx_core::{Array, DType, Error, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,14 @@ impl SafetensorsSet {
         if let Some(index) = index {
             return Self::open_index(dir, &index);
         }
-        let paths = list_dir(dir, ".safetensors")?;
+        // Some repositories ship `model.safetensors` next to a differently named copy of the
+        // same weights (e.g. `consolidated.safetensors`): the standard name wins.
+        let standard = dir.join("model.safetensors");
+        let paths = if standard.is_file() {
+            vec![standard]
+        } else {
+            list_dir(dir, ".safetensors")?
+        };
         if paths.is_empty() {
             return Err(Error::format(format!(
                 "safetensors: expected *.safetensors files in {}, found none",
@@ -163,12 +170,21 @@ impl SafetensorsSet {
         self.map.contains_key(name)
     }
 
-    pub fn get(&self, name: &str) -> Result<Array> {
+    fn file_of(&self, name: &str) -> Result<&SafetensorsFile> {
         match self.map.get(name) {
-            Some(&i) => self.files[self.order[i].1].get(name),
+            Some(&i) => Ok(&self.files[self.order[i].1]),
             None => Err(Error::format(format!(
                 "safetensors: no tensor named '{name}'"
             ))),
         }
+    }
+
+    pub fn get(&self, name: &str) -> Result<Array> {
+        self.file_of(name)?.get(name)
+    }
+
+    /// The tensor's bytes viewed with another dtype and shape of the same byte size.
+    pub fn get_as(&self, name: &str, dtype: DType, shape: &[usize]) -> Result<Array> {
+        self.file_of(name)?.get_as(name, dtype, shape)
     }
 }

@@ -22,6 +22,16 @@ impl fmt::Display for TensorType {
     }
 }
 
+/// Element count of a shape taken from a file, or None if it could overflow. Dims of 0 count
+/// as 1 for the overflow check: a zero-sized tensor with huge other dims would otherwise pass
+/// here and overflow later wherever a partial product is taken (rows, strides).
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    let nonzero = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
+}
+
 /// One logical tensor. For quantized tensors `shape` is the logical (dequantized) shape and
 /// `nbytes` counts every stored part (packed data, scales, biases).
 #[derive(Clone, Debug, PartialEq)]

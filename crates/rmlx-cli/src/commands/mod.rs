@@ -1,20 +1,33 @@
-//! One file per subcommand.
+//! Subcommands, one file each.
 
 mod bench;
+mod chat;
+mod sampling;
+mod generate;
+pub mod inspect;
 mod logits;
 
 use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Generate text from a prompt (streamed to stdout; timings on stderr).
+    Generate(generate::Args),
+    /// Talk with a model: history, streaming, /reset, /exit.
+    Chat(chat::Args),
+    /// Show a model's format, architecture, tensors and metadata (reads headers only).
+    Inspect(inspect::Args),
     /// Logits of a token sequence as float32 .npy [T, vocab].
     Logits(logits::Args),
     /// Prefill and decode speed on random tokens (like llama-bench).
     Bench(bench::Args),
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<()> {
-    match cmd {
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Generate(a) => generate::run(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Inspect(a) => inspect::run(a),
         Command::Logits(a) => logits::run(a),
         Command::Bench(a) => bench::run(a),
     }

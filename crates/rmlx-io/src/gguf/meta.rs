@@ -147,10 +147,14 @@ impl MetaValue {
         match self {
             MetaValue::Bool(b) => Value::Bool(*b),
             MetaValue::String(s) => Value::String(s.clone()),
-            MetaValue::F32(_) | MetaValue::F64(_) => self
-                .as_f64()
-                .and_then(serde_json::Number::from_f64)
-                .map_or(Value::Null, Value::Number),
+            // Through f32's shortest decimal form, so 1e-5f32 shows as 1e-5, not 9.99999974e-6.
+            MetaValue::F32(v) => {
+                serde_json::Number::from_f64(v.to_string().parse().unwrap_or(*v as f64))
+                    .map_or(Value::Null, Value::Number)
+            }
+            MetaValue::F64(v) => {
+                serde_json::Number::from_f64(*v).map_or(Value::Null, Value::Number)
+            }
             MetaValue::Array(a) if a.len() > max_array => {
                 let elem = a.first().map_or("empty", |v| v.type_name());
                 Value::String(format!("[{elem}; {} items]", a.len()))

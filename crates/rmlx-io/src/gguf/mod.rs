@@ -8,7 +8,7 @@ mod reader;
 pub use meta::{MetaValue, Metadata};
 pub use parse::{parse, GgufHeader, GgufTensor, DEFAULT_ALIGNMENT, MAX_DIMS};
 
-use crate::bytes::map_file;
+use crate::bytes::map_and_parse;
 use crate::tensor::{QuantizedTensor, TensorInfo, TensorType};
 use rmlx_core::buffer::SharedBytes;
 use rmlx_core::error::ResultExt;
@@ -41,7 +41,7 @@ pub fn tensor_type(t: GgmlType) -> TensorType {
 impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::from_bytes(path, map_file(path)?)
+        map_and_parse(path, |bytes| Self::from_bytes(path, bytes))
     }
 
     /// Parses bytes already in memory; `path` only names the source in errors.
@@ -142,11 +142,9 @@ impl GgufFile {
             )));
         };
         let rows = t.rows();
-        let row_bytes = if rows == 0 {
-            0
-        } else {
-            t.nbytes as usize / rows
-        };
+        let row_bytes = t
+            .ggml_type
+            .row_bytes(t.shape.last().copied().unwrap_or(1))?;
         let packed = Array::from_shared_bytes(
             self.bytes.clone(),
             self.start(t),

@@ -27,7 +27,12 @@ pub struct GgufTensor {
 impl GgufTensor {
     /// Rows of the packed (rows, row_bytes) view: every dim but the innermost.
     pub fn rows(&self) -> usize {
-        self.shape.iter().rev().skip(1).product()
+        // parse() checked the product of the dims; saturate for hand-built values.
+        self.shape
+            .iter()
+            .rev()
+            .skip(1)
+            .fold(1usize, |a, &d| a.saturating_mul(d))
     }
 }
 
@@ -87,7 +92,9 @@ pub fn parse(bytes: &[u8]) -> Result<GgufHeader> {
             Some(a) if a > 0 && a <= 1 << 30 && (a & (a - 1)) == 0 => a as u64,
             _ => {
                 return Err(Error::format(format!(
-                    "gguf: general.alignment: expected a power of two, found {v:?}"
+                    "gguf: general.alignment: expected a power of two, found {} {}",
+                    v.type_name(),
+                    v.to_json(4)
                 )))
             }
         },
@@ -145,10 +152,10 @@ fn read_tensor_info(r: &mut Reader, i: u64) -> Result<GgufTensor> {
             "gguf: {what}: dims {dims:?} overflow the element count"
         ))
     };
-    let numel = rmlx_core::shape::checked_numel(&shape).ok_or_else(overflow)?;
+    let numel = crate::tensor::checked_numel(&shape).ok_or_else(overflow)?;
     let ne0 = shape.last().copied().unwrap_or(1);
     let row_bytes = ggml_type.row_bytes(ne0).context(format!("gguf: {what}"))?;
-    let rows = if ne0 == 0 { 0 } else { numel / ne0 };
+    let rows = numel.checked_div(ne0).unwrap_or(0);
     let nbytes = row_bytes.checked_mul(rows).ok_or_else(overflow)? as u64;
     Ok(GgufTensor {
         name,
@@ -168,7 +175,7 @@ fn check_data(
 ) -> Result<()> {
     let data_len = file_len.saturating_sub(data_start);
     for t in tensors {
-        if t.offset % alignment != 0 {
+        if !t.offset.is_multiple_of(alignment) {
             return Err(Error::format(format!(
                 "gguf: tensor '{}': expected an offset aligned to {alignment} bytes, found {}",
                 t.name, t.offset

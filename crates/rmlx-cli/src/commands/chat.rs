@@ -1,0 +1,56 @@
+//! `rmlx chat`: an interactive conversation with history and streaming output.
+
+use super::sampling::{load, timing_line, GenFlags};
+use anyhow::Result;
+use rmlx_lm::{harmony, ChatSession};
+use std::io::{BufRead, Write};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    flags: GenFlags,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let engine = load(&a.flags)?;
+    if engine.template.is_none() {
+        anyhow::bail!("chat: the model has no chat template (use `rmlx generate --no-chat-template`)");
+    }
+    let harmony_out = engine.uses_harmony();
+    let mut session = ChatSession::new(&engine);
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    eprintln!("rmlx chat: type a message; /reset starts over, /exit quits");
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break; // end of input
+        }
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                session.reset();
+                eprintln!("(conversation reset)");
+                continue;
+            }
+            _ => {}
+        }
+        let g = if harmony_out {
+            let g = session.send(line, &a.flags.options(true), None, &mut |_| {})?;
+            writeln!(out, "{}", harmony::final_text(&g.text))?;
+            g
+        } else {
+            let g = session.send(line, &a.flags.options(false), None, &mut |t| {
+                let _ = out.write_all(t.as_bytes());
+                let _ = out.flush();
+            })?;
+            writeln!(out)?;
+            g
+        };
+        eprintln!("[{}]", timing_line(&g.stats));
+    }
+    Ok(())
+}

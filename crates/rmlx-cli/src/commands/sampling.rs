@@ -1,0 +1,82 @@
+//! Sampling and model flags shared by `generate` and `chat`.
+
+use rmlx_lm::SamplerConfig;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Clone)]
+pub struct GenFlags {
+    /// Model file or directory (default: SmolLM2-135M-Instruct, fetched on first use).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// 0 disables.
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Same seed, same output.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop when the output contains this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+}
+
+impl GenFlags {
+    pub fn sampler(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            seed: self.seed,
+            ..SamplerConfig::default()
+        }
+    }
+
+    pub fn options(&self, keep_special: bool) -> rmlx_lm::GenerateOptions {
+        rmlx_lm::GenerateOptions {
+            max_tokens: self.max_tokens,
+            sampler: self.sampler(),
+            stop: self.stop.clone(),
+            keep_special,
+        }
+    }
+}
+
+/// Loads the engine, with a note on stderr.
+pub fn load(flags: &GenFlags) -> anyhow::Result<rmlx_lm::Engine> {
+    let path = rmlx_lm::default_model::resolve(flags.model.clone())?;
+    let t = std::time::Instant::now();
+    let e = rmlx_lm::Engine::load(&path)?;
+    eprintln!("rmlx: loaded {} ({}) in {:.2} s", path.display(), e.model.info().architecture, t.elapsed().as_secs_f64());
+    Ok(e)
+}
+
+pub fn timing_line(s: &rmlx_lm::GenerationStats) -> String {
+    format!(
+        "prompt {} tok ({} computed) {:.1} tok/s | generated {} tok {:.1} tok/s | {:?}",
+        s.prompt_tokens,
+        s.prefilled_tokens,
+        s.prefill_tok_s(),
+        s.generated_tokens,
+        s.decode_tok_s(),
+        s.finish
+    )
+}
