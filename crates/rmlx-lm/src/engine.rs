@@ -27,7 +27,12 @@ impl Engine {
             Some(_) => Some(ChatTemplate::from_tokenizer(&tokenizer)?),
             None => None,
         };
-        Ok(Engine { model, tokenizer, template, files })
+        Ok(Engine {
+            model,
+            tokenizer,
+            template,
+            files,
+        })
     }
 
     /// Token ids of a prompt: a chat (rendered with the model's template, generation prompt
@@ -44,7 +49,10 @@ impl Engine {
 
     pub fn render_chat(&self, messages: &[Json]) -> Result<String> {
         let t = self.template.as_ref().ok_or_else(|| {
-            Error::msg(format!("model {}: has no chat template (use raw text)", self.files.path().display()))
+            Error::msg(format!(
+                "model {}: has no chat template (use raw text)",
+                self.files.path().display()
+            ))
         })?;
         t.render(messages, true)
     }
@@ -70,7 +78,11 @@ fn tokenizer_for(files: &ModelFiles) -> Result<Tokenizer> {
         return Tokenizer::from_gguf_vocab(&gguf_vocab(g.metadata())?);
     }
     let path = files.path();
-    let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
     let tj = dir.join("tokenizer.json");
     if !tj.exists() {
         return Err(Error::format(format!(
@@ -89,12 +101,32 @@ pub fn gguf_vocab(m: &Metadata) -> Result<GgufVocab> {
     let opt = |k: &str| m.get(k).is_some();
     Ok(GgufVocab {
         model: m.get_str("tokenizer.ggml.model")?.to_string(),
-        pre: m.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).map(str::to_string),
-        tokens: m.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(str::to_string).collect(),
-        scores: if opt("tokenizer.ggml.scores") { Some(m.get_f32_array("tokenizer.ggml.scores")?) } else { None },
-        token_types: if opt("tokenizer.ggml.token_type") { Some(m.get_i32_array("tokenizer.ggml.token_type")?) } else { None },
+        pre: m
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        tokens: m
+            .get_str_array("tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        scores: if opt("tokenizer.ggml.scores") {
+            Some(m.get_f32_array("tokenizer.ggml.scores")?)
+        } else {
+            None
+        },
+        token_types: if opt("tokenizer.ggml.token_type") {
+            Some(m.get_i32_array("tokenizer.ggml.token_type")?)
+        } else {
+            None
+        },
         merges: if opt("tokenizer.ggml.merges") {
-            Some(m.get_str_array("tokenizer.ggml.merges")?.into_iter().map(str::to_string).collect())
+            Some(
+                m.get_str_array("tokenizer.ggml.merges")?
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            )
         } else {
             None
         },
@@ -105,6 +137,9 @@ pub fn gguf_vocab(m: &Metadata) -> Result<GgufVocab> {
         add_bos: opt_bool("tokenizer.ggml.add_bos_token"),
         add_eos: opt_bool("tokenizer.ggml.add_eos_token"),
         add_space_prefix: opt_bool("tokenizer.ggml.add_space_prefix"),
-        chat_template: m.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string),
+        chat_template: m
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
     })
 }

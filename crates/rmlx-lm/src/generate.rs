@@ -26,7 +26,12 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 256, sampler: SamplerConfig::default(), stop: vec![], keep_special: false }
+        GenerateOptions {
+            max_tokens: 256,
+            sampler: SamplerConfig::default(),
+            stop: vec![],
+            keep_special: false,
+        }
     }
 }
 
@@ -91,9 +96,15 @@ impl Engine {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         if tokens.len() <= cached {
-            return Err(rmlx_core::Error::msg("generate: expected at least one new prompt token"));
+            return Err(rmlx_core::Error::msg(
+                "generate: expected at least one new prompt token",
+            ));
         }
-        let room = self.model.info().context_length.saturating_sub(tokens.len());
+        let room = self
+            .model
+            .info()
+            .context_length
+            .saturating_sub(tokens.len());
         let max_tokens = opts.max_tokens.min(room);
         let mut sampler = Sampler::new(opts.sampler.clone())?;
         let t0 = Instant::now();
@@ -133,7 +144,8 @@ impl Engine {
                 break;
             }
             // Hold back a possible beginning of a stop string.
-            let safe = floor_char_boundary(&text, text.len().saturating_sub(hold.saturating_sub(1)));
+            let safe =
+                floor_char_boundary(&text, text.len().saturating_sub(hold.saturating_sub(1)));
             if safe > emitted {
                 on_text(&text[emitted..safe]);
                 emitted = safe;
@@ -141,7 +153,10 @@ impl Engine {
             if out_tokens.len() == max_tokens {
                 break;
             }
-            logits = self.model.forward(&[next], cache, Logits::Last)?.to_vec::<f32>()?;
+            logits = self
+                .model
+                .forward(&[next], cache, Logits::Last)?
+                .to_vec::<f32>()?;
         }
         if finish != FinishReason::Stop {
             text.push_str(&decoder.finish()?);
@@ -196,7 +211,12 @@ pub struct ChatSession<'a> {
 
 impl<'a> ChatSession<'a> {
     pub fn new(engine: &'a Engine) -> Self {
-        ChatSession { engine, messages: vec![], cache: engine.model.make_cache(), in_cache: vec![] }
+        ChatSession {
+            engine,
+            messages: vec![],
+            cache: engine.model.make_cache(),
+            in_cache: vec![],
+        }
     }
 
     pub fn reset(&mut self) {
@@ -214,14 +234,23 @@ impl<'a> ChatSession<'a> {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         self.messages.push(json!({"role": "user", "content": user}));
-        let tokens = self.engine.encode_prompt(&Prompt::Chat(self.messages.clone()))?;
+        let tokens = self
+            .engine
+            .encode_prompt(&Prompt::Chat(self.messages.clone()))?;
         // Reuse the cache when it holds a prefix of the new prompt; otherwise start over.
         let reuse = self.in_cache.len() < tokens.len() && tokens.starts_with(&self.in_cache);
         if !reuse {
             self.cache = self.engine.model.make_cache();
             self.in_cache.clear();
         }
-        let g = match self.engine.generate_tokens(&mut self.cache, &tokens, self.in_cache.len(), opts, cancel, on_text) {
+        let g = match self.engine.generate_tokens(
+            &mut self.cache,
+            &tokens,
+            self.in_cache.len(),
+            opts,
+            cancel,
+            on_text,
+        ) {
             Ok(g) => g,
             Err(e) => {
                 self.messages.pop();
@@ -231,9 +260,15 @@ impl<'a> ChatSession<'a> {
             }
         };
         self.in_cache = tokens;
-        self.in_cache.extend(&g.tokens[..g.tokens.len().saturating_sub(1)]);
-        let content = if self.engine.uses_harmony() { crate::harmony::final_text(&g.text) } else { g.text.clone() };
-        self.messages.push(json!({"role": "assistant", "content": content}));
+        self.in_cache
+            .extend(&g.tokens[..g.tokens.len().saturating_sub(1)]);
+        let content = if self.engine.uses_harmony() {
+            crate::harmony::final_text(&g.text)
+        } else {
+            g.text.clone()
+        };
+        self.messages
+            .push(json!({"role": "assistant", "content": content}));
         Ok(g)
     }
 }

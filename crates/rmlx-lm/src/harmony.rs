@@ -16,16 +16,25 @@ pub fn parse(text: &str) -> Vec<Message> {
     let mut rest = text;
     while let Some(c) = rest.find("<|channel|>") {
         rest = &rest[c + "<|channel|>".len()..];
-        let Some(m) = rest.find("<|message|>") else { break };
+        let Some(m) = rest.find("<|message|>") else {
+            break;
+        };
         // The header may carry more than the name (`final <|constrain|>json`, `to=functions.x`).
-        let channel = rest[..m].split_whitespace().next().unwrap_or("").to_string();
+        let channel = rest[..m]
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
         rest = &rest[m + "<|message|>".len()..];
         let end = ["<|end|>", "<|return|>", "<|call|>", "<|start|>"]
             .iter()
             .filter_map(|t| rest.find(t))
             .min()
             .unwrap_or(rest.len());
-        out.push(Message { channel, text: rest[..end].to_string() });
+        out.push(Message {
+            channel,
+            text: rest[..end].to_string(),
+        });
         rest = &rest[end..];
     }
     out
@@ -43,7 +52,12 @@ pub fn final_text(text: &str) -> String {
 
 /// The `analysis` channel's text (reasoning).
 pub fn analysis_text(text: &str) -> String {
-    parse(text).into_iter().filter(|m| m.channel == "analysis").map(|m| m.text).collect::<Vec<_>>().join("\n")
+    parse(text)
+        .into_iter()
+        .filter(|m| m.channel == "analysis")
+        .map(|m| m.text)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -55,7 +69,13 @@ mod tests {
         let t = "<|channel|>analysis<|message|>User asks 2+2.<|end|><|start|>assistant<|channel|>final<|message|>4<|return|>";
         let m = parse(t);
         assert_eq!(m.len(), 2);
-        assert_eq!(m[0], Message { channel: "analysis".into(), text: "User asks 2+2.".into() });
+        assert_eq!(
+            m[0],
+            Message {
+                channel: "analysis".into(),
+                text: "User asks 2+2.".into()
+            }
+        );
         assert_eq!(final_text(t), "4");
         assert_eq!(analysis_text(t), "User asks 2+2.");
         // unterminated final message, and a constrained header

@@ -14,7 +14,9 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let engine = load(&a.flags)?;
     if engine.template.is_none() {
-        anyhow::bail!("chat: the model has no chat template (use `rmlx generate --no-chat-template`)");
+        anyhow::bail!(
+            "chat: the model has no chat template (use `rmlx generate --no-chat-template`)"
+        );
     }
     let harmony_out = engine.uses_harmony();
     let mut session = ChatSession::new(&engine);

@@ -2,10 +2,10 @@
 
 mod bench;
 mod chat;
-mod sampling;
 mod generate;
 pub mod inspect;
 mod logits;
+mod sampling;
 
 use clap::Subcommand;
 

@@ -65,7 +65,12 @@ pub fn load(flags: &GenFlags) -> anyhow::Result<rmlx_lm::Engine> {
     let path = rmlx_lm::default_model::resolve(flags.model.clone())?;
     let t = std::time::Instant::now();
     let e = rmlx_lm::Engine::load(&path)?;
-    eprintln!("rmlx: loaded {} ({}) in {:.2} s", path.display(), e.model.info().architecture, t.elapsed().as_secs_f64());
+    eprintln!(
+        "rmlx: loaded {} ({}) in {:.2} s",
+        path.display(),
+        e.model.info().architecture,
+        t.elapsed().as_secs_f64()
+    );
     Ok(e)
 }
 
