@@ -2,7 +2,7 @@
 //! a callback; stops on EOS, stop strings, max tokens or cancellation. `ChatSession` keeps the
 //! KV cache across turns and feeds only what is new.
 
-use crate::cache::ModelCache;
+use crate::cache::{CacheKind, ModelCache};
 use crate::engine::{Engine, Prompt};
 use crate::model::Logits;
 use crate::sample::{Sampler, SamplerConfig};
@@ -22,6 +22,8 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Show special tokens in the text (harmony needs its `<|channel|>` markers).
     pub keep_special: bool,
+    /// How the KV cache stores keys and values.
+    pub kv_cache: CacheKind,
 }
 
 impl Default for GenerateOptions {
@@ -31,6 +33,7 @@ impl Default for GenerateOptions {
             sampler: SamplerConfig::default(),
             stop: vec![],
             keep_special: false,
+            kv_cache: CacheKind::default(),
         }
     }
 }
@@ -80,7 +83,7 @@ impl Engine {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         let tokens = self.encode_prompt(prompt)?;
-        let mut cache = self.model.make_cache();
+        let mut cache = self.model.make_cache_of(opts.kv_cache)?;
         self.generate_tokens(&mut cache, &tokens, 0, opts, cancel, on_text)
     }
 
@@ -207,22 +210,25 @@ pub struct ChatSession<'a> {
     cache: ModelCache,
     /// Tokens whose keys/values are in the cache.
     in_cache: Vec<u32>,
+    kind: CacheKind,
 }
 
 impl<'a> ChatSession<'a> {
-    pub fn new(engine: &'a Engine) -> Self {
-        ChatSession {
+    pub fn new(engine: &'a Engine, kind: CacheKind) -> Result<Self> {
+        Ok(ChatSession {
             engine,
             messages: vec![],
-            cache: engine.model.make_cache(),
+            cache: engine.model.make_cache_of(kind)?,
             in_cache: vec![],
-        }
+            kind,
+        })
     }
 
-    pub fn reset(&mut self) {
+    pub fn reset(&mut self) -> Result<()> {
         self.messages.clear();
-        self.cache = self.engine.model.make_cache();
+        self.cache = self.engine.model.make_cache_of(self.kind)?;
         self.in_cache.clear();
+        Ok(())
     }
 
     /// Adds a user message, generates the assistant's reply and adds it to the history.
@@ -240,7 +246,7 @@ impl<'a> ChatSession<'a> {
         // Reuse the cache when it holds a prefix of the new prompt; otherwise start over.
         let reuse = self.in_cache.len() < tokens.len() && tokens.starts_with(&self.in_cache);
         if !reuse {
-            self.cache = self.engine.model.make_cache();
+            self.cache = self.engine.model.make_cache_of(self.kind)?;
             self.in_cache.clear();
         }
         let g = match self.engine.generate_tokens(
@@ -254,7 +260,7 @@ impl<'a> ChatSession<'a> {
             Ok(g) => g,
             Err(e) => {
                 self.messages.pop();
-                self.cache = self.engine.model.make_cache();
+                self.cache = self.engine.model.make_cache_of(self.kind)?;
                 self.in_cache.clear();
                 return Err(e);
             }

@@ -1,7 +1,7 @@
 //! The interface every model file implements, shared by generation, `logits`, `bench` and the
 //! server.
 
-use crate::cache::ModelCache;
+use crate::cache::{CacheKind, ModelCache};
 use rmlx_core::{Array, Result};
 
 /// Which positions' logits `forward` returns.
@@ -31,8 +31,14 @@ pub struct ModelInfo {
 pub trait Model: Send + Sync {
     fn info(&self) -> &ModelInfo;
 
-    /// Fresh per-layer caches (full, rotating, … as the model's layers need).
-    fn make_cache(&self) -> ModelCache;
+    /// Fresh per-layer caches of `kind` (full or rotating, as each layer needs).
+    fn make_cache_of(&self, kind: CacheKind) -> Result<ModelCache>;
+
+    /// Fresh exact (f32) caches.
+    fn make_cache(&self) -> ModelCache {
+        self.make_cache_of(CacheKind::F32)
+            .expect("f32 caches always exist")
+    }
 
     /// Runs `tokens` (positions cache.offset()..+T) through the model, updating `cache`.
     /// Returns f32 logits (T, vocab) or (1, vocab), lazily: the caller evaluates.

@@ -11,6 +11,9 @@ pub struct Args {
     /// Model file or directory (default: SmolLM2-135M-Instruct, fetched on first use).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// KV cache storage: f32, bf16, f16, q8, q4, k8v4.
+    #[arg(long, default_value = "f32")]
+    kv_cache: rmlx_lm::cache::CacheKind,
     /// Prompt tokens.
     #[arg(short = 'p', long = "prompt-tokens", default_value_t = 512)]
     prompt: usize,
@@ -53,13 +56,16 @@ pub fn run(a: Args) -> Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
     let info = m.model.info().clone();
     let (mut pp, mut tg) = (vec![], vec![]);
+    // Bytes one cached position takes over all layers.
+    let mut kv_bytes_per_token = 0.0;
     for rep in 0..a.repetitions.max(1) {
         let prompt = random_tokens(a.prompt.max(1), info.vocab_size, 42 + rep as u64);
-        let mut cache = m.model.make_cache();
+        let mut cache = m.model.make_cache_of(a.kv_cache)?;
         let t = Instant::now();
         let logits = m.model.forward(&prompt, &mut cache, Logits::Last)?;
         let mut next = logits.argmax(-1, false)?.to_vec::<u32>()?[0];
         pp.push(prompt.len() as f64 / t.elapsed().as_secs_f64());
+        kv_bytes_per_token = cache.bytes_per_token() as f64;
         rmlx_core::profile::enable(a.profile);
         let t = Instant::now();
         for _ in 0..a.gen {
@@ -102,6 +108,8 @@ pub fn run(a: Args) -> Result<()> {
             "prefill_tok_s": pp,
             "decode_tok_s": tg,
             "weight_bytes": info.weight_bytes,
+            "kv_cache": format!("{:?}", a.kv_cache).to_lowercase(),
+            "kv_bytes_per_token": kv_bytes_per_token,
             "repetitions": a.repetitions.max(1),
         });
         println!("{j}");

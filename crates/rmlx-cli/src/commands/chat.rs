@@ -19,7 +19,7 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     let harmony_out = engine.uses_harmony();
-    let mut session = ChatSession::new(&engine);
+    let mut session = ChatSession::new(&engine, a.flags.kv_cache)?;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     eprintln!("rmlx chat: type a message; /reset starts over, /exit quits");
@@ -34,7 +34,7 @@ pub fn run(a: Args) -> Result<()> {
             "" => continue,
             "/exit" | "/quit" => break,
             "/reset" => {
-                session.reset();
+                session.reset()?;
                 eprintln!("(conversation reset)");
                 continue;
             }

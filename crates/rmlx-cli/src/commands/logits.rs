@@ -9,6 +9,9 @@ pub struct Args {
     /// Model file or directory (default: SmolLM2-135M-Instruct, fetched on first use).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// KV cache storage: f32, bf16, f16, q8, q4, k8v4.
+    #[arg(long, default_value = "f32")]
+    kv_cache: rmlx_lm::cache::CacheKind,
     /// Comma-separated token ids.
     #[arg(long)]
     tokens: String,
@@ -45,7 +48,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     let path = rmlx_lm::default_model::resolve(a.model)?;
     let m = load_model(&path)?;
-    let mut cache = m.model.make_cache();
+    let mut cache = m.model.make_cache_of(a.kv_cache)?;
     let vocab = m.model.info().vocab_size;
     let mut out = Vec::with_capacity(tokens.len() * vocab);
     for c in tokens.chunks(chunk) {

@@ -33,6 +33,9 @@ pub struct GenFlags {
     /// Stop when the output contains this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// KV cache storage: f32, bf16, f16, q8, q4, k8v4.
+    #[arg(long, default_value = "f32")]
+    pub kv_cache: rmlx_lm::cache::CacheKind,
 }
 
 impl GenFlags {
@@ -56,6 +59,7 @@ impl GenFlags {
             sampler: self.sampler(),
             stop: self.stop.clone(),
             keep_special,
+            kv_cache: self.kv_cache,
         }
     }
 }

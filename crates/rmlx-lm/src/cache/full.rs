@@ -81,6 +81,10 @@ impl KvCache for FullCache {
             + self.values.as_ref().map_or(0, |a| a.nbytes())
     }
 
+    fn bytes_per_token(&self) -> usize {
+        self.nbytes() / self.capacity().max(1)
+    }
+
     fn reset(&mut self) {
         self.offset = 0;
     }

@@ -8,7 +8,62 @@ mod rotating;
 pub use full::FullCache;
 pub use rotating::RotatingCache;
 
-use rmlx_core::{Array, Result};
+use rmlx_core::{Array, DType, Error, Result};
+use std::str::FromStr;
+
+/// How keys and values are stored (`--kv-cache`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CacheKind {
+    /// Exact: what the reference comparisons use.
+    #[default]
+    F32,
+    Bf16,
+    F16,
+    /// 8-bit keys and values.
+    Q8,
+    /// 4-bit keys and values.
+    Q4,
+    /// 8-bit keys, 4-bit values.
+    K8V4,
+}
+
+impl FromStr for CacheKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "f32" => CacheKind::F32,
+            "bf16" => CacheKind::Bf16,
+            "f16" => CacheKind::F16,
+            "q8" => CacheKind::Q8,
+            "q4" => CacheKind::Q4,
+            "k8v4" => CacheKind::K8V4,
+            other => {
+                return Err(Error::msg(format!(
+                    "kv cache: expected f32, bf16, f16, q8, q4 or k8v4, found `{other}`"
+                )))
+            }
+        })
+    }
+}
+
+/// A layer's cache of `kind`; `window` makes it a rotating sliding-window cache.
+pub fn layer_cache(kind: CacheKind, window: Option<usize>) -> Result<Box<dyn KvCache>> {
+    let dtype = match kind {
+        CacheKind::F32 => DType::F32,
+        CacheKind::Bf16 => DType::BF16,
+        CacheKind::F16 => DType::F16,
+        CacheKind::Q8 | CacheKind::Q4 | CacheKind::K8V4 => {
+            return Err(Error::NotImplemented {
+                op: format!("kv cache {kind:?}"),
+                device: "cpu".into(),
+            })
+        }
+    };
+    Ok(match window {
+        Some(w) => Box::new(RotatingCache::new(w, dtype)),
+        None => Box::new(FullCache::new(dtype)),
+    })
+}
 
 /// What attention reads after an update.
 pub struct KvView {
@@ -27,6 +82,8 @@ pub trait KvCache: Send {
     fn offset(&self) -> usize;
     /// Bytes held by the cache buffers.
     fn nbytes(&self) -> usize;
+    /// Bytes one cached position takes (keys + values, scales included); 0 before first use.
+    fn bytes_per_token(&self) -> usize;
     /// Forget everything (a new conversation).
     fn reset(&mut self);
 }
@@ -43,6 +100,11 @@ impl ModelCache {
 
     pub fn nbytes(&self) -> usize {
         self.layers.iter().map(|c| c.nbytes()).sum()
+    }
+
+    /// Bytes per cached position over all layers (`kv_bytes_per_token` in `rmlx bench`).
+    pub fn bytes_per_token(&self) -> usize {
+        self.layers.iter().map(|c| c.bytes_per_token()).sum()
     }
 
     pub fn reset(&mut self) {

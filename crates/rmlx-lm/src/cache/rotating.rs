@@ -97,6 +97,10 @@ impl KvCache for RotatingCache {
             + self.values.as_ref().map_or(0, |a| a.nbytes())
     }
 
+    fn bytes_per_token(&self) -> usize {
+        self.nbytes() / self.window.max(1)
+    }
+
     fn reset(&mut self) {
         self.offset = 0;
         self.slot_pos.iter_mut().for_each(|p| *p = -1);

@@ -3,7 +3,7 @@
 //! over the selected logits, MXFP4 experts computed from packed blocks with the clamped SwiGLU
 //! (alpha 1.702, `+1` on up) over interleaved gate/up rows. Hugging Face names.
 
-use crate::cache::{FullCache, KvCache, ModelCache, RotatingCache};
+use crate::cache::{layer_cache, CacheKind, KvCache, ModelCache};
 use crate::layers::{Embedding, Linear};
 use crate::model::{Logits, Model, ModelInfo};
 use crate::weights::{Tensor, Weights};
@@ -209,20 +209,14 @@ impl Model for GptOss {
         &self.info
     }
 
-    fn make_cache(&self) -> ModelCache {
+    fn make_cache_of(&self, kind: CacheKind) -> Result<ModelCache> {
         let layers = self
             .cfg
             .sliding
             .iter()
-            .map(|&s| -> Box<dyn KvCache> {
-                if s {
-                    Box::new(RotatingCache::new(self.cfg.sliding_window, DType::F32))
-                } else {
-                    Box::new(FullCache::new(DType::F32))
-                }
-            })
-            .collect();
-        ModelCache { layers }
+            .map(|&s| layer_cache(kind, s.then_some(self.cfg.sliding_window)))
+            .collect::<Result<_>>()?;
+        Ok(ModelCache { layers })
     }
 
     fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array> {

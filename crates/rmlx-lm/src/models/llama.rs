@@ -2,7 +2,7 @@
 //! biases), Qwen3 (per-head q/k RMSNorm); tied or untied embeddings. Hugging Face names;
 //! GGUF sources map their names to these.
 
-use crate::cache::{FullCache, KvCache, ModelCache, RotatingCache};
+use crate::cache::{layer_cache, CacheKind, KvCache, ModelCache};
 use crate::layers::{Embedding, Linear};
 use crate::model::{Logits, Model, ModelInfo};
 use crate::weights::Weights;
@@ -185,16 +185,11 @@ impl Model for Llama {
         &self.info
     }
 
-    fn make_cache(&self) -> ModelCache {
+    fn make_cache_of(&self, kind: CacheKind) -> Result<ModelCache> {
         let layers = (0..self.cfg.num_hidden_layers)
-            .map(|_| -> Box<dyn KvCache> {
-                match self.cfg.sliding_window {
-                    Some(w) => Box::new(RotatingCache::new(w, self.act)),
-                    None => Box::new(FullCache::new(self.act)),
-                }
-            })
-            .collect();
-        ModelCache { layers }
+            .map(|_| layer_cache(kind, self.cfg.sliding_window))
+            .collect::<Result<_>>()?;
+        Ok(ModelCache { layers })
     }
 
     fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array> {
