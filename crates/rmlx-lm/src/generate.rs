@@ -133,7 +133,10 @@ impl Engine {
                 finish = FinishReason::Cancelled;
                 break;
             }
-            let next = sampler.sample(&logits, &history)?;
+            // Models pad their vocabulary past the tokenizer's (gpt-oss: 201088 vs ~200k):
+            // never sample an id the tokenizer cannot decode.
+            let nv = logits.len().min(self.tokenizer.vocab_size());
+            let next = sampler.sample(&logits[..nv], &history)?;
             out_tokens.push(next);
             history.push(next);
             if self.tokenizer.is_eos(next) {
