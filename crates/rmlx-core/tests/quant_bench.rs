@@ -57,6 +57,10 @@ fn weight(rng: &mut StdRng, f: QuantFormat, n: usize, k: usize) -> (QuantizedWei
 }
 
 fn bench(name: &str, f: QuantFormat, n: usize, k: usize, m: usize) {
+    // QB_FILTER=substring runs only the matching benches (for profiling one of them).
+    if std::env::var("QB_FILTER").is_ok_and(|p| !name.contains(&p)) {
+        return;
+    }
     let mut rng = StdRng::seed_from_u64(1);
     let (w, bytes) = weight(&mut rng, f, n, k);
     let x: Vec<f32> = (0..m * k).map(|_| rng.gen::<f32>() - 0.5).collect();

@@ -98,7 +98,8 @@ fn fused_tiles_match_scalar() {
                     _ => unreachable!(),
                 };
             }
-            let xl = XLanes::new(&xq, m, fused::code_offset(kind));
+            let (layout, offset) = fused::x_layout(kind);
+            let xl = XLanes::new(&xq, m, layout, offset);
             let check = |r: usize, c: usize, got: f32| {
                 let w = want[r][c];
                 let tol = 1e-4 * w.abs().max(1.0);

@@ -64,7 +64,8 @@ fn wrow(row: RowRef) -> (WRow, usize) {
 /// Computes every job's rows against every output feature; returns (out_rows, N) f32.
 pub fn run(kind: u8, w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Vec<f32> {
     let rows = xq.q.len() / xq.k.max(1);
-    let x = XLanes::new(xq, rows, fused::code_offset(kind));
+    let (layout, offset) = fused::x_layout(kind);
+    let x = XLanes::new(xq, rows, layout, offset);
     match kind {
         Q4_0 => run_kind::<Q4_0>(w, &x, jobs, out_rows),
         Q4_1 => run_kind::<Q4_1>(w, &x, jobs, out_rows),
@@ -77,7 +78,16 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
     let n = w.n();
     let mut out = vec![0f32; out_rows * n];
     let ptr = OutPtr(out.as_mut_ptr());
-    let rb = wrow(w.row(0, 0)).1;
+    // Rows are contiguous: row i of the stack starts i·rb (exponents i·se) past row 0.
+    let (w0, rb) = wrow(w.row(0, 0));
+    let se = if KIND == MXFP4 { rb / 16 } else { 0 };
+    let row = |i: usize| {
+        let w0 = w0; // captured whole (Sync), not as its raw-pointer fields
+        WRow {
+            p: w0.p.wrapping_add(i * rb),
+            s: w0.s.wrapping_add(i * se),
+        }
+    };
     let max_rows = jobs.iter().map(|j| j.rows.len()).max().unwrap_or(0);
     let threads = rayon::current_num_threads();
     let work = jobs.len() * n * rb * max_rows.div_ceil(4);
@@ -96,7 +106,7 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
         for xt in job.rows.chunks(XT) {
             for r0 in (n0..n1).step_by(4) {
                 let wr: [WRow; 4] =
-                    std::array::from_fn(|i| wrow(w.row(job.expert, (r0 + i).min(n1 - 1))).0);
+                    std::array::from_fn(|i| row(job.expert * n + (r0 + i).min(n1 - 1)));
                 let mut c = 0;
                 while c < xt.len() {
                     let cn = match xt.len() - c {
