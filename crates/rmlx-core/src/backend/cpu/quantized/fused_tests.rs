@@ -115,24 +115,24 @@ fn fused_tiles_match_scalar() {
                 let mut o4 = [[0f32; 4]; 4];
                 match kind {
                     Q4_0 => {
-                        fused::tile::<Q4_0, 1>(&wr, rb, &xl, &[4], &mut o1);
-                        fused::tile::<Q4_0, 2>(&wr, rb, &xl, &[1, 3], &mut o2);
-                        fused::tile::<Q4_0, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4);
+                        fused::tile::<Q4_0, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q4_0, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q4_0, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
                     }
                     Q4_1 => {
-                        fused::tile::<Q4_1, 1>(&wr, rb, &xl, &[4], &mut o1);
-                        fused::tile::<Q4_1, 2>(&wr, rb, &xl, &[1, 3], &mut o2);
-                        fused::tile::<Q4_1, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4);
+                        fused::tile::<Q4_1, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q4_1, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q4_1, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
                     }
                     Q8_0 => {
-                        fused::tile::<Q8_0, 1>(&wr, rb, &xl, &[4], &mut o1);
-                        fused::tile::<Q8_0, 2>(&wr, rb, &xl, &[1, 3], &mut o2);
-                        fused::tile::<Q8_0, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4);
+                        fused::tile::<Q8_0, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q8_0, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q8_0, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
                     }
                     _ => {
-                        fused::tile::<MXFP4, 1>(&wr, rb, &xl, &[4], &mut o1);
-                        fused::tile::<MXFP4, 2>(&wr, rb, &xl, &[1, 3], &mut o2);
-                        fused::tile::<MXFP4, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4);
+                        fused::tile::<MXFP4, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<MXFP4, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<MXFP4, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
                     }
                 }
                 for r in 0..4 {

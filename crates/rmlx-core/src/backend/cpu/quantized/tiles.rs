@@ -37,7 +37,18 @@ fn serial_bytes() -> usize {
         std::env::var("RMLX_QMM_SERIAL_BYTES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(256 << 10)
+            .unwrap_or(1 << 20)
+    })
+}
+
+/// Prefetch distance in weight rows (tunable with `RMLX_QMM_PREFETCH_ROWS`).
+fn prefetch_rows() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("RMLX_QMM_PREFETCH_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4)
     })
 }
 
@@ -88,6 +99,7 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
             s: w0.s.wrapping_add(i * se),
         }
     };
+    let pf = prefetch_rows() * rb;
     let max_rows = jobs.iter().map(|j| j.rows.len()).max().unwrap_or(0);
     let threads = rayon::current_num_threads();
     let work = jobs.len() * n * rb * max_rows.div_ceil(4);
@@ -122,7 +134,7 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
                         match cn {
                             1 => {
                                 let mut o = [[0f32; 1]; 4];
-                                fused::tile::<KIND, 1>(&wr, rb, x, &[pairs[0].0], &mut o);
+                                fused::tile::<KIND, 1>(&wr, rb, x, &[pairs[0].0], &mut o, pf);
                                 for r in 0..4 {
                                     res[r][0] = o[r][0];
                                 }
@@ -130,14 +142,14 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
                             2 => {
                                 let mut o = [[0f32; 2]; 4];
                                 let xr = [pairs[0].0, pairs[1].0];
-                                fused::tile::<KIND, 2>(&wr, rb, x, &xr, &mut o);
+                                fused::tile::<KIND, 2>(&wr, rb, x, &xr, &mut o, pf);
                                 for r in 0..4 {
                                     res[r][..2].copy_from_slice(&o[r]);
                                 }
                             }
                             _ => {
                                 let xr = std::array::from_fn(|i| pairs[i].0);
-                                fused::tile::<KIND, 4>(&wr, rb, x, &xr, &mut res);
+                                fused::tile::<KIND, 4>(&wr, rb, x, &xr, &mut res, pf);
                             }
                         }
                     }
