@@ -12,7 +12,7 @@
 //! `vpermw` and converted with F16C (E8M0 applied with `vscalefps`), multiplied by the
 //! activation scales, then spread over lanes with one `vpermps`. Integer code offsets (8,
 //! 128, 12) are undone by starting the dpbusd chain from −offset·Σx of the lane; Q4_1's
-//! float mins go into a separate small accumulator (min_b · d_x·Σq_b).
+//! float mins (min_b · d_x·Σq_b) are added into 4 spare lanes of the accumulator.
 #![cfg(target_arch = "x86_64")]
 
 use super::xlanes::{Layout, XLanes, STEP};
@@ -230,7 +230,6 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
     let steps = x.kp / STEP;
     let al = if KIND == Q8_0 { 32 } else { 16 };
     let mut acc = [[_mm512_setzero_ps(); C]; 4];
-    let mut accm = [[_mm256_setzero_ps(); C]; 4];
     let sp4 = ld(K.spread4.as_ptr());
     let sp8 = [ld(K.spread8[0].as_ptr()), ld(K.spread8[1].as_ptr())];
     for g in 0..rb.div_ceil(step_bytes(KIND)) {
@@ -262,25 +261,21 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
                 } else {
                     _mm256_mul_ps(st.s, _mm256_loadu_ps(xc))
                 };
+                let p = _mm512_castps256_ps512(p);
                 if KIND == Q4_1 {
-                    accm[r][c] = _mm256_add_ps(accm[r][c], p);
+                    // Lanes 4..8 of p are min_b · d_x·Σq_b: added where they lie (the lanes
+                    // are summed at the end anyway).
+                    acc[r][c] = _mm512_mask_add_ps(acc[r][c], 0x00F0, acc[r][c], p);
                 }
                 let isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a0, st.c[0], xq0), st.c[1], xq1);
-                let sc = _mm512_permutexvar_ps(sp4, _mm512_castps256_ps512(p));
+                let sc = _mm512_permutexvar_ps(sp4, p);
                 acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][c]);
             }
         }
     }
     for r in 0..4 {
         for c in 0..C {
-            let mut v = _mm512_reduce_add_ps(acc[r][c]);
-            if KIND == Q4_1 {
-                // Lanes 4..8 hold min_b · d_x·Σq_b (lanes 0..4 the unused scale products).
-                let m = _mm256_extractf128_ps(accm[r][c], 1);
-                let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-                v += _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
-            }
-            out[r][c] = v;
+            out[r][c] = _mm512_reduce_add_ps(acc[r][c]);
         }
     }
 }
