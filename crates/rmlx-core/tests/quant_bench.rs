@@ -113,6 +113,10 @@ fn quantized_gemv_gemm_throughput() {
     bench("Q4_1 ffn up (1536x576)", q41, 1536, 576, 1);
     bench("Q4_1 ffn down (576x1536)", q41, 576, 1536, 1);
     bench("Q8_0 head (49152x576)", q80, 49152, 576, 1);
+    bench("Q8_0 L2 (1536x576)", q80, 1536, 576, 1);
+    bench("Q4_1 big (49152x576)", q41, 49152, 576, 1);
+    bench("Q4_1 M=4 (1536x576)", q41, 1536, 576, 4);
+    bench("Q4_1 prefill (1536x576)", q41, 1536, 576, 512);
     bench("affine4 g64 (2880x2880)", a4, 2880, 2880, 1);
     let q4k = QuantFormat::Gguf(GgmlType::Q4_K);
     let q6k = QuantFormat::Gguf(GgmlType::Q6_K);

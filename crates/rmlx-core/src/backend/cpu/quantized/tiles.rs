@@ -41,14 +41,15 @@ fn serial_bytes() -> usize {
     })
 }
 
-/// Prefetch distance in weight rows (tunable with `RMLX_QMM_PREFETCH_ROWS`).
+/// Software prefetch distance in weight rows, 0 = off (tunable with `RMLX_QMM_PREFETCH_ROWS`;
+/// with rows read one after the other the hardware prefetcher does as well, within noise).
 fn prefetch_rows() -> usize {
     static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *V.get_or_init(|| {
         std::env::var("RMLX_QMM_PREFETCH_ROWS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(4)
+            .unwrap_or(0)
     })
 }
 
