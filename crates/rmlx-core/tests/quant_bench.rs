@@ -99,9 +99,54 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// gpt-oss decode MoE: x (1, K), 4 of `e` MXFP4 experts (N, K); GB/s of the 4 experts read.
+fn bench_gather(name: &str, e: usize, n: usize, k: usize) {
+    if std::env::var("QB_FILTER").is_ok_and(|p| !name.contains(&p)) {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(2);
+    let blocks: Vec<u8> = (0..e * n * k / 2).map(|_| rng.gen()).collect();
+    let scales: Vec<u8> = (0..e * n * k / 32)
+        .map(|_| rng.gen_range(120..130))
+        .collect();
+    let parts = vec![
+        Array::from_vec(blocks, &[e, n, k / 32, 16]).unwrap(),
+        Array::from_vec(scales, &[e, n, k / 32]).unwrap(),
+    ];
+    let w = QuantizedWeight::new(QuantFormat::Mxfp4, n, k, Some(e), parts).unwrap();
+    let x: Vec<f32> = (0..k).map(|_| rng.gen::<f32>() - 0.5).collect();
+    let x = Array::from_slice(&x, &[1, k]).unwrap();
+    let bytes = 4 * (n * k / 2 + n * k / 32);
+    let mut times = Vec::new();
+    for it in 0..200u32 {
+        // A different set of experts each call, as in decode (no cache reuse across calls).
+        let sel: Vec<u32> = (0..4).map(|j| (it * 4 + j) % e as u32).collect();
+        let idx = Array::from_slice(&sel, &[1, 4]).unwrap();
+        let t = Instant::now();
+        w.gather_qmm(&x, &idx).unwrap().eval().unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let t = times[times.len() / 2];
+    println!(
+        "{name:<28} {e}x{n}x{k} top4 wall {:>8.1} us {:>6.1} GB/s",
+        t * 1e6,
+        bytes as f64 / t / 1e9
+    );
+}
+
 #[test]
 #[ignore]
 fn quantized_gemv_gemm_throughput() {
+    bench(
+        "tiny Q4_1 overhead (64x64)",
+        QuantFormat::Gguf(GgmlType::Q4_1),
+        64,
+        64,
+        1,
+    );
+    bench_gather("mxfp4 gate_up gather", 8, 5760, 2880);
+    bench_gather("mxfp4 down gather", 8, 2880, 2880);
     println!("threads: {}", rayon::current_num_threads());
     let q41 = QuantFormat::Gguf(GgmlType::Q4_1);
     let q80 = QuantFormat::Gguf(GgmlType::Q8_0);

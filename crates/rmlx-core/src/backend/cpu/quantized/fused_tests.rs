@@ -139,8 +139,8 @@ fn fused_tiles_match_scalar() {
                     check(r, 4, o1[r][0]);
                     check(r, 1, o2[r][0]);
                     check(r, 3, o2[r][1]);
-                    for c in 0..4 {
-                        check(r, c, o4[r][c]);
+                    for (c, &v) in o4[r].iter().enumerate() {
+                        check(r, c, v);
                     }
                 }
             }

@@ -148,7 +148,8 @@ fn quantize_x(x: &Arg, k: usize) -> Result<QRows> {
     let g = k / crate::quant::GROUP;
     crate::dispatch_float!(x.dtype, "quantized_matmul", T => {
         let xs = data.host_slice::<T>(m * k)?;
-        let one = |xf: &mut Vec<f32>, (r, ((qr, dr), sr)): (usize, ((&mut [i8], &mut [f32]), &mut [f32]))| {
+        type Row<'a> = (usize, ((&'a mut [i8], &'a mut [f32]), &'a mut [f32]));
+        let one = |xf: &mut Vec<f32>, (r, ((qr, dr), sr)): Row| {
             xf.clear();
             xf.extend(xs[r * k..(r + 1) * k].iter().map(|v| v.to_f32()));
             act::quantize_row(xf, qr, dr, sr);

@@ -29,7 +29,7 @@ pub fn kind(format: QuantFormat) -> Option<u8> {
     }
 }
 
-/// Weight bytes × activation row groups below which a call runs serially (tunable with
+/// Weight bytes × activation rows below which a call runs serially (tunable with
 /// `RMLX_QMM_SERIAL_BYTES` for measurements).
 fn serial_bytes() -> usize {
     static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -41,15 +41,15 @@ fn serial_bytes() -> usize {
     })
 }
 
-/// Software prefetch distance in weight rows, 0 = off (tunable with `RMLX_QMM_PREFETCH_ROWS`;
-/// with rows read one after the other the hardware prefetcher does as well, within noise).
-fn prefetch_rows() -> usize {
+/// Software prefetch distance in bytes, 0 = off (tunable with `RMLX_QMM_PREFETCH_BYTES`).
+/// Measured on the 2-core box under load: 3 KB ahead gives ~15% on gpt-oss expert GEMVs.
+fn prefetch_bytes() -> usize {
     static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *V.get_or_init(|| {
-        std::env::var("RMLX_QMM_PREFETCH_ROWS")
+        std::env::var("RMLX_QMM_PREFETCH_BYTES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+            .unwrap_or(3072)
     })
 }
 
@@ -93,17 +93,12 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
     // Rows are contiguous: row i of the stack starts i·rb (exponents i·se) past row 0.
     let (w0, rb) = wrow(w.row(0, 0));
     let se = if KIND == MXFP4 { rb / 16 } else { 0 };
-    let row = |i: usize| {
-        let w0 = w0; // captured whole (Sync), not as its raw-pointer fields
-        WRow {
-            p: w0.p.wrapping_add(i * rb),
-            s: w0.s.wrapping_add(i * se),
-        }
-    };
-    let pf = prefetch_rows() * rb;
+    let row = |i: usize| w0.offset(i * rb, i * se);
+    let pf = prefetch_bytes() / 64 * 64;
     let max_rows = jobs.iter().map(|j| j.rows.len()).max().unwrap_or(0);
     let threads = rayon::current_num_threads();
-    let work = jobs.len() * n * rb * max_rows.div_ceil(4);
+    // Each activation row is one pass of integer work over the weight bytes.
+    let work = jobs.len() * n * rb * max_rows;
     let serial = threads == 1 || work < serial_bytes();
     let chunk = if serial {
         n

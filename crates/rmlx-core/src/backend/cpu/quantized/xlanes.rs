@@ -5,6 +5,7 @@
 //!   high nibbles of the block's 16 bytes);
 //! - `Pairs` (MXFP4): half h holds the even (h = 0) or odd (h = 1) elements of each block;
 //! - `Natural` (Q8_0): half h holds blocks 2h and 2h+1.
+//!
 //! Rows are padded with zeros to whole steps.
 
 use super::act::QRows;
