@@ -22,6 +22,7 @@ pub const Q4_0: u8 = 0;
 pub const Q4_1: u8 = 1;
 pub const Q8_0: u8 = 2;
 pub const MXFP4: u8 = 3;
+pub const Q4_K: u8 = 4;
 
 /// One weight row: GGUF bytes in `p` (`s` unused), or MXFP4 blocks in `p` and exponents in `s`.
 #[derive(Clone, Copy)]
@@ -49,6 +50,7 @@ const fn step_bytes(kind: u8) -> usize {
         Q4_0 => 72,
         Q4_1 => 80,
         Q8_0 => 136,
+        Q4_K => 72, // half a 144-byte super-block
         _ => 64,
     }
 }
@@ -59,6 +61,7 @@ pub const fn x_layout(kind: u8) -> (Layout, i32) {
         Q4_0 => (Layout::Split, 8),
         Q4_1 => (Layout::Split, 0),
         Q8_0 => (Layout::Natural, 128),
+        Q4_K => (Layout::Split32, 0),
         _ => (Layout::Pairs, 12),
     }
 }
@@ -111,6 +114,11 @@ struct Consts {
     /// f32 lane → compact scale: 4 lanes a block (Split/Pairs), 8 lanes a block (Natural).
     spread4: [u32; 16],
     spread8: [[u32; 16]; 2],
+    /// Q4_K: lanes of the low (sub-blocks 0, 2) and high (1, 3) nibble halves.
+    spread_k: [[u32; 16]; 2],
+    /// Q4_K: byte gathers of the packed 6-bit scales (`q4k_scales`).
+    k_a: [u8; 16],
+    k_b: [u8; 16],
 }
 
 static K: Consts = {
@@ -119,6 +127,11 @@ static K: Consts = {
         mx_lut: [0; 64],
         spread4: [0; 16],
         spread8: [[0; 16]; 2],
+        spread_k: [[0; 16]; 2],
+        k_a: [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 12, 13, 14, 15],
+        k_b: [
+            0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 4, 5, 6, 7, 8, 9, 10, 11,
+        ],
     };
     let mut i = 0;
     while i < 64 {
@@ -130,6 +143,8 @@ static K: Consts = {
         c.spread4[j] = (j / 4) as u32;
         c.spread8[0][j] = (j / 8) as u32;
         c.spread8[1][j] = (2 + j / 8) as u32;
+        c.spread_k[0][j] = (2 * (j / 8)) as u32;
+        c.spread_k[1][j] = (2 * (j / 8) + 1) as u32;
         j += 1;
     }
     c
@@ -170,6 +185,9 @@ unsafe fn decode_step<const KIND: u8>(w: WRow, rb: usize, g: usize, pf: usize) -
     }
     if KIND == MXFP4 && pf > 0 && g.is_multiple_of(16) {
         _mm_prefetch::<_MM_HINT_T0>(w.s.wrapping_add(4 * g + pf / 16) as *const i8);
+    }
+    if KIND == Q4_K {
+        return q4k_step(w.p.add(g / 2 * 144), g % 2);
     }
     if KIND == MXFP4 {
         let z = load_upto(p, rem);
@@ -221,6 +239,44 @@ unsafe fn decode_step<const KIND: u8>(w: WRow, rb: usize, g: usize, pf: usize) -
     Step { c, s }
 }
 
+/// Half `h` of a Q4_K super-block (d, dmin: f16; 12 bytes of 6-bit scales and mins for 8
+/// sub-blocks of 32; 128 bytes of nibbles, bytes 32j..32j+32 holding sub-blocks 2j (low) and
+/// 2j+1 (high)). Codes: [sub-blocks 4h, 4h+2] and [4h+1, 4h+3]; scales: d·sc and −dmin·m of
+/// sub-blocks 4h..4h+4.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,f16c")]
+unsafe fn q4k_step(sb: *const u8, h: usize) -> Step {
+    let z = ld(sb.add(16 + 64 * h));
+    let lo = _mm512_set1_epi8(0x0F);
+    let c = [
+        _mm512_and_si512(z, lo),
+        _mm512_and_si512(_mm512_srli_epi16(z, 4), lo),
+    ];
+    // Bytes [sc0..3, m0..3, sc4..7, m4..7] (ggml's get_scale_min_k4, 16 at once).
+    let q = _mm_loadu_si128(sb as *const _);
+    let a = _mm_shuffle_epi8(q, _mm_loadu_si128(K.k_a.as_ptr() as *const _));
+    let b = _mm_shuffle_epi8(q, _mm_loadu_si128(K.k_b.as_ptr() as *const _));
+    let lo4 = _mm_set1_epi8(0x0F);
+    let top = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
+    let sc_hi = _mm_or_si128(_mm_and_si128(a, lo4), top);
+    let m_hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), lo4), top);
+    let v = _mm_mask_blend_epi8(0xF000, sc_hi, m_hi);
+    let v = _mm_mask_blend_epi8(0x00FF, v, _mm_and_si128(a, _mm_set1_epi8(63)));
+    let v = if h == 0 { v } else { _mm_srli_si128(v, 8) };
+    let v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+    // [d ×4, −dmin ×4]
+    let dd = _mm_cvtph_ps(q);
+    let dd = _mm256_permutevar8x32_ps(
+        _mm256_castps128_ps256(dd),
+        _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0),
+    );
+    let dd = _mm256_mul_ps(dd, _mm256_set_ps(-1., -1., -1., -1., 1., 1., 1., 1.));
+    Step {
+        c,
+        s: _mm256_mul_ps(v, dd),
+    }
+}
+
 /// out[r][c] = Σ_k w_r[k] · x_{xr[c]}[k] for 4 weight rows and C activation rows.
 ///
 /// # Safety
@@ -242,6 +298,7 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
     let mut acc = [[_mm512_setzero_ps(); C]; 4];
     let sp4 = ld(K.spread4.as_ptr());
     let sp8 = [ld(K.spread8[0].as_ptr()), ld(K.spread8[1].as_ptr())];
+    let spk = [ld(K.spread_k[0].as_ptr()), ld(K.spread_k[1].as_ptr())];
     let mut body = |r: usize, g: usize| {
         let st = decode_step::<KIND>(w[r], rb, g, pf);
         {
@@ -250,11 +307,22 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
                 let xc = x.xc.as_ptr().add((xr[c] * steps + g) * 8);
                 let a = x.aux.as_ptr().add((xr[c] * steps + g) * al);
                 let (xq0, xq1) = (ld(q), ld(q.add(64)));
-                let a0 = if KIND == Q4_1 {
+                let a0 = if KIND == Q4_1 || KIND == Q4_K {
                     _mm512_setzero_si512()
                 } else {
                     ld(a)
                 };
+                if KIND == Q4_K {
+                    // Lanes 4..8: −dmin·m_b · d_x·Σq_b, added where they lie.
+                    let p = _mm512_castps256_ps512(_mm256_mul_ps(st.s, _mm256_loadu_ps(xc)));
+                    acc[r][c] = _mm512_mask_add_ps(acc[r][c], 0x00F0, acc[r][c], p);
+                    for h in 0..2 {
+                        let isum = _mm512_dpbusd_epi32(a0, st.c[h], [xq0, xq1][h]);
+                        let sc = _mm512_permutexvar_ps(spk[h], p);
+                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][c]);
+                    }
+                    continue;
+                }
                 if KIND == Q8_0 {
                     let p = _mm256_mul_ps(st.s, _mm256_loadu_ps(xc));
                     let p = _mm512_castps256_ps512(p);

@@ -3,7 +3,7 @@
 
 use super::act::QRows;
 use super::dot::{dot_scalar, Decoded};
-use super::fused::{self, WRow, MXFP4, Q4_0, Q4_1, Q8_0};
+use super::fused::{self, WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q8_0};
 use super::xlanes::XLanes;
 use crate::quant::quantize::{quantize_q4_0, quantize_q4_1, quantize_q8_0};
 use crate::quant::{decode_row, GgmlType, RowRef};
@@ -16,6 +16,16 @@ fn weights(rng: &mut StdRng, kind: u8, n: usize, k: usize) -> (Vec<u8>, Vec<u8>)
         Q4_0 => (quantize_q4_0(&w), vec![]),
         Q4_1 => (quantize_q4_1(&w), vec![]),
         Q8_0 => (quantize_q8_0(&w), vec![]),
+        Q4_K => {
+            let mut b: Vec<u8> = (0..n * k / 256 * 144).map(|_| rng.gen()).collect();
+            for blk in b.chunks_exact_mut(144) {
+                for o in [0, 2] {
+                    let d = half::f16::from_f32((rng.gen::<f32>() - 0.3) * 0.05);
+                    blk[o..o + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+                }
+            }
+            (b, vec![])
+        }
         _ => {
             let b = (0..n * k / 2).map(|_| rng.gen()).collect();
             // Exponents around 1 plus the subnormal and tiny ones.
@@ -34,6 +44,7 @@ fn row_ref<'a>(kind: u8, b: &'a [u8], e: &'a [u8], r: usize, k: usize) -> RowRef
         Q4_0 => GgmlType::Q4_0,
         Q4_1 => GgmlType::Q4_1,
         Q8_0 => GgmlType::Q8_0,
+        Q4_K => GgmlType::Q4_K,
         _ => {
             return RowRef::Mxfp4 {
                 blocks: &b[r * k / 2..][..k / 2],
@@ -52,8 +63,13 @@ fn fused_tiles_match_scalar() {
         return;
     }
     let mut rng = StdRng::seed_from_u64(7);
-    for kind in [Q4_0, Q4_1, Q8_0, MXFP4] {
-        for k in [32, 64, 96, 128, 160, 576, 1056] {
+    for kind in [Q4_0, Q4_1, Q8_0, MXFP4, Q4_K] {
+        let ks: &[usize] = if kind == Q4_K {
+            &[256, 512, 768]
+        } else {
+            &[32, 64, 96, 128, 160, 576, 1056]
+        };
+        for &k in ks {
             let (n, m) = (4, 5);
             let (b, e) = weights(&mut rng, kind, n, k);
             let x: Vec<f32> = (0..m * k).map(|_| rng.gen::<f32>() * 2.0 - 1.0).collect();
@@ -128,6 +144,11 @@ fn fused_tiles_match_scalar() {
                         fused::tile::<Q8_0, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
                         fused::tile::<Q8_0, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
                         fused::tile::<Q8_0, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                    }
+                    Q4_K => {
+                        fused::tile::<Q4_K, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q4_K, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q4_K, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
                     }
                     _ => {
                         fused::tile::<MXFP4, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);

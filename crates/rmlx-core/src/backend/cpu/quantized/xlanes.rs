@@ -3,6 +3,7 @@
 //! weights, so no weight byte is shuffled twice:
 //! - `Split` (Q4_0, Q4_1): half h holds elements h·16..h·16+16 of each block (the low and
 //!   high nibbles of the block's 16 bytes);
+//! - `Split32` (Q4_K): half h holds blocks h and 2+h (low and high nibbles of 32 bytes);
 //! - `Pairs` (MXFP4): half h holds the even (h = 0) or odd (h = 1) elements of each block;
 //! - `Natural` (Q8_0): half h holds blocks 2h and 2h+1.
 //!
@@ -16,6 +17,7 @@ pub const STEP: usize = 128;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     Split,
+    Split32,
     Pairs,
     Natural,
 }
@@ -36,6 +38,7 @@ pub struct XLanes {
 fn source(layout: Layout, h: usize, p: usize) -> usize {
     match layout {
         Layout::Split => (p / 16) * 32 + h * 16 + p % 16,
+        Layout::Split32 => ((p / 32) * 2 + h) * 32 + p % 32,
         Layout::Pairs => (p / 16) * 32 + 2 * (p % 16) + h,
         Layout::Natural => h * 64 + p,
     }
