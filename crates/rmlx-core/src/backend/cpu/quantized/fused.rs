@@ -23,6 +23,7 @@ pub const Q4_1: u8 = 1;
 pub const Q8_0: u8 = 2;
 pub const MXFP4: u8 = 3;
 pub const Q4_K: u8 = 4;
+pub const Q6_K: u8 = 5;
 
 /// One weight row: GGUF bytes in `p` (`s` unused), or MXFP4 blocks in `p` and exponents in `s`.
 #[derive(Clone, Copy)]
@@ -50,7 +51,8 @@ const fn step_bytes(kind: u8) -> usize {
         Q4_0 => 72,
         Q4_1 => 80,
         Q8_0 => 136,
-        Q4_K => 72, // half a 144-byte super-block
+        Q4_K => 72,  // half a 144-byte super-block
+        Q6_K => 105, // half a 210-byte super-block
         _ => 64,
     }
 }
@@ -62,6 +64,7 @@ pub const fn x_layout(kind: u8) -> (Layout, i32) {
         Q4_1 => (Layout::Split, 0),
         Q8_0 => (Layout::Natural, 128),
         Q4_K => (Layout::Split32, 0),
+        Q6_K => (Layout::Natural, 32),
         _ => (Layout::Pairs, 12),
     }
 }
@@ -119,6 +122,11 @@ struct Consts {
     /// Q4_K: byte gathers of the packed 6-bit scales (`q4k_scales`).
     k_a: [u8; 16],
     k_b: [u8; 16],
+    /// Q6_K: lanes of sub-blocks (16 elements) 0..4 and 4..8; u16 shifts bringing the two
+    /// high bits of each code to bits 4, 5.
+    spread6: [[u32; 16]; 2],
+    q6_shl: [u16; 32],
+    q6_shr: [u16; 32],
 }
 
 static K: Consts = {
@@ -128,6 +136,9 @@ static K: Consts = {
         spread4: [0; 16],
         spread8: [[0; 16]; 2],
         spread_k: [[0; 16]; 2],
+        spread6: [[0; 16]; 2],
+        q6_shl: [0; 32],
+        q6_shr: [0; 32],
         k_a: [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 12, 13, 14, 15],
         k_b: [
             0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 4, 5, 6, 7, 8, 9, 10, 11,
@@ -145,7 +156,15 @@ static K: Consts = {
         c.spread8[1][j] = (2 + j / 8) as u32;
         c.spread_k[0][j] = (2 * (j / 8)) as u32;
         c.spread_k[1][j] = (2 * (j / 8) + 1) as u32;
+        c.spread6[0][j] = (j / 4) as u32;
+        c.spread6[1][j] = (4 + j / 4) as u32;
         j += 1;
+    }
+    let mut w = 0;
+    while w < 32 {
+        c.q6_shl[w] = if w < 16 { 4 } else { 2 };
+        c.q6_shr[w] = if w < 16 { 0 } else { 2 };
+        w += 1;
     }
     c
 };
@@ -188,6 +207,9 @@ unsafe fn decode_step<const KIND: u8>(w: WRow, rb: usize, g: usize, pf: usize) -
     }
     if KIND == Q4_K {
         return q4k_step(w.p.add(g / 2 * 144), g % 2);
+    }
+    if KIND == Q6_K {
+        return q6k_step(w.p.add(g / 2 * 210), g % 2);
     }
     if KIND == MXFP4 {
         let z = load_upto(p, rem);
@@ -277,6 +299,39 @@ unsafe fn q4k_step(sb: *const u8, h: usize) -> Step {
     }
 }
 
+/// Half `n` of a Q6_K super-block (ql[128] low nibbles, qh[64] high bit pairs, 16 i8
+/// sub-block scales, d f16): elements 128n + l, l < 32, are ql[64n+l] low | qh[32n+l] bits 0-1,
+/// then +32: ql[64n+32+l] low | bits 2-3, +64: ql[64n+l] high | bits 4-5, +96: bits 6-7.
+/// Codes (0..64, offset 32) in natural order; scales d·sc of the step's 8 sub-blocks of 16.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,f16c")]
+unsafe fn q6k_step(sb: *const u8, n: usize) -> Step {
+    let z = ld(sb.add(64 * n));
+    let qh = _mm256_loadu_si256(sb.add(128 + 32 * n) as *const _);
+    let h = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+    let (lo, hb) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x30));
+    let c = [
+        _mm512_or_si512(
+            _mm512_and_si512(z, lo),
+            _mm512_and_si512(_mm512_sllv_epi16(h, ld(K.q6_shl.as_ptr())), hb),
+        ),
+        _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi16(z, 4), lo),
+            _mm512_and_si512(_mm512_srlv_epi16(h, ld(K.q6_shr.as_ptr())), hb),
+        ),
+    ];
+    let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+        sb.add(192 + 8 * n) as *const _
+    )));
+    let d = _mm_cvtph_ps(_mm_cvtsi32_si128(
+        (sb.add(208) as *const u16).read_unaligned() as i32,
+    ));
+    Step {
+        c,
+        s: _mm256_mul_ps(sc, _mm256_broadcastss_ps(d)),
+    }
+}
+
 /// out[r][c] = Σ_k w_r[k] · x_{xr[c]}[k] for 4 weight rows and C activation rows.
 ///
 /// # Safety
@@ -294,11 +349,12 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
     pf: usize,
 ) {
     let steps = x.kp / STEP;
-    let al = if KIND == Q8_0 { 32 } else { 16 };
+    let al = if KIND == Q8_0 || KIND == Q6_K { 32 } else { 16 };
     let mut acc = [[_mm512_setzero_ps(); C]; 4];
     let sp4 = ld(K.spread4.as_ptr());
     let sp8 = [ld(K.spread8[0].as_ptr()), ld(K.spread8[1].as_ptr())];
     let spk = [ld(K.spread_k[0].as_ptr()), ld(K.spread_k[1].as_ptr())];
+    let sp6 = [ld(K.spread6[0].as_ptr()), ld(K.spread6[1].as_ptr())];
     let mut body = |r: usize, g: usize| {
         let st = decode_step::<KIND>(w[r], rb, g, pf);
         {
@@ -319,6 +375,21 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
                     for h in 0..2 {
                         let isum = _mm512_dpbusd_epi32(a0, st.c[h], [xq0, xq1][h]);
                         let sc = _mm512_permutexvar_ps(spk[h], p);
+                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][c]);
+                    }
+                    continue;
+                }
+                if KIND == Q6_K {
+                    // Sub-blocks of 16: activation scales per 32 duplicated.
+                    let xd = _mm256_permutevar8x32_ps(
+                        _mm256_loadu_ps(xc),
+                        _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0),
+                    );
+                    let p = _mm512_castps256_ps512(_mm256_mul_ps(st.s, xd));
+                    for h in 0..2 {
+                        let ah = if h == 0 { a0 } else { ld(a.add(16)) };
+                        let isum = _mm512_dpbusd_epi32(ah, st.c[h], [xq0, xq1][h]);
+                        let sc = _mm512_permutexvar_ps(sp6[h], p);
                         acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][c]);
                     }
                     continue;

@@ -3,7 +3,7 @@
 
 use super::act::QRows;
 use super::dot::{dot_scalar, Decoded};
-use super::fused::{self, WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q8_0};
+use super::fused::{self, WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
 use super::xlanes::XLanes;
 use crate::quant::quantize::{quantize_q4_0, quantize_q4_1, quantize_q8_0};
 use crate::quant::{decode_row, GgmlType, RowRef};
@@ -16,10 +16,15 @@ fn weights(rng: &mut StdRng, kind: u8, n: usize, k: usize) -> (Vec<u8>, Vec<u8>)
         Q4_0 => (quantize_q4_0(&w), vec![]),
         Q4_1 => (quantize_q4_1(&w), vec![]),
         Q8_0 => (quantize_q8_0(&w), vec![]),
-        Q4_K => {
-            let mut b: Vec<u8> = (0..n * k / 256 * 144).map(|_| rng.gen()).collect();
-            for blk in b.chunks_exact_mut(144) {
-                for o in [0, 2] {
+        Q4_K | Q6_K => {
+            let (size, offs): (usize, &[usize]) = if kind == Q4_K {
+                (144, &[0, 2])
+            } else {
+                (210, &[208])
+            };
+            let mut b: Vec<u8> = (0..n * k / 256 * size).map(|_| rng.gen()).collect();
+            for blk in b.chunks_exact_mut(size) {
+                for &o in offs {
                     let d = half::f16::from_f32((rng.gen::<f32>() - 0.3) * 0.05);
                     blk[o..o + 2].copy_from_slice(&d.to_bits().to_le_bytes());
                 }
@@ -45,6 +50,7 @@ fn row_ref<'a>(kind: u8, b: &'a [u8], e: &'a [u8], r: usize, k: usize) -> RowRef
         Q4_1 => GgmlType::Q4_1,
         Q8_0 => GgmlType::Q8_0,
         Q4_K => GgmlType::Q4_K,
+        Q6_K => GgmlType::Q6_K,
         _ => {
             return RowRef::Mxfp4 {
                 blocks: &b[r * k / 2..][..k / 2],
@@ -63,8 +69,8 @@ fn fused_tiles_match_scalar() {
         return;
     }
     let mut rng = StdRng::seed_from_u64(7);
-    for kind in [Q4_0, Q4_1, Q8_0, MXFP4, Q4_K] {
-        let ks: &[usize] = if kind == Q4_K {
+    for kind in [Q4_0, Q4_1, Q8_0, MXFP4, Q4_K, Q6_K] {
+        let ks: &[usize] = if kind == Q4_K || kind == Q6_K {
             &[256, 512, 768]
         } else {
             &[32, 64, 96, 128, 160, 576, 1056]
@@ -149,6 +155,11 @@ fn fused_tiles_match_scalar() {
                         fused::tile::<Q4_K, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
                         fused::tile::<Q4_K, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
                         fused::tile::<Q4_K, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                    }
+                    Q6_K => {
+                        fused::tile::<Q6_K, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q6_K, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q6_K, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
                     }
                     _ => {
                         fused::tile::<MXFP4, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);

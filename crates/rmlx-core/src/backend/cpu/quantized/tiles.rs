@@ -5,7 +5,7 @@
 #![cfg(target_arch = "x86_64")]
 
 use super::act::QRows;
-use super::fused::{self, WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q8_0};
+use super::fused::{self, WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
 use super::weights::WeightView;
 use super::xlanes::XLanes;
 use super::{Job, OutPtr};
@@ -25,6 +25,7 @@ pub fn kind(format: QuantFormat) -> Option<u8> {
         QuantFormat::Gguf(G::Q4_1) => Some(Q4_1),
         QuantFormat::Gguf(G::Q8_0) => Some(Q8_0),
         QuantFormat::Gguf(G::Q4_K) => Some(Q4_K),
+        QuantFormat::Gguf(G::Q6_K) => Some(Q6_K),
         QuantFormat::Mxfp4 => Some(MXFP4),
         _ => None,
     }
@@ -84,6 +85,7 @@ pub fn run(kind: u8, w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) 
         Q4_1 => run_kind::<Q4_1>(w, &x, jobs, out_rows),
         Q8_0 => run_kind::<Q8_0>(w, &x, jobs, out_rows),
         Q4_K => run_kind::<Q4_K>(w, &x, jobs, out_rows),
+        Q6_K => run_kind::<Q6_K>(w, &x, jobs, out_rows),
         _ => run_kind::<MXFP4>(w, &x, jobs, out_rows),
     }
 }
