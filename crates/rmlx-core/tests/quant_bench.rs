@@ -135,6 +135,69 @@ fn bench_gather(name: &str, e: usize, n: usize, k: usize) {
     );
 }
 
+/// Random GGUF blocks with every f16 scale field (at `offs` in each block) small and finite.
+fn random_blocks(rng: &mut StdRng, t: GgmlType, n: usize, k: usize, offs: &[usize]) -> Array {
+    let rb = t.row_bytes(k).unwrap();
+    let mut b: Vec<u8> = (0..n * rb).map(|_| rng.gen()).collect();
+    for blk in b.chunks_exact_mut(t.type_size()) {
+        for &o in offs {
+            let d = half::f16::from_f32(rng.gen::<f32>() * 0.01);
+            blk[o..o + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+        }
+    }
+    Array::from_vec(b, &[n, rb]).unwrap()
+}
+
+/// Every matmul of one SmolLM2-135M decode step (30 layers of Q4_1 q/k/v/o/gate/up/down and
+/// the Q8_0 tied head, ~98 MB, each weight in its own memory as in the model), in order.
+#[test]
+#[ignore]
+fn smollm2_decode_matmuls() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let (h, f) = (576, 1536);
+    let q41 = |rng: &mut StdRng, n, k| {
+        let w = random_blocks(rng, GgmlType::Q4_1, n, k, &[0, 2]);
+        QuantizedWeight::gguf(GgmlType::Q4_1, n, k, w).unwrap()
+    };
+    let mut ws = Vec::new();
+    for _ in 0..30 {
+        for (n, k) in [(h, h), (192, h), (192, h), (h, h), (f, h), (f, h), (h, f)] {
+            ws.push(q41(&mut rng, n, k));
+        }
+    }
+    let head = random_blocks(&mut rng, GgmlType::Q8_0, 49152, h, &[0]);
+    let head = QuantizedWeight::gguf(GgmlType::Q8_0, 49152, h, head).unwrap();
+    let xs: Vec<Array> = [h, f]
+        .iter()
+        .map(|&k| {
+            let v: Vec<f32> = (0..k).map(|_| rng.gen::<f32>() - 0.5).collect();
+            Array::from_slice(&v, &[1, k]).unwrap()
+        })
+        .collect();
+    let mut times = Vec::new();
+    let cpu0 = cpu_seconds();
+    for _ in 0..30 {
+        let t = Instant::now();
+        for w in &ws {
+            let x = if w.k == h { &xs[0] } else { &xs[1] };
+            w.quantized_matmul(x).unwrap().eval().unwrap();
+        }
+        head.quantized_matmul(&xs[0]).unwrap().eval().unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let cpu = (cpu_seconds() - cpu0) / 30.0;
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let t = times[times.len() / 2];
+    println!(
+        "SmolLM2-135M decode matmuls (211 GEMVs, ~98 MB): {:.2} ms median, {:.2} ms best \
+         ({:.0} tok/s ceiling from matmuls alone) | cpu {:.2} ms per token",
+        t * 1e3,
+        times[0] * 1e3,
+        1.0 / t,
+        cpu * 1e3
+    );
+}
+
 #[test]
 #[ignore]
 fn quantized_gemv_gemm_throughput() {
