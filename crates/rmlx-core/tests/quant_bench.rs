@@ -57,6 +57,10 @@ fn weight(rng: &mut StdRng, f: QuantFormat, n: usize, k: usize) -> (QuantizedWei
 }
 
 fn bench(name: &str, f: QuantFormat, n: usize, k: usize, m: usize) {
+    // QB_FILTER=substring runs only the matching benches (for profiling one of them).
+    if std::env::var("QB_FILTER").is_ok_and(|p| !name.contains(&p)) {
+        return;
+    }
     let mut rng = StdRng::seed_from_u64(1);
     let (w, bytes) = weight(&mut rng, f, n, k);
     let x: Vec<f32> = (0..m * k).map(|_| rng.gen::<f32>() - 0.5).collect();
@@ -95,9 +99,117 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// gpt-oss decode MoE: x (1, K), 4 of `e` MXFP4 experts (N, K); GB/s of the 4 experts read.
+fn bench_gather(name: &str, e: usize, n: usize, k: usize) {
+    if std::env::var("QB_FILTER").is_ok_and(|p| !name.contains(&p)) {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(2);
+    let blocks: Vec<u8> = (0..e * n * k / 2).map(|_| rng.gen()).collect();
+    let scales: Vec<u8> = (0..e * n * k / 32)
+        .map(|_| rng.gen_range(120..130))
+        .collect();
+    let parts = vec![
+        Array::from_vec(blocks, &[e, n, k / 32, 16]).unwrap(),
+        Array::from_vec(scales, &[e, n, k / 32]).unwrap(),
+    ];
+    let w = QuantizedWeight::new(QuantFormat::Mxfp4, n, k, Some(e), parts).unwrap();
+    let x: Vec<f32> = (0..k).map(|_| rng.gen::<f32>() - 0.5).collect();
+    let x = Array::from_slice(&x, &[1, k]).unwrap();
+    let bytes = 4 * (n * k / 2 + n * k / 32);
+    let mut times = Vec::new();
+    for it in 0..200u32 {
+        // A different set of experts each call, as in decode (no cache reuse across calls).
+        let sel: Vec<u32> = (0..4).map(|j| (it * 4 + j) % e as u32).collect();
+        let idx = Array::from_slice(&sel, &[1, 4]).unwrap();
+        let t = Instant::now();
+        w.gather_qmm(&x, &idx).unwrap().eval().unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let t = times[times.len() / 2];
+    println!(
+        "{name:<28} {e}x{n}x{k} top4 wall {:>8.1} us {:>6.1} GB/s",
+        t * 1e6,
+        bytes as f64 / t / 1e9
+    );
+}
+
+/// Random GGUF blocks with every f16 scale field (at `offs` in each block) small and finite.
+fn random_blocks(rng: &mut StdRng, t: GgmlType, n: usize, k: usize, offs: &[usize]) -> Array {
+    let rb = t.row_bytes(k).unwrap();
+    let mut b: Vec<u8> = (0..n * rb).map(|_| rng.gen()).collect();
+    for blk in b.chunks_exact_mut(t.type_size()) {
+        for &o in offs {
+            let d = half::f16::from_f32(rng.gen::<f32>() * 0.01);
+            blk[o..o + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+        }
+    }
+    Array::from_vec(b, &[n, rb]).unwrap()
+}
+
+/// Every matmul of one SmolLM2-135M decode step (30 layers of Q4_1 q/k/v/o/gate/up/down and
+/// the Q8_0 tied head, ~98 MB, each weight in its own memory as in the model), in order.
+#[test]
+#[ignore]
+fn smollm2_decode_matmuls() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let (h, f) = (576, 1536);
+    let q41 = |rng: &mut StdRng, n, k| {
+        let w = random_blocks(rng, GgmlType::Q4_1, n, k, &[0, 2]);
+        QuantizedWeight::gguf(GgmlType::Q4_1, n, k, w).unwrap()
+    };
+    let mut ws = Vec::new();
+    for _ in 0..30 {
+        for (n, k) in [(h, h), (192, h), (192, h), (h, h), (f, h), (f, h), (h, f)] {
+            ws.push(q41(&mut rng, n, k));
+        }
+    }
+    let head = random_blocks(&mut rng, GgmlType::Q8_0, 49152, h, &[0]);
+    let head = QuantizedWeight::gguf(GgmlType::Q8_0, 49152, h, head).unwrap();
+    let xs: Vec<Array> = [h, f]
+        .iter()
+        .map(|&k| {
+            let v: Vec<f32> = (0..k).map(|_| rng.gen::<f32>() - 0.5).collect();
+            Array::from_slice(&v, &[1, k]).unwrap()
+        })
+        .collect();
+    let mut times = Vec::new();
+    let cpu0 = cpu_seconds();
+    for _ in 0..30 {
+        let t = Instant::now();
+        for w in &ws {
+            let x = if w.k == h { &xs[0] } else { &xs[1] };
+            w.quantized_matmul(x).unwrap().eval().unwrap();
+        }
+        head.quantized_matmul(&xs[0]).unwrap().eval().unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let cpu = (cpu_seconds() - cpu0) / 30.0;
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let t = times[times.len() / 2];
+    println!(
+        "SmolLM2-135M decode matmuls (211 GEMVs, ~98 MB): {:.2} ms median, {:.2} ms best \
+         ({:.0} tok/s ceiling from matmuls alone) | cpu {:.2} ms per token",
+        t * 1e3,
+        times[0] * 1e3,
+        1.0 / t,
+        cpu * 1e3
+    );
+}
+
 #[test]
 #[ignore]
 fn quantized_gemv_gemm_throughput() {
+    bench(
+        "tiny Q4_1 overhead (64x64)",
+        QuantFormat::Gguf(GgmlType::Q4_1),
+        64,
+        64,
+        1,
+    );
+    bench_gather("mxfp4 gate_up gather", 8, 5760, 2880);
+    bench_gather("mxfp4 down gather", 8, 2880, 2880);
     println!("threads: {}", rayon::current_num_threads());
     let q41 = QuantFormat::Gguf(GgmlType::Q4_1);
     let q80 = QuantFormat::Gguf(GgmlType::Q8_0);
@@ -109,6 +221,10 @@ fn quantized_gemv_gemm_throughput() {
     bench("Q4_1 ffn up (1536x576)", q41, 1536, 576, 1);
     bench("Q4_1 ffn down (576x1536)", q41, 576, 1536, 1);
     bench("Q8_0 head (49152x576)", q80, 49152, 576, 1);
+    bench("Q8_0 L2 (1536x576)", q80, 1536, 576, 1);
+    bench("Q4_1 big (49152x576)", q41, 49152, 576, 1);
+    bench("Q4_1 M=4 (1536x576)", q41, 1536, 576, 4);
+    bench("Q4_1 prefill (1536x576)", q41, 1536, 576, 512);
     bench("affine4 g64 (2880x2880)", a4, 2880, 2880, 1);
     let q4k = QuantFormat::Gguf(GgmlType::Q4_K);
     let q6k = QuantFormat::Gguf(GgmlType::Q6_K);

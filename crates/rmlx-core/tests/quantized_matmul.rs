@@ -173,6 +173,10 @@ fn large_parallel_and_low_precision_inputs() {
     let (n, k) = (512, 1024); // large enough to run on several threads
     for f in [
         QuantFormat::Gguf(GgmlType::Q4_K),
+        QuantFormat::Gguf(GgmlType::Q6_K),
+        QuantFormat::Gguf(GgmlType::Q4_1),
+        QuantFormat::Gguf(GgmlType::Q8_0),
+        QuantFormat::Mxfp4,
         QuantFormat::Affine {
             bits: 4,
             group_size: 64,
@@ -197,15 +201,21 @@ fn large_parallel_and_low_precision_inputs() {
 #[test]
 fn gather_qmm_selects_experts() {
     let mut rng = StdRng::seed_from_u64(9);
-    let (e, n, k, top_k, b) = (4, 24, 128, 2, 3);
-    for f in [
-        QuantFormat::Mxfp4,
-        QuantFormat::Gguf(GgmlType::Q4_0),
-        QuantFormat::Affine {
-            bits: 8,
-            group_size: 32,
-        },
-    ] {
+    // The second size runs on several threads (N split into chunks, not a multiple of 4).
+    for ((e, n, k, top_k, b), f) in [(4, 24, 128, 2, 3), (6, 1030, 512, 3, 2)]
+        .into_iter()
+        .flat_map(|s| {
+            [
+                QuantFormat::Mxfp4,
+                QuantFormat::Gguf(GgmlType::Q4_0),
+                QuantFormat::Affine {
+                    bits: 8,
+                    group_size: 32,
+                },
+            ]
+            .map(|f| (s, f))
+        })
+    {
         let w = weight(&mut rng, f, Some(e), n, k);
         let wd = w.dequantize().unwrap().to_vec::<f32>().unwrap();
         assert_eq!(wd.len(), e * n * k);

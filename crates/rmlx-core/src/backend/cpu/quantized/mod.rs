@@ -7,8 +7,15 @@
 mod act;
 mod dot;
 #[cfg(target_arch = "x86_64")]
+mod fused;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod fused_tests;
+#[cfg(target_arch = "x86_64")]
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod tiles;
 mod weights;
+mod xlanes;
 
 use crate::array::Data;
 use crate::backend::Arg;
@@ -141,11 +148,21 @@ fn quantize_x(x: &Arg, k: usize) -> Result<QRows> {
     let g = k / crate::quant::GROUP;
     crate::dispatch_float!(x.dtype, "quantized_matmul", T => {
         let xs = data.host_slice::<T>(m * k)?;
-        let rows = q.q.par_chunks_mut(k).zip(q.d.par_chunks_mut(g)).zip(q.sd.par_chunks_mut(g));
-        rows.enumerate().with_min_len(16).for_each(|(r, ((qr, dr), sr))| {
-            let xf: Vec<f32> = xs[r * k..(r + 1) * k].iter().map(|v| v.to_f32()).collect();
-            act::quantize_row(&xf, qr, dr, sr);
-        });
+        type Row<'a> = (usize, ((&'a mut [i8], &'a mut [f32]), &'a mut [f32]));
+        let one = |xf: &mut Vec<f32>, (r, ((qr, dr), sr)): Row| {
+            xf.clear();
+            xf.extend(xs[r * k..(r + 1) * k].iter().map(|v| v.to_f32()));
+            act::quantize_row(xf, qr, dr, sr);
+        };
+        if m < 16 {
+            // Decode: a rayon dispatch would cost more than quantizing a few rows.
+            let rows = q.q.chunks_mut(k).zip(q.d.chunks_mut(g)).zip(q.sd.chunks_mut(g));
+            let mut xf = Vec::with_capacity(k);
+            rows.enumerate().for_each(|r| one(&mut xf, r));
+        } else {
+            let rows = q.q.par_chunks_mut(k).zip(q.d.par_chunks_mut(g)).zip(q.sd.par_chunks_mut(g));
+            rows.enumerate().with_min_len(16).for_each_init(|| Vec::with_capacity(k), one);
+        }
     });
     Ok(q)
 }
@@ -159,6 +176,10 @@ unsafe impl Sync for OutPtr {}
 
 /// Computes every job's rows against every output feature; returns (out_rows, N) f32.
 fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Result<Vec<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kind) = tiles::kind(w.format()) {
+        return Ok(tiles::run(kind, w, xq, jobs, out_rows));
+    }
     let n = w.n();
     let k = xq.k;
     let mut out = vec![0f32; out_rows * n];

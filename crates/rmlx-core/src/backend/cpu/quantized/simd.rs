@@ -8,8 +8,18 @@ use crate::error::Result;
 use crate::quant::RowRef;
 use std::arch::x86_64::*;
 
+/// Whether the AVX-512 kernels may run: the CPU has every feature they use and the
+/// environment does not force the scalar fallback (`RMLX_QUANT_SCALAR=1`, for tests).
 pub fn has_avx512_vnni() -> bool {
-    is_x86_feature_detected!("avx512f")
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        std::env::var_os("RMLX_QUANT_SCALAR").is_none_or(|v| v == "0") && cpu_has_avx512_vnni()
+    })
+}
+
+fn cpu_has_avx512_vnni() -> bool {
+    is_x86_feature_detected!("bmi2")
+        && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("avx512vl")

@@ -1,0 +1,181 @@
+//! The fused tiles against the scalar common-form dot, on fresh random data: every kind,
+//! K with and without a partial last step, every tile width.
+
+use super::act::QRows;
+use super::dot::{dot_scalar, Decoded};
+use super::fused::{self, WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
+use super::xlanes::XLanes;
+use crate::quant::quantize::{quantize_q4_0, quantize_q4_1, quantize_q8_0};
+use crate::quant::{decode_row, GgmlType, RowRef};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// (row bytes of a row, exponents of a row) for `n` random rows of `kind`.
+fn weights(rng: &mut StdRng, kind: u8, n: usize, k: usize) -> (Vec<u8>, Vec<u8>) {
+    let w: Vec<f32> = (0..n * k).map(|_| rng.gen::<f32>() * 2.0 - 1.0).collect();
+    match kind {
+        Q4_0 => (quantize_q4_0(&w), vec![]),
+        Q4_1 => (quantize_q4_1(&w), vec![]),
+        Q8_0 => (quantize_q8_0(&w), vec![]),
+        Q4_K | Q6_K => {
+            let (size, offs): (usize, &[usize]) = if kind == Q4_K {
+                (144, &[0, 2])
+            } else {
+                (210, &[208])
+            };
+            let mut b: Vec<u8> = (0..n * k / 256 * size).map(|_| rng.gen()).collect();
+            for blk in b.chunks_exact_mut(size) {
+                for &o in offs {
+                    let d = half::f16::from_f32((rng.gen::<f32>() - 0.3) * 0.05);
+                    blk[o..o + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+                }
+            }
+            (b, vec![])
+        }
+        _ => {
+            let b = (0..n * k / 2).map(|_| rng.gen()).collect();
+            // Exponents around 1 plus the subnormal and tiny ones.
+            let mut e: Vec<u8> = (0..n * k / 32).map(|_| rng.gen_range(118..134)).collect();
+            e[0] = 0;
+            if e.len() > 3 {
+                e[3] = 1;
+            }
+            (b, e)
+        }
+    }
+}
+
+fn row_ref<'a>(kind: u8, b: &'a [u8], e: &'a [u8], r: usize, k: usize) -> RowRef<'a> {
+    let t = match kind {
+        Q4_0 => GgmlType::Q4_0,
+        Q4_1 => GgmlType::Q4_1,
+        Q8_0 => GgmlType::Q8_0,
+        Q4_K => GgmlType::Q4_K,
+        Q6_K => GgmlType::Q6_K,
+        _ => {
+            return RowRef::Mxfp4 {
+                blocks: &b[r * k / 2..][..k / 2],
+                scales: &e[r * k / 32..][..k / 32],
+            }
+        }
+    };
+    let rb = t.row_bytes(k).unwrap();
+    RowRef::Gguf(t, &b[r * rb..][..rb])
+}
+
+#[test]
+fn fused_tiles_match_scalar() {
+    if !super::simd::has_avx512_vnni() {
+        eprintln!("skipping: no AVX-512 VNNI (or RMLX_QUANT_SCALAR set)");
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    for kind in [Q4_0, Q4_1, Q8_0, MXFP4, Q4_K, Q6_K] {
+        let ks: &[usize] = if kind == Q4_K || kind == Q6_K {
+            &[256, 512, 768]
+        } else {
+            &[32, 64, 96, 128, 160, 576, 1056]
+        };
+        for &k in ks {
+            let (n, m) = (4, 5);
+            let (b, e) = weights(&mut rng, kind, n, k);
+            let x: Vec<f32> = (0..m * k).map(|_| rng.gen::<f32>() * 2.0 - 1.0).collect();
+            let mut xq = QRows::new(m, k);
+            for r in 0..m {
+                let g = k / 16;
+                super::act::quantize_row(
+                    &x[r * k..][..k],
+                    &mut xq.q[r * k..][..k],
+                    &mut xq.d[r * g..][..g],
+                    &mut xq.sd[r * g..][..g],
+                );
+            }
+            let mut want = [[0f32; 5]; 4];
+            let mut rb = 0;
+            let mut wr = [WRow {
+                p: std::ptr::null(),
+                s: std::ptr::null(),
+            }; 4];
+            for (r, wrow) in wr.iter_mut().enumerate() {
+                let row = row_ref(kind, &b, &e, r, k);
+                let mut dec = Decoded::new(k);
+                decode_row(row, &mut dec.u, &mut dec.s, &mut dec.o).unwrap();
+                for (c, wv) in want[r].iter_mut().enumerate() {
+                    *wv = dot_scalar(&dec, &xq.row(c));
+                }
+                (*wrow, rb) = match row {
+                    RowRef::Gguf(_, bytes) => (
+                        WRow {
+                            p: bytes.as_ptr(),
+                            s: std::ptr::null(),
+                        },
+                        bytes.len(),
+                    ),
+                    RowRef::Mxfp4 { blocks, scales } => (
+                        WRow {
+                            p: blocks.as_ptr(),
+                            s: scales.as_ptr(),
+                        },
+                        blocks.len(),
+                    ),
+                    _ => unreachable!(),
+                };
+            }
+            let (layout, offset) = fused::x_layout(kind);
+            let xl = XLanes::new(&xq, m, layout, offset);
+            let check = |r: usize, c: usize, got: f32| {
+                let w = want[r][c];
+                let tol = 1e-4 * w.abs().max(1.0);
+                assert!(
+                    (got - w).abs() < tol,
+                    "kind {kind} k {k} ({r},{c}): {got} vs {w}"
+                );
+            };
+            // SAFETY: features checked above; rows are `rb` bytes, x rows < m.
+            unsafe {
+                let mut o1 = [[0f32; 1]; 4];
+                let mut o2 = [[0f32; 2]; 4];
+                let mut o4 = [[0f32; 4]; 4];
+                match kind {
+                    Q4_0 => {
+                        fused::tile::<Q4_0, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q4_0, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q4_0, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                    }
+                    Q4_1 => {
+                        fused::tile::<Q4_1, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q4_1, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q4_1, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                    }
+                    Q8_0 => {
+                        fused::tile::<Q8_0, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q8_0, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q8_0, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                    }
+                    Q4_K => {
+                        fused::tile::<Q4_K, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q4_K, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q4_K, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                    }
+                    Q6_K => {
+                        fused::tile::<Q6_K, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<Q6_K, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<Q6_K, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                    }
+                    _ => {
+                        fused::tile::<MXFP4, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
+                        fused::tile::<MXFP4, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
+                        fused::tile::<MXFP4, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                    }
+                }
+                for r in 0..4 {
+                    check(r, 4, o1[r][0]);
+                    check(r, 1, o2[r][0]);
+                    check(r, 3, o2[r][1]);
+                    for (c, &v) in o4[r].iter().enumerate() {
+                        check(r, c, v);
+                    }
+                }
+            }
+        }
+    }
+}
