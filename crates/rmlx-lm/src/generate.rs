@@ -246,9 +246,17 @@ impl<'a> ChatSession<'a> {
         let tokens = self
             .engine
             .encode_prompt(&Prompt::Chat(self.messages.clone()))?;
-        // Reuse the cache when it holds a prefix of the new prompt; otherwise start over.
-        let reuse = self.in_cache.len() < tokens.len() && tokens.starts_with(&self.in_cache);
-        if !reuse {
+        // Reuse the longest common prefix the cache can rewind to; otherwise start over.
+        let common = self
+            .in_cache
+            .iter()
+            .zip(&tokens)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(tokens.len() - 1);
+        if self.cache.truncate(common) {
+            self.in_cache.truncate(common);
+        } else {
             self.cache = self.engine.model.make_cache_of(self.kind)?;
             self.in_cache.clear();
         }

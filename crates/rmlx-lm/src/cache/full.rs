@@ -85,6 +85,19 @@ impl KvCache for FullCache {
         self.nbytes() / self.capacity().max(1)
     }
 
+    fn truncate(&mut self, len: usize) -> bool {
+        // Positions past `len` are simply overwritten by the next update.
+        if !self.can_truncate(len) {
+            return false;
+        }
+        self.offset = len;
+        true
+    }
+
+    fn can_truncate(&self, len: usize) -> bool {
+        len <= self.offset
+    }
+
     fn reset(&mut self) {
         self.offset = 0;
     }

@@ -86,6 +86,11 @@ pub trait KvCache: Send {
     fn bytes_per_token(&self) -> usize;
     /// Forget everything (a new conversation).
     fn reset(&mut self);
+    /// Keep only the first `len` positions, if this cache still holds what that needs;
+    /// returns false (and changes nothing) otherwise.
+    fn truncate(&mut self, len: usize) -> bool;
+    /// Whether `truncate(len)` would succeed.
+    fn can_truncate(&self, len: usize) -> bool;
 }
 
 /// The per-layer caches of a model.
@@ -109,5 +114,14 @@ impl ModelCache {
 
     pub fn reset(&mut self) {
         self.layers.iter_mut().for_each(|c| c.reset());
+    }
+
+    /// Rewinds every layer to `len` positions, or returns false if some layer cannot (a
+    /// rotating cache has evicted what it would need); then the caller starts over.
+    pub fn truncate(&mut self, len: usize) -> bool {
+        if !self.layers.iter().all(|c| c.can_truncate(len)) {
+            return false;
+        }
+        self.layers.iter_mut().all(|c| c.truncate(len))
     }
 }

@@ -101,6 +101,15 @@ impl KvCache for RotatingCache {
         self.nbytes() / self.window.max(1)
     }
 
+    fn truncate(&mut self, len: usize) -> bool {
+        len == self.offset
+    }
+
+    /// Rewinding would need positions the window has already evicted.
+    fn can_truncate(&self, len: usize) -> bool {
+        len == self.offset
+    }
+
     fn reset(&mut self) {
         self.offset = 0;
         self.slot_pos.iter_mut().for_each(|p| *p = -1);
