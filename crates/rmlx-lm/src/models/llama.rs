@@ -34,17 +34,16 @@ pub struct LlamaConfig {
 }
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// q, k and v projections fused: outputs (T, (Hq + 2·Hkv)·D).
+    qkv_proj: Linear,
     o_proj: Linear,
     q_norm: Option<Array>,
     k_norm: Option<Array>,
 }
 
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    /// gate and up fused: outputs (T, 2·intermediate).
+    gate_up_proj: Linear,
     down_proj: Linear,
 }
 
@@ -82,10 +81,11 @@ impl Llama {
             let l = m.pp("layers").pp(i);
             let a = l.pp("self_attn");
             let b = cfg.attention_bias;
+            let q = Linear::load(&a.pp("q_proj"), h, nq * d, b)?;
+            let k = Linear::load(&a.pp("k_proj"), h, nkv * d, b)?;
+            let v = Linear::load(&a.pp("v_proj"), h, nkv * d, b)?;
             let self_attn = Attention {
-                q_proj: Linear::load(&a.pp("q_proj"), h, nq * d, b)?,
-                k_proj: Linear::load(&a.pp("k_proj"), h, nkv * d, b)?,
-                v_proj: Linear::load(&a.pp("v_proj"), h, nkv * d, b)?,
+                qkv_proj: Linear::fuse(&[&q, &k, &v])?,
                 o_proj: Linear::load(&a.pp("o_proj"), nq * d, h, false)?,
                 q_norm: if cfg.qk_norm {
                     Some(a.pp("q_norm").dense("weight", &[d])?)
@@ -105,8 +105,10 @@ impl Llama {
                 self_attn,
                 post_attention_layernorm: l.pp("post_attention_layernorm").dense("weight", &[h])?,
                 mlp: Mlp {
-                    gate_proj: Linear::load(&p.pp("gate_proj"), h, ff, false)?,
-                    up_proj: Linear::load(&p.pp("up_proj"), h, ff, false)?,
+                    gate_up_proj: Linear::fuse(&[
+                        &Linear::load(&p.pp("gate_proj"), h, ff, false)?,
+                        &Linear::load(&p.pp("up_proj"), h, ff, false)?,
+                    ])?,
                     down_proj: Linear::load(&p.pp("down_proj"), ff, h, false)?,
                 },
             });
@@ -157,9 +159,11 @@ impl Llama {
             };
             y.transpose(&[0, 2, 1, 3]) // (1, H, T, D)
         };
-        let q = heads(a.q_proj.forward(x)?, nq, &a.q_norm)?;
-        let k = heads(a.k_proj.forward(x)?, nkv, &a.k_norm)?;
-        let v = heads(a.v_proj.forward(x)?, nkv, &None)?;
+        let qkv = a.qkv_proj.forward(x)?; // (T, (Hq + 2·Hkv)·D)
+        let (qe, ke) = ((nq as usize) * d, (nq + nkv) as usize * d);
+        let q = heads(qkv.slice_axis(-1, 0, qe)?, nq, &a.q_norm)?;
+        let k = heads(qkv.slice_axis(-1, qe, ke)?, nkv, &a.k_norm)?;
+        let v = heads(qkv.slice_axis(-1, ke, ke + nkv as usize * d)?, nkv, &None)?;
         let q = q.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos)?;
         let k = k.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos)?;
         let kv = cache.update(&k, &v)?;
@@ -206,11 +210,12 @@ impl Model for Llama {
             x = x.add(&self.attention(&layer.self_attn, &h, &pos, lc.as_mut())?)?;
             let h = x.rms_norm(&layer.post_attention_layernorm, eps)?;
             let m = &layer.mlp;
-            let ff = m
-                .gate_proj
-                .forward(&h)?
+            let gu = m.gate_up_proj.forward(&h)?; // (T, 2·I)
+            let i = self.cfg.intermediate_size;
+            let ff = gu
+                .slice_axis(-1, 0, i)?
                 .silu()?
-                .mul(&m.up_proj.forward(&h)?)?;
+                .mul(&gu.slice_axis(-1, i, 2 * i)?)?;
             x = x.add(&m.down_proj.forward(&ff)?)?;
         }
         if logits == Logits::Last && t > 1 {

@@ -55,7 +55,10 @@ pub fn sdpa(
             let vv = vd.host()?.as_slice::<T>()?;
             let (ks, vs) = (&kd.strides, &vd.strides);
             let o = out.as_mut_slice::<Q>()?;
-            o.par_chunks_mut(dv).enumerate().for_each_init(
+            // Each query row costs ~Tk·(D+Dv) flops: keep tiny decode problems on one thread,
+            // where a hand-off to a sleeping worker costs more than the work.
+            let min_rows = (1 << 16) / (tk * (d + dv)).max(1);
+            o.par_chunks_mut(dv).enumerate().with_min_len(min_rows.max(1)).for_each_init(
                 || (vec![0f32; d], vec![0f32; dv], vec![0f32; tk]),
                 |(qrow, acc, scores), (row, orow)| {
                     let (bi, h, i) = (row / (hq * tq), (row / tq) % hq, row % tq);

@@ -40,7 +40,7 @@ pub fn reduce(
         let xs = x.data.host()?.as_slice::<T>()?;
         let vals: Vec<f64> = outer
             .par_iter()
-            .with_min_len(64)
+            .with_min_len((1 << 14) / inner.len().max(1) + 1)
             .map(|&o| {
                 let it = inner.iter().map(|&i| xs[o + i].to_f64());
                 match op {
@@ -61,6 +61,9 @@ pub fn reduce(
 }
 
 pub fn arg_reduce(op: ArgReduceOp, axis: usize, x: &Arg, shape: &[usize]) -> Result<Data> {
+    if axis + 1 == x.shape.len() && x.is_contiguous() {
+        return arg_reduce_rows(op, x, shape);
+    }
     let (outer, inner) = split_axes(x, &[axis]);
     let mut out = alloc(shape, DType::U32)?;
     crate::dispatch_dtype!(x.dtype, T => {
@@ -83,6 +86,32 @@ pub fn arg_reduce(op: ArgReduceOp, axis: usize, x: &Arg, shape: &[usize]) -> Res
             }
             *o = best as u32;
         });
+    });
+    Ok(finish(out, shape))
+}
+
+/// argmax/argmin over contiguous last-axis rows (the sampling path: one row of the vocab).
+fn arg_reduce_rows(op: ArgReduceOp, x: &Arg, shape: &[usize]) -> Result<Data> {
+    let d = *x.shape.last().unwrap_or(&1);
+    let mut out = alloc(shape, DType::U32)?;
+    crate::dispatch_dtype!(x.dtype, T => {
+        let xs = x.data.host_slice::<T>(x.numel())?;
+        for (o, row) in out.as_mut_slice::<u32>()?.iter_mut().zip(xs.chunks(d.max(1))) {
+            let mut best = 0usize;
+            let mut bv = row[0].to_f32();
+            for (j, v) in row.iter().enumerate().skip(1) {
+                let v = v.to_f32();
+                let better = match op {
+                    ArgReduceOp::ArgMax => v > bv,
+                    ArgReduceOp::ArgMin => v < bv,
+                };
+                if better {
+                    best = j;
+                    bv = v;
+                }
+            }
+            *o = best as u32;
+        }
     });
     Ok(finish(out, shape))
 }
@@ -156,7 +185,7 @@ pub fn topk(k: usize, x: &Arg, shape: &[usize]) -> Result<Data> {
     crate::dispatch_dtype!(x.dtype, T => {
         let xs = src.host_slice::<T>(x.numel())?;
         let o = out.as_mut_slice::<u32>()?;
-        o.par_chunks_mut(k.max(1)).enumerate().take(rows).for_each(|(r, o)| {
+        o.par_chunks_mut(k.max(1)).enumerate().take(rows).with_min_len((4096 / d.max(1)).max(1)).for_each(|(r, o)| {
             let row = &xs[r * d..(r + 1) * d];
             let mut idx: Vec<u32> = (0..d as u32).collect();
             // Larger value first; ties broken by lower index (stable, like torch.topk on CPU).

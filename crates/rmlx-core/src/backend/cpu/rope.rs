@@ -42,7 +42,8 @@ pub fn rope(
     crate::dispatch_float!(x.dtype, "rope", T => {
         let xv = xs.host_slice::<T>(x.numel())?;
         let o = out.as_mut_slice::<T>()?;
-        o.par_chunks_mut(d * t).zip(xv.par_chunks(d * t)).for_each(|(o, x)| {
+        let min_heads = (1 << 15) / (d * t).max(1);
+        o.par_chunks_mut(d * t).zip(xv.par_chunks(d * t)).with_min_len(min_heads.max(1)).for_each(|(o, x)| {
             for ti in 0..t {
                 let (o, x) = (&mut o[ti * d..(ti + 1) * d], &x[ti * d..(ti + 1) * d]);
                 let c = &cs[ti * half..(ti + 1) * half];
