@@ -69,6 +69,7 @@ pub fn load(flags: &GenFlags) -> anyhow::Result<rmlx_lm::Engine> {
     let path = rmlx_lm::default_model::resolve(flags.model.clone())?;
     let t = std::time::Instant::now();
     let e = rmlx_lm::Engine::load(&path)?;
+    prefault_with_bar(&e)?;
     eprintln!(
         "rmlx: loaded {} ({}) in {:.2} s",
         path.display(),
@@ -88,4 +89,21 @@ pub fn timing_line(s: &rmlx_lm::GenerationStats) -> String {
         s.decode_tok_s(),
         s.finish
     )
+}
+
+/// Large models: touch the mapped weights up front behind a progress bar, so the first tokens
+/// do not crawl through page faults.
+fn prefault_with_bar(e: &rmlx_lm::Engine) -> anyhow::Result<()> {
+    const LARGE: usize = 1 << 30;
+    if e.model.info().weight_bytes < LARGE {
+        return Ok(());
+    }
+    let bar = indicatif::ProgressBar::new(e.model.info().weight_bytes as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("loading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template"),
+    );
+    rmlx_lm::load::prefault(&e.files, &mut |done, _| bar.set_position(done))?;
+    bar.finish_and_clear();
+    Ok(())
 }

@@ -90,3 +90,32 @@ fn info(
         weight_bytes: files.tensors().iter().map(|t| t.nbytes as usize).sum(),
     }
 }
+
+/// Reads every page of the model's weights once (they are memory-mapped), so the first tokens
+/// do not stall on page faults; `progress(done, total)` is called as bytes are touched.
+pub fn prefault(files: &ModelFiles, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    let total: u64 = files.tensors().iter().map(|t| t.nbytes).sum();
+    let mut done = 0u64;
+    for t in files.tensors() {
+        let arrays: Vec<rmlx_core::Array> = match t.ty {
+            rmlx_io::TensorType::Dense(_) => vec![files.get(&t.name)?],
+            rmlx_io::TensorType::Quantized(_) => {
+                let q = files.get_quantized(&t.name)?;
+                [Some(q.packed), q.scales, q.biases].into_iter().flatten().collect()
+            }
+            rmlx_io::TensorType::Unsupported(_) => vec![],
+        };
+        for a in arrays {
+            let data = a.data()?;
+            let bytes = data.host()?.bytes();
+            let mut sum = 0u8;
+            for chunk in bytes.chunks(4096) {
+                sum = sum.wrapping_add(chunk[0]);
+            }
+            std::hint::black_box(sum);
+        }
+        done += t.nbytes;
+        progress(done, total);
+    }
+    Ok(())
+}
