@@ -90,6 +90,9 @@ pub struct KvQuant {
     pub bits: u8,
     /// Values per scale/min pair; a multiple of 32 that divides the head dim.
     pub group: usize,
+    /// Rows are stored rotated by a fixed orthonormal randomized Hadamard transform (spreads
+    /// outlier channels over the row before grouping); attention rotates q / the output instead.
+    pub rotate: bool,
 }
 
 impl KvQuant {

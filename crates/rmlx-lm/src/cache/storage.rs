@@ -13,14 +13,21 @@ pub enum Storage {
 }
 
 const fn q(bits: u8, group: usize) -> KvQuant {
-    KvQuant { bits, group }
+    KvQuant {
+        bits,
+        group,
+        rotate: ROTATE,
+    }
 }
+
+/// Whether packed kinds store Hadamard-rotated rows (docs/KV_CACHE.md has the evidence).
+const ROTATE: bool = true;
 
 /// Groups shrink to the head dim for small heads.
 fn shrink(s: KvQuant, d: usize) -> KvQuant {
     KvQuant {
-        bits: s.bits,
         group: s.group.min(d),
+        ..s
     }
 }
 

@@ -19,6 +19,61 @@ use crate::primitive::KvQuant;
 use half::f16;
 use rayon::prelude::*;
 
+/// The rotation's block: the largest power of two dividing `d` (the whole row for 64, 128).
+fn block(d: usize) -> usize {
+    1 << d.trailing_zeros()
+}
+
+/// Fixed ±1 signs of the randomized Hadamard transform (a hash of the index).
+#[inline(always)]
+fn sign(i: usize) -> f32 {
+    if (i as u32).wrapping_mul(0x9E37_79B1).rotate_right(13) & 1 == 1 {
+        -1.0
+    } else {
+        1.0
+    }
+}
+
+/// In-place unnormalized fast Walsh-Hadamard transform of one block.
+#[inline(always)]
+fn fwht(x: &mut [f32]) {
+    let n = x.len();
+    let mut h = 1;
+    while h < n {
+        for i in (0..n).step_by(2 * h) {
+            for j in i..i + h {
+                let (a, b) = (x[j], x[j + h]);
+                x[j] = a + b;
+                x[j + h] = a - b;
+            }
+        }
+        h *= 2;
+    }
+}
+
+/// x ← R x with R = H·S / √n per block (orthonormal, so ⟨R q, R k⟩ = ⟨q, k⟩).
+pub(crate) fn rotate(x: &mut [f32]) {
+    let n = block(x.len());
+    let norm = 1.0 / (n as f32).sqrt();
+    for b in x.chunks_exact_mut(n) {
+        b.iter_mut().enumerate().for_each(|(i, v)| *v *= sign(i));
+        fwht(b);
+        b.iter_mut().for_each(|v| *v *= norm);
+    }
+}
+
+/// x ← Rᵀ x = S·H x / √n per block (the inverse of `rotate`).
+pub(crate) fn unrotate(x: &mut [f32]) {
+    let n = block(x.len());
+    let norm = 1.0 / (n as f32).sqrt();
+    for b in x.chunks_exact_mut(n) {
+        fwht(b);
+        b.iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v *= sign(i) * norm);
+    }
+}
+
 /// (scale, min) of group `g` of a packed row of `d` values.
 #[inline(always)]
 fn scale_min(spec: KvQuant, d: usize, row: &[u8], g: usize) -> (f32, f32) {
@@ -102,6 +157,9 @@ pub fn quantize_kv(spec: KvQuant, x: &Arg, shape: &[usize]) -> Result<Data> {
                 for (r, v) in row.iter_mut().zip(xr) {
                     *r = v.to_f32();
                 }
+                if spec.rotate {
+                    rotate(row);
+                }
                 quantize_row(spec, row, orow);
             },
         );
@@ -117,7 +175,12 @@ pub fn dequantize_kv(spec: KvQuant, dim: usize, x: &Arg, shape: &[usize]) -> Res
     let o = out.as_mut_slice::<f32>()?;
     o.par_chunks_mut(dim)
         .zip(xv.par_chunks(rb))
-        .for_each(|(orow, xr)| dequantize_row(spec, xr, orow));
+        .for_each(|(orow, xr)| {
+            dequantize_row(spec, xr, orow);
+            if spec.rotate {
+                unrotate(orow);
+            }
+        });
     Ok(finish(out, shape))
 }
 
@@ -308,6 +371,9 @@ pub fn quantized_sdpa(
                 for (r, x) in qrow.iter_mut().zip(&qv[row * d..(row + 1) * d]) {
                     *r = x.to_f32() * scale;
                 }
+                if ks.rotate {
+                    rotate(qrow);
+                }
                 let rows = Rows {
                     kv,
                     vv,
@@ -323,6 +389,9 @@ pub fn quantized_sdpa(
                     vs,
                 };
                 attend(&rows, qrow, scores, acc);
+                if vs.rotate {
+                    unrotate(acc);
+                }
                 for (o, a) in orow.iter_mut().zip(acc.iter()) {
                     *o = Q::from_f32(*a);
                 }
