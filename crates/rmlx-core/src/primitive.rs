@@ -88,7 +88,7 @@ pub enum RopeLayout {
 pub struct KvQuant {
     /// 4 or 8.
     pub bits: u8,
-    /// Values per scale/min pair; a multiple of 32 that divides the head dim.
+    /// Values per scale/min pair; a multiple of 16 that divides the head dim.
     pub group: usize,
     /// Rows are stored rotated by a fixed orthonormal randomized Hadamard transform (spreads
     /// outlier channels over the row before grouping); attention rotates q / the output instead.

@@ -18,9 +18,9 @@ impl KvQuant {
                 self.bits
             )));
         }
-        if self.group == 0 || self.group % 32 != 0 || d % self.group != 0 {
+        if self.group == 0 || self.group % 16 != 0 || d % self.group != 0 {
             return Err(Error::shape(format!(
-                "kv quant: expected a group that is a multiple of 32 and divides the head dim \
+                "kv quant: expected a group that is a multiple of 16 and divides the head dim \
                  {d}, found {}",
                 self.group
             )));

@@ -4,7 +4,8 @@
 //! Row layout (`KvQuant`): `d·bits/8` code bytes, then `d/group` f16 scales, then `d/group` f16
 //! mins; value ≈ scale · n + min. 8-bit: byte i is n[i]. 4-bit: in each block of 32 values,
 //! byte i holds n[i] in its low nibble and n[i + 16] in its high nibble (GGML's Q4_0 order), so
-//! a block unpacks into two contiguous runs of 16 lanes.
+//! a block unpacks into two contiguous runs of 16 lanes (blocks of 16 when 32 does not divide
+//! the head dim).
 //!
 //! Attention uses the affine form per group g: q·k = Σ_g scale_g · (q_g · n_g) + min_g · Σ q_g,
 //! and for values acc += (p·scale_g) · n_g + p·min_g, so codes are only widened, never rescaled
@@ -110,12 +111,13 @@ pub(crate) fn quantize_row(spec: KvQuant, x: &[f32], out: &mut [u8]) {
     if spec.bits == 8 {
         out[..d].copy_from_slice(&codes);
     } else {
+        let nb = nib_block(d);
         for (blk, o) in codes
-            .chunks_exact(32)
-            .zip(out[..d / 2].chunks_exact_mut(16))
+            .chunks_exact(nb)
+            .zip(out[..d / 2].chunks_exact_mut(nb / 2))
         {
-            for i in 0..16 {
-                o[i] = blk[i] | (blk[i + 16] << 4);
+            for i in 0..nb / 2 {
+                o[i] = blk[i] | (blk[i + nb / 2] << 4);
             }
         }
     }
@@ -130,9 +132,10 @@ pub(crate) fn dequantize_row(spec: KvQuant, row: &[u8], out: &mut [f32]) {
             let n = if spec.bits == 8 {
                 row[i]
             } else {
-                let (blk, j) = (i / 32, i % 32);
-                let b = row[blk * 16 + j % 16];
-                if j < 16 {
+                let nb = nib_block(d);
+                let (blk, j) = (i / nb, i % nb);
+                let b = row[blk * nb / 2 + j % (nb / 2)];
+                if j < nb / 2 {
                     b & 15
                 } else {
                     b >> 4
@@ -184,11 +187,35 @@ pub fn dequantize_kv(spec: KvQuant, dim: usize, x: &Arg, shape: &[usize]) -> Res
     Ok(finish(out, shape))
 }
 
+/// Values per 4-bit block: 32 (two runs of 16 lanes), or 16 for heads that 32 does not divide.
+#[inline(always)]
+fn nib_block(d: usize) -> usize {
+    if d % 32 == 0 {
+        32
+    } else {
+        16
+    }
+}
+
+/// Σ q[i]·n[i] over one 4-bit group (`g` values from `i0`), blocks of 2·H values.
+#[inline(always)]
+fn dot4<const H: usize>(q: &[f32], row: &[u8], i0: usize, g: usize) -> f32 {
+    let mut acc = [0f32; H];
+    for blk in i0 / (2 * H)..(i0 + g) / (2 * H) {
+        let b = &row[blk * H..blk * H + H];
+        let (qa, qb) = q[blk * 2 * H..blk * 2 * H + 2 * H].split_at(H);
+        for l in 0..H {
+            acc[l] += qa[l] * (b[l] & 15) as f32 + qb[l] * (b[l] >> 4) as f32;
+        }
+    }
+    acc.iter().sum()
+}
+
 /// Σ q[i]·n[i] over one group of codes (`g` values starting at value index `i0`).
 #[inline(always)]
 fn dot_codes(bits: u8, q: &[f32], row: &[u8], i0: usize, g: usize) -> f32 {
-    let mut acc = [0f32; 16];
     if bits == 8 {
+        let mut acc = [0f32; 16];
         for (qc, nc) in q[i0..i0 + g]
             .chunks_exact(16)
             .zip(row[i0..i0 + g].chunks_exact(16))
@@ -197,16 +224,25 @@ fn dot_codes(bits: u8, q: &[f32], row: &[u8], i0: usize, g: usize) -> f32 {
                 acc[l] += qc[l] * nc[l] as f32;
             }
         }
+        acc.iter().sum()
+    } else if nib_block(q.len()) == 32 {
+        dot4::<16>(q, row, i0, g)
     } else {
-        for blk in i0 / 32..(i0 + g) / 32 {
-            let b = &row[blk * 16..blk * 16 + 16];
-            let (qa, qb) = q[blk * 32..blk * 32 + 32].split_at(16);
-            for l in 0..16 {
-                acc[l] += qa[l] * (b[l] & 15) as f32 + qb[l] * (b[l] >> 4) as f32;
-            }
+        dot4::<8>(q, row, i0, g)
+    }
+}
+
+/// acc[i] += a·n[i] + c over one 4-bit group, blocks of 2·H values.
+#[inline(always)]
+fn axpy4<const H: usize>(acc: &mut [f32], row: &[u8], i0: usize, g: usize, a: f32, c: f32) {
+    for blk in i0 / (2 * H)..(i0 + g) / (2 * H) {
+        let b = &row[blk * H..blk * H + H];
+        let (oa, ob) = acc[blk * 2 * H..blk * 2 * H + 2 * H].split_at_mut(H);
+        for l in 0..H {
+            oa[l] += a * (b[l] & 15) as f32 + c;
+            ob[l] += a * (b[l] >> 4) as f32 + c;
         }
     }
-    acc.iter().sum()
 }
 
 /// acc[i] += a·n[i] + c over one group of codes.
@@ -216,15 +252,10 @@ fn axpy_codes(bits: u8, acc: &mut [f32], row: &[u8], i0: usize, g: usize, a: f32
         for (o, &n) in acc[i0..i0 + g].iter_mut().zip(&row[i0..i0 + g]) {
             *o += a * n as f32 + c;
         }
+    } else if nib_block(acc.len()) == 32 {
+        axpy4::<16>(acc, row, i0, g, a, c)
     } else {
-        for blk in i0 / 32..(i0 + g) / 32 {
-            let b = &row[blk * 16..blk * 16 + 16];
-            let (oa, ob) = acc[blk * 32..blk * 32 + 32].split_at_mut(16);
-            for l in 0..16 {
-                oa[l] += a * (b[l] & 15) as f32 + c;
-                ob[l] += a * (b[l] >> 4) as f32 + c;
-            }
-        }
+        axpy4::<8>(acc, row, i0, g, a, c)
     }
 }
 
