@@ -18,7 +18,7 @@ impl KvQuant {
                 self.bits
             )));
         }
-        if self.group == 0 || self.group % 16 != 0 || d % self.group != 0 {
+        if self.group == 0 || !self.group.is_multiple_of(16) || !d.is_multiple_of(self.group) {
             return Err(Error::shape(format!(
                 "kv quant: expected a group that is a multiple of 16 and divides the head dim \
                  {d}, found {}",

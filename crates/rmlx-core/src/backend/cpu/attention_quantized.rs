@@ -190,7 +190,7 @@ pub fn dequantize_kv(spec: KvQuant, dim: usize, x: &Arg, shape: &[usize]) -> Res
 /// Values per 4-bit block: 32 (two runs of 16 lanes), or 16 for heads that 32 does not divide.
 #[inline(always)]
 fn nib_block(d: usize) -> usize {
-    if d % 32 == 0 {
+    if d.is_multiple_of(32) {
         32
     } else {
         16
