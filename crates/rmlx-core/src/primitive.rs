@@ -81,6 +81,27 @@ pub enum RopeLayout {
     HalfSplit,
 }
 
+/// How a quantized KV cache packs one head row of `d` values: per group of `group` values an
+/// affine code `x ≈ scale · n + min` with `bits`-bit unsigned n. A row is `d·bits/8` code bytes
+/// followed by `d/group` f16 scales and `d/group` f16 mins (see `ops::kv_quant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KvQuant {
+    /// 4 or 8.
+    pub bits: u8,
+    /// Values per scale/min pair; a multiple of 16 that divides the head dim.
+    pub group: usize,
+    /// Rows are stored rotated by a fixed orthonormal randomized Hadamard transform (spreads
+    /// outlier channels over the row before grouping); attention rotates q / the output instead.
+    pub rotate: bool,
+}
+
+impl KvQuant {
+    /// Bytes of one packed row of `d` values, scales included.
+    pub fn row_bytes(self, d: usize) -> usize {
+        d * self.bits as usize / 8 + (d / self.group) * 4
+    }
+}
+
 /// User-defined primitive: the escape hatch of the closed enum.
 pub trait CustomOp: Send + Sync {
     fn name(&self) -> &str;
@@ -196,6 +217,23 @@ pub enum Primitive {
         has_sinks: bool,
     },
 
+    /// inputs [x (…, D) float] → (…, row_bytes) u8: each row quantized as `KvQuant` says.
+    QuantizeKv(KvQuant),
+    /// inputs [packed (…, row_bytes) u8] → (…, dim) f32: the reference dequantizer.
+    DequantizeKv {
+        spec: KvQuant,
+        dim: usize,
+    },
+    /// As `ScaledDotProductAttention`, with k and v packed rows (B, Hkv, Tk, row_bytes) u8
+    /// read in place.
+    QuantizedSdpa {
+        scale: f32,
+        window: Option<usize>,
+        has_sinks: bool,
+        k: KvQuant,
+        v: KvQuant,
+    },
+
     Custom(Arc<dyn CustomOp>),
 }
 
@@ -228,6 +266,11 @@ impl Primitive {
             Primitive::RmsNorm { .. } => "rms_norm".into(),
             Primitive::Rope { .. } => "rope".into(),
             Primitive::ScaledDotProductAttention { .. } => "scaled_dot_product_attention".into(),
+            Primitive::QuantizeKv(q) => format!("quantize_kv(q{})", q.bits),
+            Primitive::DequantizeKv { spec, .. } => format!("dequantize_kv(q{})", spec.bits),
+            Primitive::QuantizedSdpa { k, v, .. } => {
+                format!("quantized_sdpa(k{}v{})", k.bits, v.bits)
+            }
             Primitive::Custom(c) => c.name().to_string(),
         }
     }

@@ -5,6 +5,7 @@ mod chat;
 mod generate;
 pub mod inspect;
 mod logits;
+mod perplexity;
 mod sampling;
 
 use clap::Subcommand;
@@ -19,6 +20,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Logits of a token sequence as float32 .npy [T, vocab].
     Logits(logits::Args),
+    /// Perplexity of a text file, llama-perplexity's protocol (chunks of --ctx, second half scored).
+    Perplexity(perplexity::Args),
     /// Prefill and decode speed on random tokens (like llama-bench).
     Bench(bench::Args),
 }
@@ -30,5 +33,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Logits(a) => logits::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Perplexity(a) => perplexity::run(a),
     }
 }

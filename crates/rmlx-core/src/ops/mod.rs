@@ -3,6 +3,7 @@
 
 mod elementwise;
 mod indexing;
+pub mod kv_quant;
 mod linalg;
 mod nn;
 pub mod quantized;

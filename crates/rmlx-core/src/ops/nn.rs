@@ -79,6 +79,9 @@ impl Array {
         sinks: Option<&Array>,
     ) -> Result<Array> {
         let q = self;
+        if let Some(fused) = super::kv_quant::fuse_packed(q, k, v, scale, mask, sinks) {
+            return fused; // K/V are a quantized cache: read it packed.
+        }
         validate_sdpa(q, k, v, mask, sinks)?;
         let mut inputs = vec![
             q.clone(),
@@ -104,7 +107,7 @@ impl Array {
     }
 }
 
-fn validate_sdpa(
+pub(crate) fn validate_sdpa(
     q: &Array,
     k: &Array,
     v: &Array,

@@ -4,11 +4,13 @@
 
 mod full;
 mod rotating;
+mod storage;
 
 pub use full::FullCache;
 pub use rotating::RotatingCache;
+pub use storage::Storage;
 
-use rmlx_core::{Array, DType, Error, Result};
+use rmlx_core::{Array, Error, Result};
 use std::str::FromStr;
 
 /// How keys and values are stored (`--kv-cache`).
@@ -19,11 +21,11 @@ pub enum CacheKind {
     F32,
     Bf16,
     F16,
-    /// 8-bit keys and values.
+    /// 8-bit keys and values (groups of 32, f16 scale + min): 0.56× the bytes of bf16.
     Q8,
-    /// 4-bit keys and values.
+    /// 4-bit keys (groups of 32) and values (groups of 64): 0.30× the bytes of bf16.
     Q4,
-    /// 8-bit keys, 4-bit values.
+    /// 8-bit keys, 4-bit values: 0.42× the bytes of bf16.
     K8V4,
 }
 
@@ -48,20 +50,15 @@ impl FromStr for CacheKind {
 
 /// A layer's cache of `kind`; `window` makes it a rotating sliding-window cache.
 pub fn layer_cache(kind: CacheKind, window: Option<usize>) -> Result<Box<dyn KvCache>> {
-    let dtype = match kind {
-        CacheKind::F32 => DType::F32,
-        CacheKind::Bf16 => DType::BF16,
-        CacheKind::F16 => DType::F16,
-        CacheKind::Q8 | CacheKind::Q4 | CacheKind::K8V4 => {
-            return Err(Error::NotImplemented {
-                op: format!("kv cache {kind:?}"),
-                device: "cpu".into(),
-            })
-        }
-    };
+    let storage = Storage::of(kind);
     Ok(match window {
-        Some(w) => Box::new(RotatingCache::new(w, dtype)),
-        None => Box::new(FullCache::new(dtype)),
+        Some(0) => {
+            return Err(Error::msg(
+                "kv cache: expected a sliding window of at least 1 position, found 0",
+            ))
+        }
+        Some(w) => Box::new(RotatingCache::with_storage(w, storage)),
+        None => Box::new(FullCache::with_storage(storage)),
     })
 }
 

@@ -1,15 +1,16 @@
 //! Sliding-window cache: holds only the last `window` positions, slot = position % window, so
 //! memory does not grow with the context. A multi-token chunk attends over the old window plus
-//! the whole chunk; the mask (from positions) keeps each query inside its own window.
+//! the whole chunk; the mask (from positions) keeps each query inside its own window. Works the
+//! same dense or packed: rows are encoded once and both the view and the slots use them.
 
-use super::{KvCache, KvView};
+use super::{KvCache, KvView, Storage};
 use rmlx_core::{concat, Array, DType, Result};
 
 pub struct RotatingCache {
     window: usize,
-    dtype: DType,
-    keys: Option<Array>,   // (B, Hkv, window, D)
-    values: Option<Array>, // (B, Hkv, window, Dv)
+    storage: Storage,
+    keys: Option<Array>,   // (B, Hkv, window, row width of D)
+    values: Option<Array>, // (B, Hkv, window, row width of Dv)
     /// Position held by each slot, -1 if empty.
     slot_pos: Vec<i32>,
     offset: usize,
@@ -17,9 +18,13 @@ pub struct RotatingCache {
 
 impl RotatingCache {
     pub fn new(window: usize, dtype: DType) -> Self {
+        Self::with_storage(window, Storage::Dense(dtype))
+    }
+
+    pub fn with_storage(window: usize, storage: Storage) -> Self {
         RotatingCache {
             window,
-            dtype,
+            storage,
             keys: None,
             values: None,
             slot_pos: vec![-1; window],
@@ -27,7 +32,8 @@ impl RotatingCache {
         }
     }
 
-    /// Writes positions offset+first.. of `x` (B, H, T, D) into their slots (at most 2 runs).
+    /// Writes positions offset+first.. of encoded rows `x` (B, H, T, W) into their slots (at
+    /// most 2 runs).
     fn write(&self, buf: Array, x: &Array, first: usize) -> Result<Array> {
         let t = x.dim(2);
         let mut buf = buf;
@@ -45,26 +51,28 @@ impl RotatingCache {
 impl KvCache for RotatingCache {
     fn update(&mut self, k: &Array, v: &Array) -> Result<KvView> {
         let t = k.dim(2);
-        let (b, h) = (k.dim(0), k.dim(1));
+        let (b, h, d, dv) = (k.dim(0), k.dim(1), k.dim(3), v.dim(3));
+        let st = self.storage;
         let keys = match self.keys.take() {
             Some(a) => a,
-            None => Array::zeros(&[b, h, self.window, k.dim(3)], self.dtype)?,
+            None => st.buffer(false, b, h, self.window, d)?,
         };
         let values = match self.values.take() {
             Some(a) => a,
-            None => Array::zeros(&[b, h, self.window, v.dim(3)], self.dtype)?,
+            None => st.buffer(true, b, h, self.window, dv)?,
         };
+        let (ke, ve) = (st.encode(false, k)?, st.encode(true, v)?);
         let new_pos: Vec<i32> = (self.offset..self.offset + t).map(|p| p as i32).collect();
         let view = if t == 1 {
             // Decode: write first, then attend over the window (it holds the new token).
-            let keys = self.write(keys, k, 0)?;
-            let values = self.write(values, v, 0)?;
+            let keys = self.write(keys, &ke, 0)?;
+            let values = self.write(values, &ve, 0)?;
             self.slot_pos[self.offset % self.window] = self.offset as i32;
             self.keys = Some(keys.clone());
             self.values = Some(values.clone());
             KvView {
-                keys,
-                values,
+                keys: st.decode(false, &keys, d)?,
+                values: st.decode(true, &values, dv)?,
                 k_pos: Array::from_slice(&self.slot_pos, &[self.window])?,
             }
         } else {
@@ -72,13 +80,13 @@ impl KvCache for RotatingCache {
             let mut pos = self.slot_pos.clone();
             pos.extend(&new_pos);
             let view = KvView {
-                keys: concat(&[keys.clone(), k.astype(self.dtype)?], 2)?,
-                values: concat(&[values.clone(), v.astype(self.dtype)?], 2)?,
+                keys: st.decode(false, &concat(&[keys.clone(), ke.clone()], 2)?, d)?,
+                values: st.decode(true, &concat(&[values.clone(), ve.clone()], 2)?, dv)?,
                 k_pos: Array::from_slice(&pos, &[pos.len()])?,
             };
             let first = t.saturating_sub(self.window);
-            self.keys = Some(self.write(keys, k, first)?);
-            self.values = Some(self.write(values, v, first)?);
+            self.keys = Some(self.write(keys, &ke, first)?);
+            self.values = Some(self.write(values, &ve, first)?);
             for p in self.offset + first..self.offset + t {
                 self.slot_pos[p % self.window] = p as i32;
             }

@@ -2,6 +2,7 @@
 //! One file per primitive family, as in MLX's backend folders.
 
 mod attention;
+mod attention_quantized;
 mod binary;
 mod indexing;
 mod matmul;
@@ -113,6 +114,19 @@ impl Backend for CpuBackend {
                 window,
                 has_sinks,
             } => attention::sdpa(*scale, *window, *has_sinks, &inputs, s, d),
+            Primitive::QuantizeKv(q) => attention_quantized::quantize_kv(*q, &inputs[0], s),
+            Primitive::DequantizeKv { spec, dim } => {
+                attention_quantized::dequantize_kv(*spec, *dim, &inputs[0], s)
+            }
+            Primitive::QuantizedSdpa {
+                scale,
+                window,
+                has_sinks,
+                k,
+                v,
+            } => attention_quantized::quantized_sdpa(
+                *scale, *window, *has_sinks, *k, *v, &inputs, s, d,
+            ),
             Primitive::Custom(op) => op.eval_cpu(&inputs, s, d),
         }
     }
