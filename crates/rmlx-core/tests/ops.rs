@@ -1,6 +1,8 @@
 //! Every op against a naive reference written here, on fresh random inputs, with explicit
 //! tolerances (f32 ~1e-5 relative, bf16 ~1e-2).
 
+#![allow(clippy::needless_range_loop, clippy::type_complexity)] // index loops read like the math
+
 mod common;
 use common::*;
 use rand::Rng;

@@ -100,8 +100,10 @@ fn prefault_with_bar(e: &rmlx_lm::Engine) -> anyhow::Result<()> {
     }
     let bar = indicatif::ProgressBar::new(e.model.info().weight_bytes as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("loading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "loading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .expect("valid template"),
     );
     rmlx_lm::load::prefault(&e.files, &mut |done, _| bar.set_position(done))?;
     bar.finish_and_clear();

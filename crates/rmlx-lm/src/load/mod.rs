@@ -101,7 +101,10 @@ pub fn prefault(files: &ModelFiles, progress: &mut dyn FnMut(u64, u64)) -> Resul
             rmlx_io::TensorType::Dense(_) => vec![files.get(&t.name)?],
             rmlx_io::TensorType::Quantized(_) => {
                 let q = files.get_quantized(&t.name)?;
-                [Some(q.packed), q.scales, q.biases].into_iter().flatten().collect()
+                [Some(q.packed), q.scales, q.biases]
+                    .into_iter()
+                    .flatten()
+                    .collect()
             }
             rmlx_io::TensorType::Unsupported(_) => vec![],
         };

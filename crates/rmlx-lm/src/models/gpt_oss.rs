@@ -250,7 +250,7 @@ impl Model for GptOss {
 
 fn validate(c: &GptOssConfig) -> Result<()> {
     let bad = |m: String| Err(Error::format(format!("gpt_oss config: {m}")));
-    if c.num_key_value_heads == 0 || c.num_attention_heads % c.num_key_value_heads != 0 {
+    if c.num_key_value_heads == 0 || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {
         return bad(format!(
             "expected attention heads ({}) to be a multiple of kv heads ({})",
             c.num_attention_heads, c.num_key_value_heads
@@ -269,7 +269,7 @@ fn validate(c: &GptOssConfig) -> Result<()> {
             c.sliding.len()
         ));
     }
-    if c.sliding_window == 0 || c.head_dim % 2 != 0 {
+    if c.sliding_window == 0 || !c.head_dim.is_multiple_of(2) {
         return bad("expected a positive sliding_window and an even head_dim".into());
     }
     Ok(())

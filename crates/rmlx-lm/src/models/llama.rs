@@ -230,14 +230,14 @@ fn validate(c: &LlamaConfig) -> Result<()> {
     let bad = |m: String| Err(Error::format(format!("{} config: {m}", c.architecture)));
     if c.num_attention_heads == 0
         || c.num_key_value_heads == 0
-        || c.num_attention_heads % c.num_key_value_heads != 0
+        || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads)
     {
         return bad(format!(
             "expected attention heads ({}) to be a positive multiple of kv heads ({})",
             c.num_attention_heads, c.num_key_value_heads
         ));
     }
-    if c.head_dim == 0 || c.head_dim % 2 != 0 {
+    if c.head_dim == 0 || !c.head_dim.is_multiple_of(2) {
         return bad(format!("expected an even head_dim, found {}", c.head_dim));
     }
     if c.hidden_size == 0 || c.vocab_size == 0 || c.num_hidden_layers == 0 {
