@@ -57,7 +57,7 @@ pub fn sdpa(
             let o = out.as_mut_slice::<Q>()?;
             // Each query row costs ~Tk·(D+Dv) flops: keep tiny decode problems on one thread,
             // where a hand-off to a sleeping worker costs more than the work.
-            let min_rows = (1 << 16) / (tk * (d + dv)).max(1);
+            let min_rows = (1 << 20) / (tk * (d + dv)).max(1);
             o.par_chunks_mut(dv).enumerate().with_min_len(min_rows.max(1)).for_each_init(
                 || (vec![0f32; d], vec![0f32; dv], vec![0f32; tk]),
                 |(qrow, acc, scores), (row, orow)| {

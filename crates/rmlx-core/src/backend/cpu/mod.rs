@@ -11,6 +11,7 @@ pub mod quantized;
 mod reduce;
 mod rope;
 mod simd;
+pub mod spin;
 pub mod strided;
 mod unary;
 mod views;

@@ -10,7 +10,6 @@ use super::weights::WeightView;
 use super::xlanes::XLanes;
 use super::{Job, OutPtr};
 use crate::quant::{GgmlType as G, QuantFormat, RowRef};
-use rayon::prelude::*;
 
 /// Activation rows per tile.
 const XT: usize = 64;
@@ -39,7 +38,7 @@ fn serial_bytes() -> usize {
         std::env::var("RMLX_QMM_SERIAL_BYTES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(1 << 20)
+            .unwrap_or(1 << 16)
     })
 }
 
@@ -100,7 +99,7 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
     let row = |i: usize| w0.offset(i * rb, i * se);
     let pf = prefetch_bytes() / 64 * 64;
     let max_rows = jobs.iter().map(|j| j.rows.len()).max().unwrap_or(0);
-    let threads = rayon::current_num_threads();
+    let threads = crate::backend::cpu::spin::threads();
     // Each activation row is one pass of integer work over the weight bytes.
     let work = jobs.len() * n * rb * max_rows;
     let serial = threads == 1 || work < serial_bytes();
@@ -167,7 +166,7 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
     if serial {
         tasks.iter().for_each(task);
     } else {
-        tasks.par_iter().for_each(task);
+        crate::backend::cpu::spin::parallel_for(tasks.len(), &|i| task(&tasks[i]));
     }
     out
 }
