@@ -55,12 +55,8 @@ pub fn sdpa(
             let vv = vd.host()?.as_slice::<T>()?;
             let (ks, vs) = (&kd.strides, &vd.strides);
             let o = out.as_mut_slice::<Q>()?;
-            // Each query row costs ~Tk·(D+Dv) flops: keep tiny decode problems on one thread,
-            // where a hand-off to a sleeping worker costs more than the work.
-            let min_rows = (1 << 20) / (tk * (d + dv)).max(1);
-            o.par_chunks_mut(dv).enumerate().with_min_len(min_rows.max(1)).for_each_init(
-                || (vec![0f32; d], vec![0f32; dv], vec![0f32; tk]),
-                |(qrow, acc, scores), (row, orow)| {
+            let rows = b * hq * tq;
+            let row_fn = |(qrow, acc, scores): &mut (Vec<f32>, Vec<f32>, Vec<f32>), (row, orow): (usize, &mut [Q])| {
                     let (bi, h, i) = (row / (hq * tq), (row / tq) % hq, row % tq);
                     let hk = h / group;
                     for (r, x) in qrow.iter_mut().zip(&qv[row * d..(row + 1) * d]) {
@@ -102,10 +98,38 @@ pub fn sdpa(
                     for (o, a) in orow.iter_mut().zip(acc.iter()) {
                         *o = Q::from_f32(a * inv);
                     }
-                },
-            );
+            };
+            let scratch = || (vec![0f32; d], vec![0f32; dv], vec![0f32; tk]);
+            let work = rows * tk * (d + dv);
+            if work < (1 << 17) || rows == 1 {
+                let mut sc = scratch();
+                for (row, orow) in o.chunks_mut(dv).enumerate() {
+                    row_fn(&mut sc, (row, orow));
+                }
+            } else if tq == 1 {
+                // Decode: one row per head; split heads over the spinning pool.
+                let optr = RowsPtr(o.as_mut_ptr());
+                let per = rows.div_ceil(2 * super::spin::threads()).max(1);
+                super::spin::parallel_for(rows.div_ceil(per), &|c| {
+                    let mut sc = scratch();
+                    for row in c * per..((c + 1) * per).min(rows) {
+                        // SAFETY: each row's output slice is written by one task only.
+                        let orow = unsafe { std::slice::from_raw_parts_mut({ optr }.0.add(row * dv), dv) };
+                        row_fn(&mut sc, (row, orow));
+                    }
+                });
+            } else {
+                let min_rows = (1 << 20) / (tk * (d + dv)).max(1);
+                o.par_chunks_mut(dv).enumerate().with_min_len(min_rows.max(1)).for_each_init(scratch, |sc, r| row_fn(sc, r));
+            }
         })
     });
-    let _ = b;
     Ok(finish(out, shape))
 }
+
+/// Output rows shared with the pool's tasks, each writing its own rows.
+#[derive(Clone, Copy)]
+struct RowsPtr<T>(*mut T);
+// SAFETY: tasks write disjoint rows; the pointer outlives `parallel_for`.
+unsafe impl<T> Send for RowsPtr<T> {}
+unsafe impl<T> Sync for RowsPtr<T> {}
