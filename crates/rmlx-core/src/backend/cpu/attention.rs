@@ -90,9 +90,7 @@ pub fn sdpa(
                         let p = (s - m).exp();
                         denom += p;
                         let vr = &vv[vbase + j * vs[2]..vbase + j * vs[2] + dv];
-                        for (a, x) in acc.iter_mut().zip(vr) {
-                            *a += p * x.to_f32();
-                        }
+                        T::axpy(p, vr, acc);
                     }
                     let inv = 1.0 / denom;
                     for (o, a) in orow.iter_mut().zip(acc.iter()) {

@@ -6,6 +6,12 @@ use half::{bf16, f16};
 /// Weight element types with a SIMD dot product against f32.
 pub trait DotWeight: crate::dtype::Element {
     fn dot(x: &[f32], w: &[Self]) -> f32;
+    /// acc += p · w (attention's weighted sum of value rows).
+    fn axpy(p: f32, w: &[Self], acc: &mut [f32]) {
+        for (a, x) in acc.iter_mut().zip(w) {
+            *a += p * x.to_f32();
+        }
+    }
 }
 
 fn dot_scalar<T: crate::dtype::Element>(x: &[f32], w: &[T]) -> f32 {
@@ -87,6 +93,33 @@ mod avx512 {
         s
     }
 
+    /// acc += p · w for 16-bit weights (`bf16`: shift; `f16`: vcvtph2ps).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn axpy_16(p: f32, w: &[u16], acc: &mut [f32], bf16: bool) {
+        let n = acc.len();
+        let pv = _mm512_set1_ps(p);
+        let mut i = 0;
+        while i + 16 <= n {
+            let x = if bf16 {
+                load_bf16(w.as_ptr().add(i))
+            } else {
+                _mm512_cvtph_ps(_mm256_loadu_si256(w.as_ptr().add(i) as *const __m256i))
+            };
+            let a = _mm512_loadu_ps(acc.as_ptr().add(i));
+            _mm512_storeu_ps(acc.as_mut_ptr().add(i), _mm512_fmadd_ps(pv, x, a));
+            i += 16;
+        }
+        while i < n {
+            let x = if bf16 {
+                f32::from_bits((w[i] as u32) << 16)
+            } else {
+                half::f16::from_bits(w[i]).to_f32()
+            };
+            acc[i] += p * x;
+            i += 1;
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot_f16(x: &[f32], w: &[u16]) -> f32 {
         let n = x.len();
@@ -123,6 +156,19 @@ impl DotWeight for f32 {
 }
 
 impl DotWeight for bf16 {
+    fn axpy(p: f32, w: &[bf16], acc: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            let bits: &[u16] =
+                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, acc.len()) };
+            // SAFETY: feature checked; bf16 is a transparent u16; lengths match.
+            return unsafe { avx512::axpy_16(p, bits, acc, true) };
+        }
+        for (a, x) in acc.iter_mut().zip(w) {
+            *a += p * x.to_f32();
+        }
+    }
+
     fn dot(x: &[f32], w: &[bf16]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if has_avx512() {
@@ -136,6 +182,19 @@ impl DotWeight for bf16 {
 }
 
 impl DotWeight for f16 {
+    fn axpy(p: f32, w: &[f16], acc: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            let bits: &[u16] =
+                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, acc.len()) };
+            // SAFETY: feature checked; f16 is a transparent u16; lengths match.
+            return unsafe { avx512::axpy_16(p, bits, acc, false) };
+        }
+        for (a, x) in acc.iter_mut().zip(w) {
+            *a += p * x.to_f32();
+        }
+    }
+
     fn dot(x: &[f32], w: &[f16]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if has_avx512() {
@@ -165,6 +224,14 @@ mod tests {
             let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
             let rh = dot_scalar(&x, &wh);
             assert!((f16::dot(&x, &wh) - rh).abs() < 1e-4 * (1.0 + rh.abs()));
+            // axpy against the scalar loop
+            let (mut a1, mut a2) = (x.clone(), x.clone());
+            f16::axpy(0.3, &wh, &mut a1);
+            bf16::axpy(-0.7, &wb, &mut a2);
+            for i in 0..n {
+                assert!((a1[i] - (x[i] + 0.3 * wh[i].to_f32())).abs() < 1e-5);
+                assert!((a2[i] - (x[i] - 0.7 * wb[i].to_f32())).abs() < 1e-5);
+            }
         }
     }
 }
