@@ -1,25 +1,33 @@
-//! Our GGUF tokenizers against llama.cpp on its own test vocabularies (fixtures from
-//! scripts/reference/llamacpp_vocabs.py). Vocab dumps live in /tmp/rmlx_vocabs; a vocab whose
-//! dump is absent is skipped with a message.
+//! Our GGUF tokenizers against llama.cpp on its own test vocabularies (expected ids from
+//! scripts/reference/llamacpp_vocabs.py). The vocab-only GGUFs come from llama.cpp's source
+//! tree (`models/ggml-vocab-*.gguf`, MIT): the four smallest are committed under
+//! `fixtures/vocabs/gguf/` and always run; the others run when `RMLX_LLAMA_VOCABS` names a
+//! directory holding them, and otherwise are skipped with a message.
 
 use std::path::{Path, PathBuf};
 
-use rmlx_lm::{GgufVocab, Tokenizer};
+use rmlx_lm::Tokenizer;
 use serde_json::Value;
 
+fn vocab_file(name: &str) -> Option<PathBuf> {
+    let file = format!("ggml-vocab-{name}.gguf");
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vocabs/gguf")
+        .join(&file);
+    if committed.exists() {
+        return Some(committed);
+    }
+    let p = PathBuf::from(std::env::var_os("RMLX_LLAMA_VOCABS")?).join(&file);
+    p.exists().then_some(p)
+}
+
 fn check(name: &str) {
-    let dump = std::env::var_os("RMLX_VOCAB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/rmlx_vocabs"))
-        .join(format!("{name}.json"));
-    let Ok(text) = std::fs::read_to_string(&dump) else {
-        eprintln!(
-            "skipping {name}: {} absent (scripts/reference/llamacpp_vocabs.py)",
-            dump.display()
-        );
+    let Some(path) = vocab_file(name) else {
+        eprintln!("skipping {name}: ggml-vocab-{name}.gguf is not committed; set RMLX_LLAMA_VOCABS to llama.cpp's models/");
         return;
     };
-    let v: GgufVocab = serde_json::from_str(&text).unwrap();
+    let f = rmlx_io::GgufFile::open(&path).unwrap();
+    let v = rmlx_lm::engine::gguf_vocab(f.metadata()).unwrap();
     let tk = Tokenizer::from_gguf_vocab(&v).unwrap();
     let fx =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/vocabs/{name}.json"));
