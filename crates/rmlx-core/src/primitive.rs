@@ -219,14 +219,21 @@ pub enum Primitive {
 
     /// inputs [x (…, D) float] → (…, row_bytes) u8: each row quantized as `KvQuant` says.
     QuantizeKv(KvQuant),
-    /// inputs [packed (…, row_bytes) u8] → (…, dim) f32: the reference dequantizer.
+    /// inputs [packed (B, H, T, row_bytes) u8, center (B, H, 1, dim) f32 if `centered`] →
+    /// (B, H, T, dim) f32: the reference dequantizer (plus the center the rows were stored
+    /// relative to).
     DequantizeKv {
+        centered: bool,
         spec: KvQuant,
         dim: usize,
     },
     /// As `ScaledDotProductAttention`, with k and v packed rows (B, Hkv, Tk, row_bytes) u8
-    /// read in place.
+    /// read in place; inputs [q, k, v, q_pos, k_pos, sinks?, k_center (B, Hkv, 1, D) f32?,
+    /// k_head (B, Hkv, head, D) f32 and v_head (B, Hkv, head, Dv) f32 if head > 0]: key slots
+    /// 0..head are the exact head rows, the packed rows follow (see `ops::kv_quant::PackedKv`).
     QuantizedSdpa {
+        k_centered: bool,
+        head: usize,
         scale: f32,
         window: Option<usize>,
         has_sinks: bool,

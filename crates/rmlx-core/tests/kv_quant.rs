@@ -4,10 +4,10 @@
 
 mod common;
 use common::*;
-use rmlx_core::ops::kv_quant::{quantized_sdpa, quantized_sdpa_reference};
+use rmlx_core::ops::kv_quant::{quantized_sdpa, quantized_sdpa_reference, PackedKv};
 use rmlx_core::ops::{sdpa_reference, AttentionMask};
 use rmlx_core::primitive::KvQuant;
-use rmlx_core::DType;
+use rmlx_core::{Array, DType};
 
 fn spec(bits: u8, group: usize, rotate: bool) -> KvQuant {
     KvQuant {
@@ -29,6 +29,11 @@ fn packed_attention_matches_fallback_with_gqa_windows_sinks() {
         (32, 8, 2, 3, 19, Some(5usize), true),
         (16, 6, 2, 5, 12, Some(3), false),
         (128, 2, 1, 4, 33, None, true),
+        // Decode over long caches: the keys are split over threads and merged, including
+        // splits that see nothing (the window covers only the last one).
+        (64, 8, 1, 1, 1000, None, true),
+        (64, 8, 1, 1, 1000, Some(100), true),
+        (64, 9, 3, 1, 700, Some(300), false),
     ] {
         for (ks, vs) in [
             (spec(8, 32, false), spec(8, 32, false)),
@@ -55,11 +60,20 @@ fn packed_attention_matches_fallback_with_gqa_windows_sinks() {
                 "d{d} hq{hq} hkv{hkv} tq{tq} tk{tk} {window:?} sinks {sinks} {ks:?} {vs:?}"
             );
             let scale = 1.0 / (d as f32).sqrt();
-            let got = quantized_sdpa(&q, &kp, &vp, ks, vs, d, scale, &mask, s.as_ref())
+            let kv = PackedKv {
+                k: &kp,
+                v: &vp,
+                ks,
+                vs,
+                dv: d,
+                k_center: None,
+                head: None,
+            };
+            let got = quantized_sdpa(&q, &kv, scale, &mask, s.as_ref())
                 .unwrap()
                 .to_vec::<f32>()
                 .unwrap();
-            let want = quantized_sdpa_reference(&q, &kp, &vp, ks, vs, d, scale, &mask, s.as_ref())
+            let want = quantized_sdpa_reference(&q, &kv, scale, &mask, s.as_ref())
                 .unwrap()
                 .to_vec::<f32>()
                 .unwrap();
@@ -88,6 +102,174 @@ fn packed_attention_matches_fallback_with_gqa_windows_sinks() {
             };
             assert_close(&got, &exact, tol, &format!("vs exact {what}"));
         }
+    }
+}
+
+/// Keys with a large per-channel offset (as RoPE'd keys of real models have), stored relative
+/// to their mean: the kernel adds q·μ back exactly (sinks included), agrees with the composed
+/// fallback, and is closer to exact attention than storing the raw keys.
+#[test]
+fn centered_keys_are_exact_and_closer() {
+    let mut r = rng();
+    let (b, hq, hkv, d) = (2, 8, 2, 64);
+    for &(tq, tk, window) in &[(1usize, 600usize, None), (5, 40, Some(16usize))] {
+        let (q, _) = rand_array(&mut r, &[b, hq, tq, d]);
+        let (k, _) = rand_array(&mut r, &[b, hkv, tk, d]);
+        let (off, _) = rand_array(&mut r, &[b, hkv, 1, d]);
+        let k = k
+            .add(&off.mul(&Array::from_slice(&[4f32], &[1]).unwrap()).unwrap())
+            .unwrap();
+        let (v, _) = rand_array(&mut r, &[b, hkv, tk, d]);
+        let sinks = rand_array(&mut r, &[hq]).0;
+        let (ks, vs) = (spec(4, 32, true), spec(4, 64, true));
+        let mu = k.mean(&[2], true).unwrap();
+        let kc = k.sub(&mu).unwrap().quantize_kv(ks).unwrap();
+        let (kr, vp) = (k.quantize_kv(ks).unwrap(), v.quantize_kv(vs).unwrap());
+        let mask = AttentionMask::causal(tk - tq, tq, window).unwrap();
+        let scale = 1.0 / (d as f32).sqrt();
+        let run = |kp: &Array, c: Option<&Array>| {
+            let kv = PackedKv {
+                k: kp,
+                v: &vp,
+                ks,
+                vs,
+                dv: d,
+                k_center: c,
+                head: None,
+            };
+            quantized_sdpa(&q, &kv, scale, &mask, Some(&sinks))
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        let got = run(&kc, Some(&mu));
+        let kv = PackedKv {
+            k: &kc,
+            v: &vp,
+            ks,
+            vs,
+            dv: d,
+            k_center: Some(&mu),
+            head: None,
+        };
+        let want = quantized_sdpa_reference(&q, &kv, scale, &mask, Some(&sinks))
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let what = format!("tq{tq} tk{tk} {window:?}");
+        assert_close(&got, &want, 1e-5, &what);
+        // The cache path: plain attention on centered dequantize nodes fuses the same way.
+        let fused = q
+            .scaled_dot_product_attention(
+                &kc.dequantize_kv_centered(ks, d, &mu).unwrap(),
+                &vp.dequantize_kv(vs, d).unwrap(),
+                scale,
+                &mask,
+                Some(&sinks),
+            )
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_close(&fused, &want, 1e-5, &format!("fused {what}"));
+        // With the exact V (dequantized) the only error left is the keys'.
+        let vd = vp.dequantize_kv(vs, d).unwrap();
+        let exact = sdpa_reference(&q, &k, &vd, scale, &mask, Some(&sinks))
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let err = |a: &[f32]| {
+            let n: f32 = a.iter().zip(&exact).map(|(x, y)| (x - y).powi(2)).sum();
+            n.sqrt()
+        };
+        let raw = run(&kr, None);
+        assert!(
+            err(&got) < 0.8 * err(&raw),
+            "{what}: centered error {} not below raw {}",
+            err(&got),
+            err(&raw)
+        );
+    }
+    // A center of the wrong shape is a clear error.
+    let (k, _) = rand_array(&mut r, &[1, 2, 3, 64]);
+    let bad = Array::zeros(&[1, 2, 3, 64], DType::F32).unwrap();
+    let e = k
+        .quantize_kv(spec(8, 32, false))
+        .unwrap()
+        .dequantize_kv_centered(spec(8, 32, false), 64, &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("center"), "{e}");
+}
+
+/// The cache's view with an exact f32 head (the first tokens) before the packed rows, keys
+/// centered: the kernel reads slots 0..S from the head and agrees with the composed view,
+/// decode (split keys) and prefill, with sinks and a window.
+#[test]
+fn exact_head_before_packed_rows() {
+    let mut r = rng();
+    let (b, hq, hkv, d, s) = (1, 6, 2, 64, 4);
+    for &(tq, tk, window) in &[
+        (1usize, 700usize, None),
+        (6, 30, Some(12usize)),
+        (3, 5, None),
+    ] {
+        let (q, _) = rand_array(&mut r, &[b, hq, tq, d]);
+        let (k, _) = rand_array(&mut r, &[b, hkv, tk, d]);
+        let (v, _) = rand_array(&mut r, &[b, hkv, tk, d]);
+        let sinks = rand_array(&mut r, &[hq]).0;
+        let (ks, vs) = (spec(4, 32, true), spec(4, 64, true));
+        let mu = k.mean(&[2], true).unwrap();
+        let (hk, hv) = (
+            k.slice_axis(2, 0, s).unwrap(),
+            v.slice_axis(2, 0, s).unwrap(),
+        );
+        let kp = k
+            .slice_axis(2, s, tk)
+            .unwrap()
+            .sub(&mu)
+            .unwrap()
+            .quantize_kv(ks)
+            .unwrap();
+        let vp = v.slice_axis(2, s, tk).unwrap().quantize_kv(vs).unwrap();
+        let mask = AttentionMask::causal(tk - tq, tq, window).unwrap();
+        let scale = 1.0 / (d as f32).sqrt();
+        let kv = PackedKv {
+            k: &kp,
+            v: &vp,
+            ks,
+            vs,
+            dv: d,
+            k_center: Some(&mu),
+            head: Some((&hk, &hv)),
+        };
+        let got = quantized_sdpa(&q, &kv, scale, &mask, Some(&sinks))
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let want = quantized_sdpa_reference(&q, &kv, scale, &mask, Some(&sinks))
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let what = format!("tq{tq} tk{tk} {window:?}");
+        assert_close(&got, &want, 1e-5, &what);
+        // Through plain attention on the view a cache hands out: concat(head, dequantize).
+        let keys = rmlx_core::concat(
+            &[hk.clone(), kp.dequantize_kv_centered(ks, d, &mu).unwrap()],
+            2,
+        )
+        .unwrap();
+        let values = rmlx_core::concat(&[hv.clone(), vp.dequantize_kv(vs, d).unwrap()], 2).unwrap();
+        let fused = q
+            .scaled_dot_product_attention(&keys, &values, scale, &mask, Some(&sinks))
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_close(&fused, &want, 1e-5, &format!("fused {what}"));
+        let exact = sdpa_reference(&q, &k, &v, scale, &mask, Some(&sinks))
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_close(&got, &exact, 1.5e-1, &format!("vs exact {what}"));
     }
 }
 
@@ -164,6 +346,15 @@ fn bad_specs_are_clear_errors() {
     let kp = x.quantize_kv(s).unwrap();
     let mask = AttentionMask::causal(1, 1, None).unwrap();
     // 3 query heads over 1 kv head is fine; a wrong value width is not.
-    assert!(quantized_sdpa(&q, &kp, &kp, s, s, 48, 1.0, &mask, None).is_ok());
-    assert!(quantized_sdpa(&q, &kp, &kp, s, s, 32, 1.0, &mask, None).is_err());
+    let kv = |dv| PackedKv {
+        k: &kp,
+        v: &kp,
+        ks: s,
+        vs: s,
+        dv,
+        k_center: None,
+        head: None,
+    };
+    assert!(quantized_sdpa(&q, &kv(48), 1.0, &mask, None).is_ok());
+    assert!(quantized_sdpa(&q, &kv(32), 1.0, &mask, None).is_err());
 }

@@ -55,6 +55,26 @@ impl Array {
 
     /// Unpacks (…, row_bytes) u8 rows of `dim` values into (…, dim) f32.
     pub fn dequantize_kv(&self, spec: KvQuant, dim: usize) -> Result<Array> {
+        self.dequantize_kv_impl(spec, dim, None)
+    }
+
+    /// As `dequantize_kv` for (B, H, T, row_bytes) rows stored relative to a center
+    /// (B, H, 1, dim) f32, which is added back.
+    pub fn dequantize_kv_centered(
+        &self,
+        spec: KvQuant,
+        dim: usize,
+        center: &Array,
+    ) -> Result<Array> {
+        self.dequantize_kv_impl(spec, dim, Some(center))
+    }
+
+    fn dequantize_kv_impl(
+        &self,
+        spec: KvQuant,
+        dim: usize,
+        center: Option<&Array>,
+    ) -> Result<Array> {
         spec.validate(dim)?;
         if self.dtype() != DType::U8 || self.shape().last() != Some(&spec.row_bytes(dim)) {
             return Err(Error::shape(format!(
@@ -66,63 +86,138 @@ impl Array {
         }
         let mut shape = self.shape().to_vec();
         *shape.last_mut().expect("checked") = dim;
+        let mut inputs = vec![self.clone()];
+        if let Some(c) = center {
+            let want = [shape[0], shape.get(1).copied().unwrap_or(0), 1, dim];
+            if shape.len() != 4 || c.shape() != want || c.dtype() != DType::F32 {
+                return Err(Error::shape(format!(
+                    "dequantize_kv: expected (B, H, T, rows) packed rows and an f32 center \
+                     {want:?}, found {:?} and {} {:?}",
+                    self.shape(),
+                    c.dtype(),
+                    c.shape()
+                )));
+            }
+            inputs.push(c.clone());
+        }
         Ok(Array::new_op(
-            Primitive::DequantizeKv { spec, dim },
-            vec![self.clone()],
+            Primitive::DequantizeKv {
+                centered: center.is_some(),
+                spec,
+                dim,
+            },
+            inputs,
             shape,
             DType::F32,
         ))
     }
 }
 
-/// The packed input and spec of a pending `dequantize_kv` node.
-fn packed_source(x: &Array) -> Option<(Array, KvQuant)> {
+/// The packed input, spec and center of a pending `dequantize_kv` node.
+fn packed_source(x: &Array) -> Option<(Array, KvQuant, Option<Array>)> {
     match &*x.lock() {
         State::Pending {
-            prim: Primitive::DequantizeKv { spec, .. },
+            prim: Primitive::DequantizeKv { spec, centered, .. },
             inputs,
-        } => Some((inputs[0].clone(), *spec)),
+        } => Some((
+            inputs[0].clone(),
+            *spec,
+            centered.then(|| inputs[1].clone()),
+        )),
         _ => None,
     }
 }
 
-/// Attention over packed K/V (B, Hkv, Tk, row_bytes) u8; q (B, Hq, Tq, D) → (B, Hq, Tq, Dv).
-#[allow(clippy::too_many_arguments)]
+/// A pending `concat([dense head, dequantize_kv(..)], axis 2)`: (head, the dequantize node).
+fn split_head(x: &Array) -> Option<(Array, Array)> {
+    match &*x.lock() {
+        State::Pending {
+            prim: Primitive::Concat { axis: 2 },
+            inputs,
+        } if inputs.len() == 2 && inputs[0].dtype() == DType::F32 => {
+            Some((inputs[0].clone(), inputs[1].clone()))
+        }
+        _ => None,
+    }
+}
+
+/// A quantized KV cache as attention reads it: packed rows (B, Hkv, T, row_bytes) u8, the
+/// keys' center (B, Hkv, 1, D) f32 if they were stored relative to one, and optionally an
+/// exact f32 head: (B, Hkv, S, D) keys and (B, Hkv, S, Dv) values that come before the packed
+/// rows (slots 0..S), for the first tokens that most queries attend to (attention sinks).
+pub struct PackedKv<'a> {
+    pub k: &'a Array,
+    pub v: &'a Array,
+    pub ks: KvQuant,
+    pub vs: KvQuant,
+    pub dv: usize,
+    pub k_center: Option<&'a Array>,
+    pub head: Option<(&'a Array, &'a Array)>,
+}
+
+impl PackedKv<'_> {
+    /// What the cache's view means: (keys, values) as f32 arrays (the composed fallback).
+    fn dequantized(&self, d: usize) -> Result<(Array, Array)> {
+        let k = match self.k_center {
+            Some(c) => self.k.dequantize_kv_centered(self.ks, d, c)?,
+            None => self.k.dequantize_kv(self.ks, d)?,
+        };
+        let v = self.v.dequantize_kv(self.vs, self.dv)?;
+        Ok(match self.head {
+            Some((hk, hv)) => (
+                crate::concat(&[hk.clone(), k], 2)?,
+                crate::concat(&[hv.clone(), v], 2)?,
+            ),
+            None => (k, v),
+        })
+    }
+}
+
+/// Attention over a packed KV cache; q (B, Hq, Tq, D) → (B, Hq, Tq, Dv).
 pub fn quantized_sdpa(
     q: &Array,
-    k: &Array,
-    v: &Array,
-    ks: KvQuant,
-    vs: KvQuant,
-    dv: usize,
+    kv: &PackedKv,
     scale: f32,
     mask: &AttentionMask,
     sinks: Option<&Array>,
 ) -> Result<Array> {
     let d = q.dim(-1);
-    ks.validate(d)?;
-    vs.validate(dv)?;
+    kv.ks.validate(d)?;
+    kv.vs.validate(kv.dv)?;
     // Validate shapes against what the dequantized operands would be.
-    let (kdq, vdq) = (k.dequantize_kv(ks, d)?, v.dequantize_kv(vs, dv)?);
+    let (kdq, vdq) = kv.dequantized(d)?;
     super::nn::validate_sdpa(q, &kdq, &vdq, mask, sinks)?;
     let mut inputs = vec![
         q.clone(),
-        k.clone(),
-        v.clone(),
+        kv.k.clone(),
+        kv.v.clone(),
         mask.q_pos.clone(),
         mask.k_pos.clone(),
     ];
-    if let Some(s) = sinks {
-        inputs.push(s.clone());
+    inputs.extend(sinks.cloned());
+    inputs.extend(kv.k_center.cloned());
+    let mut head = 0;
+    if let Some((hk, hv)) = kv.head {
+        if hk.dtype() != DType::F32 || hv.dtype() != DType::F32 {
+            return Err(Error::dtype(format!(
+                "quantized_sdpa: expected an f32 exact head, found {} and {}",
+                hk.dtype(),
+                hv.dtype()
+            )));
+        }
+        head = hk.dim(2);
+        inputs.extend([hk.clone(), hv.clone()]);
     }
-    let shape = vec![q.dim(0), q.dim(1), q.dim(2), dv];
+    let shape = vec![q.dim(0), q.dim(1), q.dim(2), kv.dv];
     Ok(Array::new_op(
         Primitive::QuantizedSdpa {
+            k_centered: kv.k_center.is_some(),
+            head,
             scale,
             window: mask.window,
             has_sinks: sinks.is_some(),
-            k: ks,
-            v: vs,
+            k: kv.ks,
+            v: kv.vs,
         },
         inputs,
         shape,
@@ -131,25 +226,20 @@ pub fn quantized_sdpa(
 }
 
 /// The composed fallback and test oracle: dequantize, then `sdpa_reference`.
-#[allow(clippy::too_many_arguments)]
 pub fn quantized_sdpa_reference(
     q: &Array,
-    k: &Array,
-    v: &Array,
-    ks: KvQuant,
-    vs: KvQuant,
-    dv: usize,
+    kv: &PackedKv,
     scale: f32,
     mask: &AttentionMask,
     sinks: Option<&Array>,
 ) -> Result<Array> {
-    let kd = k.dequantize_kv(ks, q.dim(-1))?;
-    let vd = v.dequantize_kv(vs, dv)?;
-    sdpa_reference(q, &kd, &vd, scale, mask, sinks)
+    let (k, v) = kv.dequantized(q.dim(-1))?;
+    sdpa_reference(q, &k, &v, scale, mask, sinks)
 }
 
-/// If k and v are both pending `dequantize_kv` nodes, the fused attention over their packed
-/// sources (called by `scaled_dot_product_attention`).
+/// If k and v are a quantized cache's view (pending `dequantize_kv` nodes, each possibly
+/// behind an exact head), the fused attention over their packed sources (called by
+/// `scaled_dot_product_attention`).
 pub(crate) fn fuse_packed(
     q: &Array,
     k: &Array,
@@ -158,17 +248,21 @@ pub(crate) fn fuse_packed(
     mask: &AttentionMask,
     sinks: Option<&Array>,
 ) -> Option<Result<Array>> {
-    let (kp, ks) = packed_source(k)?;
-    let (vp, vs) = packed_source(v)?;
-    Some(quantized_sdpa(
-        q,
-        &kp,
-        &vp,
+    let (kh, kq) = split_head(k).map_or((None, k.clone()), |(h, x)| (Some(h), x));
+    let (vh, vq) = split_head(v).map_or((None, v.clone()), |(h, x)| (Some(h), x));
+    let (kp, ks, kc) = packed_source(&kq)?;
+    let (vp, vs, vc) = packed_source(&vq)?;
+    if vc.is_some() || kh.is_some() != vh.is_some() {
+        return None; // no fused kernel for these; the composed path handles them
+    }
+    let kv = PackedKv {
+        k: &kp,
+        v: &vp,
         ks,
         vs,
-        v.dim(-1),
-        scale,
-        mask,
-        sinks,
-    ))
+        dv: v.dim(-1),
+        k_center: kc.as_ref(),
+        head: kh.as_ref().zip(vh.as_ref()),
+    };
+    Some(quantized_sdpa(q, &kv, scale, mask, sinks))
 }

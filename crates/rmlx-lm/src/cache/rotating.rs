@@ -61,7 +61,8 @@ impl KvCache for RotatingCache {
             Some(a) => a,
             None => st.buffer(true, b, h, self.window, dv)?,
         };
-        let (ke, ve) = (st.encode(false, k)?, st.encode(true, v)?);
+        // No exact head or key center here: the first positions leave the window anyway.
+        let (ke, ve) = (st.encode(false, k, None)?, st.encode(true, v, None)?);
         let new_pos: Vec<i32> = (self.offset..self.offset + t).map(|p| p as i32).collect();
         let view = if t == 1 {
             // Decode: write first, then attend over the window (it holds the new token).
@@ -71,8 +72,8 @@ impl KvCache for RotatingCache {
             self.keys = Some(keys.clone());
             self.values = Some(values.clone());
             KvView {
-                keys: st.decode(false, &keys, d)?,
-                values: st.decode(true, &values, dv)?,
+                keys: st.decode(false, &keys, d, None)?,
+                values: st.decode(true, &values, dv, None)?,
                 k_pos: Array::from_slice(&self.slot_pos, &[self.window])?,
             }
         } else {
@@ -80,8 +81,8 @@ impl KvCache for RotatingCache {
             let mut pos = self.slot_pos.clone();
             pos.extend(&new_pos);
             let view = KvView {
-                keys: st.decode(false, &concat(&[keys.clone(), ke.clone()], 2)?, d)?,
-                values: st.decode(true, &concat(&[values.clone(), ve.clone()], 2)?, dv)?,
+                keys: st.decode(false, &concat(&[keys.clone(), ke.clone()], 2)?, d, None)?,
+                values: st.decode(true, &concat(&[values.clone(), ve.clone()], 2)?, dv, None)?,
                 k_pos: Array::from_slice(&pos, &[pos.len()])?,
             };
             let first = t.saturating_sub(self.window);

@@ -75,19 +75,36 @@ impl Storage {
         Array::zeros(&[b, h, cap, self.row_width(value, d)], dtype)
     }
 
-    /// New rows x (B, H, T, d) as stored (cast, or quantized).
-    pub fn encode(&self, value: bool, x: &Array) -> Result<Array> {
+    pub fn is_packed(&self) -> bool {
+        matches!(self, Storage::Packed { .. })
+    }
+
+    /// New rows x (B, H, T, d) as stored (cast, or quantized relative to `center`).
+    pub fn encode(&self, value: bool, x: &Array, center: Option<&Array>) -> Result<Array> {
         match *self {
             Storage::Dense(t) => x.astype(t),
-            Storage::Packed { k, v } => x.quantize_kv(shrink(if value { v } else { k }, x.dim(-1))),
+            Storage::Packed { k, v } => {
+                let spec = shrink(if value { v } else { k }, x.dim(-1));
+                match center {
+                    Some(c) => x.astype(DType::F32)?.sub(c)?.quantize_kv(spec),
+                    None => x.quantize_kv(spec),
+                }
+            }
         }
     }
 
     /// What attention reads from stored rows of `d` values.
-    pub fn decode(&self, value: bool, stored: &Array, d: usize) -> Result<Array> {
-        match self.spec(value, d) {
-            None => Ok(stored.clone()),
-            Some(s) => stored.dequantize_kv(s, d),
+    pub fn decode(
+        &self,
+        value: bool,
+        stored: &Array,
+        d: usize,
+        center: Option<&Array>,
+    ) -> Result<Array> {
+        match (self.spec(value, d), center) {
+            (None, _) => Ok(stored.clone()),
+            (Some(s), Some(c)) => stored.dequantize_kv_centered(s, d, c),
+            (Some(s), None) => stored.dequantize_kv(s, d),
         }
     }
 }

@@ -7,9 +7,10 @@
 //! a block unpacks into two contiguous runs of 16 lanes (blocks of 16 when 32 does not divide
 //! the head dim).
 //!
-//! Attention uses the affine form per group g: q·k = Σ_g scale_g · (q_g · n_g) + min_g · Σ q_g,
-//! and for values acc += (p·scale_g) · n_g + p·min_g, so codes are only widened, never rescaled
-//! per element.
+//! Attention takes the query heads of one KV group together: each packed K and V row is
+//! decoded once (to f32, in the rotated basis) and used by every head of the group. Decode
+//! splits the keys into ranges that run in parallel and merges their partial softmax sums
+//! (flash-decoding), so a model with few KV heads still uses every thread.
 
 use super::{alloc, contiguous, finish};
 use crate::array::Data;
@@ -170,18 +171,36 @@ pub fn quantize_kv(spec: KvQuant, x: &Arg, shape: &[usize]) -> Result<Data> {
     Ok(finish(out, shape))
 }
 
-pub fn dequantize_kv(spec: KvQuant, dim: usize, x: &Arg, shape: &[usize]) -> Result<Data> {
+pub fn dequantize_kv(
+    spec: KvQuant,
+    dim: usize,
+    x: &Arg,
+    center: Option<&Arg>,
+    shape: &[usize],
+) -> Result<Data> {
     let rb = spec.row_bytes(dim);
     let xd = contiguous(x)?;
     let xv = xd.host_slice::<u8>(x.numel())?;
+    let cd = center.map(contiguous).transpose()?;
+    let cv = match (&cd, center) {
+        (Some(d), Some(c)) => Some(d.host_slice::<f32>(c.numel())?),
+        _ => None,
+    };
+    let t = shape[shape.len() - 2];
     let mut out = alloc(shape, DType::F32)?;
     let o = out.as_mut_slice::<f32>()?;
     o.par_chunks_mut(dim)
         .zip(xv.par_chunks(rb))
-        .for_each(|(orow, xr)| {
+        .enumerate()
+        .for_each(|(r, (orow, xr))| {
             dequantize_row(spec, xr, orow);
             if spec.rotate {
                 unrotate(orow);
+            }
+            if let Some(c) = cv {
+                // Row r of (B, H, T) belongs to center row r / T of (B, H, 1).
+                let cr = &c[(r / t) * dim..(r / t + 1) * dim];
+                orow.iter_mut().zip(cr).for_each(|(o, c)| *o += c);
             }
         });
     Ok(finish(out, shape))
@@ -197,70 +216,56 @@ fn nib_block(d: usize) -> usize {
     }
 }
 
-/// Σ q[i]·n[i] over one 4-bit group (`g` values from `i0`), blocks of 2·H values.
+/// Unpacks packed row `row` into `out` (d values) in the stored (rotated) basis: codes first,
+/// then each group's affine map, both fixed-width loops that vectorize.
 #[inline(always)]
-fn dot4<const H: usize>(q: &[f32], row: &[u8], i0: usize, g: usize) -> f32 {
-    let mut acc = [0f32; H];
-    for blk in i0 / (2 * H)..(i0 + g) / (2 * H) {
-        let b = &row[blk * H..blk * H + H];
-        let (qa, qb) = q[blk * 2 * H..blk * 2 * H + 2 * H].split_at(H);
-        for l in 0..H {
-            acc[l] += qa[l] * (b[l] & 15) as f32 + qb[l] * (b[l] >> 4) as f32;
+fn decode_stored(spec: KvQuant, row: &[u8], out: &mut [f32]) {
+    let d = out.len();
+    if spec.bits == 8 {
+        for (o, &n) in out.iter_mut().zip(&row[..d]) {
+            *o = n as f32;
         }
-    }
-    acc.iter().sum()
-}
-
-/// Σ q[i]·n[i] over one group of codes (`g` values starting at value index `i0`).
-#[inline(always)]
-fn dot_codes(bits: u8, q: &[f32], row: &[u8], i0: usize, g: usize) -> f32 {
-    if bits == 8 {
-        let mut acc = [0f32; 16];
-        for (qc, nc) in q[i0..i0 + g]
-            .chunks_exact(16)
-            .zip(row[i0..i0 + g].chunks_exact(16))
+    } else {
+        let nb = nib_block(d);
+        for (o, b) in out
+            .chunks_exact_mut(nb)
+            .zip(row[..d / 2].chunks_exact(nb / 2))
         {
-            for l in 0..16 {
-                acc[l] += qc[l] * nc[l] as f32;
+            let (lo, hi) = o.split_at_mut(nb / 2);
+            for l in 0..nb / 2 {
+                lo[l] = (b[l] & 15) as f32;
+                hi[l] = (b[l] >> 4) as f32;
             }
         }
-        acc.iter().sum()
-    } else if nib_block(q.len()) == 32 {
-        dot4::<16>(q, row, i0, g)
-    } else {
-        dot4::<8>(q, row, i0, g)
     }
-}
-
-/// acc[i] += a·n[i] + c over one 4-bit group, blocks of 2·H values.
-#[inline(always)]
-fn axpy4<const H: usize>(acc: &mut [f32], row: &[u8], i0: usize, g: usize, a: f32, c: f32) {
-    for blk in i0 / (2 * H)..(i0 + g) / (2 * H) {
-        let b = &row[blk * H..blk * H + H];
-        let (oa, ob) = acc[blk * 2 * H..blk * 2 * H + 2 * H].split_at_mut(H);
-        for l in 0..H {
-            oa[l] += a * (b[l] & 15) as f32 + c;
-            ob[l] += a * (b[l] >> 4) as f32 + c;
+    for (gi, o) in out.chunks_exact_mut(spec.group).enumerate() {
+        let (sc, mn) = scale_min(spec, d, row, gi);
+        for v in o.iter_mut() {
+            *v = sc * *v + mn;
         }
     }
 }
 
-/// acc[i] += a·n[i] + c over one group of codes.
 #[inline(always)]
-fn axpy_codes(bits: u8, acc: &mut [f32], row: &[u8], i0: usize, g: usize, a: f32, c: f32) {
-    if bits == 8 {
-        for (o, &n) in acc[i0..i0 + g].iter_mut().zip(&row[i0..i0 + g]) {
-            *o += a * n as f32 + c;
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
         }
-    } else if nib_block(acc.len()) == 32 {
-        axpy4::<16>(acc, row, i0, g, a, c)
-    } else {
-        axpy4::<8>(acc, row, i0, g, a, c)
     }
+    acc.iter().sum::<f32>() + tail
 }
 
-/// What one query row needs: packed K/V views, positions and specs.
-struct Rows<'a> {
+/// Packed K/V of one (batch, KV head) and the query position all rows of a unit share.
+struct Source<'a> {
     kv: &'a [u8],
     vv: &'a [u8],
     kbase: usize,
@@ -270,85 +275,160 @@ struct Rows<'a> {
     kpos: &'a [i32],
     pi: i32,
     window: Option<usize>,
-    sink: Option<f32>,
     ks: KvQuant,
     vs: KvQuant,
+    /// Slots 0..head come from these exact rows (head × D, head × Dv), already centered and
+    /// rotated like the packed ones; packed row j − head serves slot j ≥ head.
+    head: usize,
+    hk: &'a [f32],
+    hv: &'a [f32],
 }
 
-/// One query row of attention over packed K/V: `q` is pre-scaled, `out` gets the f32 result.
+/// Per-unit scratch: decoded K and V rows and the scores of the unit's key range.
+struct Scratch {
+    krow: Vec<f32>,
+    vrow: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+/// Attention of the `g` query rows in `q` (g × d, pre-scaled and rotated; the heads of one KV
+/// group at one position) over key slots `lo..hi`, unnormalized: `part` gets, per head, the
+/// running max, the sum of exp and the exp-weighted value sum ([m, l, acc(dv)]). Each K and V
+/// row is decoded once for the whole group.
 #[inline(always)]
-fn attend_row(r: &Rows, q: &[f32], scores: &mut [f32], out: &mut [f32]) {
-    let d = q.len();
-    let dv = out.len();
-    let (kg, vg) = (r.ks.group, r.vs.group);
-    let mut qsum = [0f32; 64];
-    let kgroups = d / kg;
-    for (g, s) in qsum.iter_mut().enumerate().take(kgroups) {
-        *s = q[g * kg..(g + 1) * kg].iter().sum();
-    }
-    let kd = r.ks.row_bytes(d);
-    let vd = r.vs.row_bytes(dv);
-    let mut m = r.sink.unwrap_or(f32::NEG_INFINITY);
-    for (j, &pj) in r.kpos.iter().enumerate() {
-        let visible = pj >= 0 && pj <= r.pi && r.window.is_none_or(|w| ((r.pi - pj) as usize) < w);
-        scores[j] = if visible {
-            let at = r.kbase + j * r.kstride;
-            let row = &r.kv[at..at + kd];
-            let mut s = 0.0;
-            for (g, qs) in qsum.iter().enumerate().take(kgroups) {
-                let (sc, mn) = scale_min(r.ks, d, row, g);
-                s += sc * dot_codes(r.ks.bits, q, row, g * kg, kg) + mn * qs;
-            }
-            s
-        } else {
-            f32::NEG_INFINITY
-        };
-        m = m.max(scores[j]);
-    }
-    out.iter_mut().for_each(|a| *a = 0.0);
-    if m == f32::NEG_INFINITY {
-        // No visible key and no sink: define the output as zeros.
-        return;
-    }
-    let mut denom = r.sink.map_or(0.0, |s| (s - m).exp());
-    for (j, &s) in scores.iter().enumerate() {
-        if s == f32::NEG_INFINITY {
+fn attend_part(
+    src: &Source,
+    q: &[f32],
+    bias: &[f32],
+    g: usize,
+    keys: std::ops::Range<usize>,
+    sc: &mut Scratch,
+    part: &mut [f32],
+) {
+    let (d, dv) = (sc.krow.len(), sc.vrow.len());
+    let (lo, hi) = (keys.start, keys.end);
+    let n = hi - lo;
+    let (kd, vd) = (src.ks.row_bytes(d), src.vs.row_bytes(dv));
+    part.iter_mut().for_each(|x| *x = 0.0);
+    let mut m = [f32::NEG_INFINITY; MAX_GROUP];
+    let scores = &mut sc.scores[..g * n];
+    for j in lo..hi {
+        let pj = src.kpos[j];
+        let visible =
+            pj >= 0 && pj <= src.pi && src.window.is_none_or(|w| ((src.pi - pj) as usize) < w);
+        if !visible {
+            scores[j - lo] = f32::NEG_INFINITY;
             continue;
         }
-        let p = (s - m).exp();
-        denom += p;
-        let at = r.vbase + j * r.vstride;
-        let row = &r.vv[at..at + vd];
-        for g in 0..dv / vg {
-            let (sc, mn) = scale_min(r.vs, dv, row, g);
-            axpy_codes(r.vs.bits, out, row, g * vg, vg, p * sc, p * mn);
+        if j < src.head {
+            sc.krow.copy_from_slice(&src.hk[j * d..(j + 1) * d]);
+        } else {
+            let at = src.kbase + (j - src.head) * src.kstride;
+            decode_stored(src.ks, &src.kv[at..at + kd], &mut sc.krow);
+        }
+        for h in 0..g {
+            let s = dot(&q[h * d..(h + 1) * d], &sc.krow) + bias[h];
+            scores[h * n + j - lo] = s;
+            m[h] = m[h].max(s);
         }
     }
-    let inv = 1.0 / denom;
-    out.iter_mut().for_each(|a| *a *= inv);
+    for h in 0..g {
+        part[h * (dv + 2)] = m[h];
+    }
+    if m[0] == f32::NEG_INFINITY {
+        return; // nothing visible in this range (visibility is the same for every head)
+    }
+    for j in lo..hi {
+        if scores[j - lo] == f32::NEG_INFINITY {
+            continue;
+        }
+        if j < src.head {
+            sc.vrow.copy_from_slice(&src.hv[j * dv..(j + 1) * dv]);
+        } else {
+            let at = src.vbase + (j - src.head) * src.vstride;
+            decode_stored(src.vs, &src.vv[at..at + vd], &mut sc.vrow);
+        }
+        for h in 0..g {
+            let p = (scores[h * n + j - lo] - m[h]).exp();
+            let ph = &mut part[h * (dv + 2)..(h + 1) * (dv + 2)];
+            ph[1] += p;
+            for (a, v) in ph[2..].iter_mut().zip(&sc.vrow) {
+                *a += p * v;
+            }
+        }
+    }
+}
+
+// The generic kernel compiled for wider SIMD: its fixed-width loops vectorize.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,fma")]
+unsafe fn attend_part_avx512(
+    src: &Source,
+    q: &[f32],
+    bias: &[f32],
+    g: usize,
+    keys: std::ops::Range<usize>,
+    sc: &mut Scratch,
+    part: &mut [f32],
+) {
+    attend_part(src, q, bias, g, keys, sc, part)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,fma")]
-unsafe fn attend_row_avx512(r: &Rows, q: &[f32], scores: &mut [f32], out: &mut [f32]) {
-    attend_row(r, q, scores, out)
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_part_avx2(
+    src: &Source,
+    q: &[f32],
+    bias: &[f32],
+    g: usize,
+    keys: std::ops::Range<usize>,
+    sc: &mut Scratch,
+    part: &mut [f32],
+) {
+    attend_part(src, q, bias, g, keys, sc, part)
 }
 
-fn attend(r: &Rows, q: &[f32], scores: &mut [f32], out: &mut [f32]) {
+fn attend(
+    src: &Source,
+    q: &[f32],
+    bias: &[f32],
+    g: usize,
+    keys: std::ops::Range<usize>,
+    sc: &mut Scratch,
+    part: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("fma")
     {
-        // SAFETY: the features were detected at run time.
-        return unsafe { attend_row_avx512(r, q, scores, out) };
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512bw") && has!("fma") {
+            // SAFETY: the features were detected at run time.
+            return unsafe { attend_part_avx512(src, q, bias, g, keys, sc, part) };
+        }
+        if has!("avx2") && has!("fma") {
+            // SAFETY: the features were detected at run time.
+            return unsafe { attend_part_avx2(src, q, bias, g, keys, sc, part) };
+        }
     }
-    attend_row(r, q, scores, out)
+    attend_part(src, q, bias, g, keys, sc, part)
 }
+
+/// Most query heads per KV head a unit handles at once (GQA ratio).
+const MAX_GROUP: usize = 64;
+
+/// Partial results shared with the pool's tasks, each writing its own unit.
+#[derive(Clone, Copy)]
+struct PartsPtr(*mut f32);
+// SAFETY: tasks write disjoint units; the buffer outlives the parallel loop.
+unsafe impl Send for PartsPtr {}
+unsafe impl Sync for PartsPtr {}
 
 #[allow(clippy::too_many_arguments)]
 pub fn quantized_sdpa(
     scale: f32,
     window: Option<usize>,
     has_sinks: bool,
+    k_centered: bool,
+    head: usize,
     ks: KvQuant,
     vs: KvQuant,
     inputs: &[Arg],
@@ -356,12 +436,12 @@ pub fn quantized_sdpa(
     out_dtype: DType,
 ) -> Result<Data> {
     let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
-    let (hq, tq, d) = (q.shape[1], q.shape[2], q.shape[3]);
-    let (hkv, tk, dv) = (k.shape[1], k.shape[2], shape[3]);
-    if d / ks.group > 64 {
+    let (b, hq, tq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
+    let (hkv, tk, dv) = (k.shape[1], k.shape[2] + head, shape[3]);
+    let group = hq / hkv;
+    if group > MAX_GROUP {
         return Err(Error::shape(format!(
-            "quantized_sdpa: expected at most 64 key groups per row, found {}",
-            d / ks.group
+            "quantized_sdpa: expected at most {MAX_GROUP} query heads per KV head, found {group}"
         )));
     }
     let qp = contiguous(&inputs[3])?;
@@ -386,48 +466,148 @@ pub fn quantized_sdpa(
     };
     let (kd, vd) = (rows_of(k)?, rows_of(v)?);
     let qd = contiguous(q)?;
-    let group = hq / hkv;
+    // Keys stored relative to a center μ: q·k = q·(k − μ) + q·μ, the last term one bias per
+    // query row (exact, sinks included).
+    let extra = 5 + has_sinks as usize;
+    let centers = if k_centered {
+        let c = &inputs[extra];
+        Some(contiguous(c)?.host_slice::<f32>(c.numel())?.to_vec())
+    } else {
+        None
+    };
+    // The exact head rows in the packed rows' basis: keys centered, both rotated.
+    let (mut hk, mut hv) = (Vec::new(), Vec::new());
+    if head > 0 {
+        let (a, b) = (
+            &inputs[extra + k_centered as usize],
+            &inputs[extra + k_centered as usize + 1],
+        );
+        hk = contiguous(a)?.host_slice::<f32>(a.numel())?.to_vec();
+        hv = contiguous(b)?.host_slice::<f32>(b.numel())?.to_vec();
+        // Row r of (B, Hkv, head) belongs to center row r / head of (B, Hkv, 1).
+        for (r, row) in hk.chunks_exact_mut(d).enumerate() {
+            if let Some(c) = &centers {
+                let cr = &c[r.checked_div(head).unwrap_or(0) * d..][..d];
+                row.iter_mut().zip(cr).for_each(|(x, c)| *x -= c);
+            }
+            if ks.rotate {
+                rotate(row);
+            }
+        }
+        if vs.rotate {
+            hv.chunks_exact_mut(dv).for_each(rotate);
+        }
+    }
     let kv = kd.host()?.as_slice::<u8>()?;
     let vv = vd.host()?.as_slice::<u8>()?;
     let (kst, vst) = (&kd.strides, &vd.strides);
+    // Work units: (batch, KV head, query position, key split). Decode splits the keys so a
+    // few KV heads still spread over every thread (flash-decoding); prefill has rows enough.
+    let groups = b * hkv * tq;
+    let threads = super::spin::threads();
+    let splits = if tq == 1 {
+        (2 * threads)
+            .div_ceil(groups)
+            .clamp(1, tk.div_ceil(256).max(1))
+    } else {
+        1
+    };
+    let per_split = tk.div_ceil(splits);
+    let unit_len = group * (dv + 2);
+    let mut parts = vec![0f32; groups * splits * unit_len];
     let mut out = alloc(shape, out_dtype)?;
     crate::dispatch_float!(q.dtype, "quantized_sdpa", Q => {
         let qv = qd.host_slice::<Q>(q.numel())?;
-        let o = out.as_mut_slice::<Q>()?;
-        o.par_chunks_mut(dv).enumerate().for_each_init(
-            || (vec![0f32; d], vec![0f32; dv], vec![0f32; tk]),
-            |(qrow, acc, scores), (row, orow)| {
-                let (bi, h, i) = (row / (hq * tq), (row / tq) % hq, row % tq);
-                let hk = h / group;
-                for (r, x) in qrow.iter_mut().zip(&qv[row * d..(row + 1) * d]) {
+        let scratch = || (Scratch { krow: vec![0f32; d], vrow: vec![0f32; dv], scores: vec![0f32; group * per_split] }, vec![0f32; group * d], [0f32; MAX_GROUP]);
+        // Unit u: group index gi = u / splits (gi = (bi·hkv + hk)·tq + i), split u % splits.
+        let unit = |(sc, qs, bias): &mut (Scratch, Vec<f32>, [f32; MAX_GROUP]), u: usize, part: &mut [f32]| {
+            let (gi, sp) = (u / splits, u % splits);
+            let (bi, hk_i, i) = (gi / (hkv * tq), (gi / tq) % hkv, gi % tq);
+            for hh in 0..group {
+                let row = (bi * hq + hk_i * group + hh) * tq + i;
+                let qr = &mut qs[hh * d..(hh + 1) * d];
+                for (r, x) in qr.iter_mut().zip(&qv[row * d..(row + 1) * d]) {
                     *r = x.to_f32() * scale;
                 }
+                bias[hh] = centers.as_ref().map_or(0.0, |c| dot(qr, &c[(bi * hkv + hk_i) * d..][..d]));
                 if ks.rotate {
-                    rotate(qrow);
+                    rotate(qr);
                 }
-                let rows = Rows {
-                    kv,
-                    vv,
-                    kbase: kd.offset + bi * kst[0] + hk * kst[1],
-                    vbase: vd.offset + bi * vst[0] + hk * vst[1],
-                    kstride: kst[2],
-                    vstride: vst[2],
-                    kpos,
-                    pi: qpos[i],
-                    window,
-                    sink: sinks.as_ref().map(|s| s[h]),
-                    ks,
-                    vs,
-                };
-                attend(&rows, qrow, scores, acc);
+            }
+            let src = Source {
+                kv,
+                vv,
+                kbase: kd.offset + bi * kst[0] + hk_i * kst[1],
+                vbase: vd.offset + bi * vst[0] + hk_i * vst[1],
+                kstride: kst[2],
+                vstride: vst[2],
+                kpos,
+                pi: qpos[i],
+                window,
+                ks,
+                vs,
+                head,
+                hk: if head > 0 { &hk[(bi * hkv + hk_i) * head * d..][..head * d] } else { &[] },
+                hv: if head > 0 { &hv[(bi * hkv + hk_i) * head * dv..][..head * dv] } else { &[] },
+            };
+            let lo = (sp * per_split).min(tk);
+            attend(&src, qs, &bias[..group], group, lo..(lo + per_split).min(tk), sc, part);
+        };
+        if tq == 1 {
+            let ptr = PartsPtr(parts.as_mut_ptr());
+            let n = groups * splits;
+            super::spin::parallel_for(n, &|u| {
+                let mut sc = scratch();
+                // SAFETY: unit u owns parts[u·unit_len..(u+1)·unit_len].
+                let part = unsafe { std::slice::from_raw_parts_mut({ ptr }.0.add(u * unit_len), unit_len) };
+                unit(&mut sc, u, part);
+            });
+        } else {
+            parts.par_chunks_mut(unit_len).enumerate().for_each_init(scratch, |sc, (u, part)| unit(sc, u, part));
+        }
+        // Merge the splits of each unit with the sink, normalize, un-rotate, write out.
+        let o = out.as_mut_slice::<Q>()?;
+        let mut acc = vec![0f32; dv];
+        for gi in 0..groups {
+            let (bi, hk, i) = (gi / (hkv * tq), (gi / tq) % hkv, gi % tq);
+            for hh in 0..group {
+                let h = hk * group + hh;
+                let at = |sp: usize| ((gi * splits + sp) * group + hh) * (dv + 2);
+                let sink = sinks.as_ref().map(|s| s[h]);
+                let mut m = sink.unwrap_or(f32::NEG_INFINITY);
+                for sp in 0..splits {
+                    m = m.max(parts[at(sp)]);
+                }
+                let row = (bi * hq + h) * tq + i;
+                let orow = &mut o[row * dv..(row + 1) * dv];
+                if m == f32::NEG_INFINITY {
+                    // No visible key and no sink: define the output as zeros.
+                    orow.iter_mut().for_each(|x| *x = Q::from_f32(0.0));
+                    continue;
+                }
+                let mut denom = sink.map_or(0.0, |s| (s - m).exp());
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                for sp in 0..splits {
+                    let p = &parts[at(sp)..at(sp) + dv + 2];
+                    if p[0] == f32::NEG_INFINITY {
+                        continue;
+                    }
+                    let w = (p[0] - m).exp();
+                    denom += w * p[1];
+                    for (a, x) in acc.iter_mut().zip(&p[2..]) {
+                        *a += w * x;
+                    }
+                }
+                let inv = 1.0 / denom;
+                acc.iter_mut().for_each(|a| *a *= inv);
                 if vs.rotate {
-                    unrotate(acc);
+                    unrotate(&mut acc);
                 }
-                for (o, a) in orow.iter_mut().zip(acc.iter()) {
-                    *o = Q::from_f32(*a);
+                for (x, a) in orow.iter_mut().zip(&acc) {
+                    *x = Q::from_f32(*a);
                 }
-            },
-        );
+            }
+        }
     });
     Ok(finish(out, shape))
 }

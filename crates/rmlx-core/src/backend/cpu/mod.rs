@@ -116,17 +116,36 @@ impl Backend for CpuBackend {
                 has_sinks,
             } => attention::sdpa(*scale, *window, *has_sinks, &inputs, s, d),
             Primitive::QuantizeKv(q) => attention_quantized::quantize_kv(*q, &inputs[0], s),
-            Primitive::DequantizeKv { spec, dim } => {
-                attention_quantized::dequantize_kv(*spec, *dim, &inputs[0], s)
-            }
+            Primitive::DequantizeKv {
+                spec,
+                dim,
+                centered,
+            } => attention_quantized::dequantize_kv(
+                *spec,
+                *dim,
+                &inputs[0],
+                centered.then(|| &inputs[1]),
+                s,
+            ),
             Primitive::QuantizedSdpa {
                 scale,
                 window,
                 has_sinks,
+                k_centered,
+                head,
                 k,
                 v,
             } => attention_quantized::quantized_sdpa(
-                *scale, *window, *has_sinks, *k, *v, &inputs, s, d,
+                *scale,
+                *window,
+                *has_sinks,
+                *k_centered,
+                *head,
+                *k,
+                *v,
+                &inputs,
+                s,
+                d,
             ),
             Primitive::Custom(op) => op.eval_cpu(&inputs, s, d),
         }
