@@ -1,5 +1,6 @@
 //! Dot products of an f32 activation row with a weight row of f32/bf16/f16, the inner loop of
-//! GEMV for unquantized weights. AVX-512 where present, portable code elsewhere.
+//! GEMV for unquantized weights. AVX-512 where present, else AVX2 (`simd_avx2.rs`), portable
+//! code elsewhere.
 
 use half::{bf16, f16};
 
@@ -144,6 +145,9 @@ pub fn has_avx512() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
 
+#[cfg(target_arch = "x86_64")]
+use super::simd_avx2 as avx2;
+
 impl DotWeight for f32 {
     fn dot(x: &[f32], w: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
@@ -151,7 +155,25 @@ impl DotWeight for f32 {
             // SAFETY: feature checked at run time; slices have equal length.
             return unsafe { avx512::dot_f32(x, &w[..x.len()]) };
         }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..x.len()];
+            // SAFETY: features checked; `w` holds x.len() f32s.
+            return unsafe { avx2::dot::<{ avx2::F32 }>(x, w.as_ptr() as *const u8) };
+        }
         dot_scalar(x, w)
+    }
+
+    fn axpy(p: f32, w: &[f32], acc: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..acc.len()];
+            // SAFETY: features checked; `w` holds acc.len() f32s.
+            return unsafe { avx2::axpy::<{ avx2::F32 }>(p, w.as_ptr() as *const u8, acc) };
+        }
+        for (a, x) in acc.iter_mut().zip(w) {
+            *a += p * x;
+        }
     }
 }
 
@@ -163,6 +185,12 @@ impl DotWeight for bf16 {
                 unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, acc.len()) };
             // SAFETY: feature checked; bf16 is a transparent u16; lengths match.
             return unsafe { avx512::axpy_16(p, bits, acc, true) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..acc.len()];
+            // SAFETY: features checked; `w` holds acc.len() bf16 values.
+            return unsafe { avx2::axpy::<{ avx2::BF16 }>(p, w.as_ptr() as *const u8, acc) };
         }
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x.to_f32();
@@ -177,6 +205,12 @@ impl DotWeight for bf16 {
             // SAFETY: feature checked; bf16 is a transparent u16.
             return unsafe { avx512::dot_bf16(x, bits) };
         }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..x.len()];
+            // SAFETY: features checked; `w` holds x.len() bf16 values.
+            return unsafe { avx2::dot::<{ avx2::BF16 }>(x, w.as_ptr() as *const u8) };
+        }
         dot_scalar(x, w)
     }
 }
@@ -190,6 +224,12 @@ impl DotWeight for f16 {
             // SAFETY: feature checked; f16 is a transparent u16; lengths match.
             return unsafe { avx512::axpy_16(p, bits, acc, false) };
         }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..acc.len()];
+            // SAFETY: features checked; `w` holds acc.len() f16 values.
+            return unsafe { avx2::axpy::<{ avx2::F16 }>(p, w.as_ptr() as *const u8, acc) };
+        }
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x.to_f32();
         }
@@ -202,6 +242,12 @@ impl DotWeight for f16 {
                 unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, x.len()) };
             // SAFETY: feature checked; f16 is a transparent u16.
             return unsafe { avx512::dot_f16(x, bits) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..x.len()];
+            // SAFETY: features checked; `w` holds x.len() f16 values.
+            return unsafe { avx2::dot::<{ avx2::F16 }>(x, w.as_ptr() as *const u8) };
         }
         dot_scalar(x, w)
     }
@@ -225,12 +271,14 @@ mod tests {
             let rh = dot_scalar(&x, &wh);
             assert!((f16::dot(&x, &wh) - rh).abs() < 1e-4 * (1.0 + rh.abs()));
             // axpy against the scalar loop
-            let (mut a1, mut a2) = (x.clone(), x.clone());
+            let (mut a1, mut a2, mut a3) = (x.clone(), x.clone(), x.clone());
             f16::axpy(0.3, &wh, &mut a1);
             bf16::axpy(-0.7, &wb, &mut a2);
+            f32::axpy(1.3, &w, &mut a3);
             for i in 0..n {
                 assert!((a1[i] - (x[i] + 0.3 * wh[i].to_f32())).abs() < 1e-5);
                 assert!((a2[i] - (x[i] - 0.7 * wb[i].to_f32())).abs() < 1e-5);
+                assert!((a3[i] - (x[i] + 1.3 * w[i])).abs() < 1e-5);
             }
         }
     }
