@@ -154,7 +154,7 @@ fn quantize_x(x: &Arg, k: usize) -> Result<QRows> {
         let one = |xf: &mut Vec<f32>, (r, ((qr, dr), sr)): Row| {
             xf.clear();
             xf.extend(xs[r * k..(r + 1) * k].iter().map(|v| v.to_f32()));
-            act::quantize_row(xf, qr, dr, sr);
+            act::quantize_row_fast(xf, qr, dr, sr);
         };
         if m < 16 {
             // Decode: a rayon dispatch would cost more than quantizing a few rows.
