@@ -13,6 +13,92 @@ pub trait DotWeight: crate::dtype::Element {
             *a += p * x.to_f32();
         }
     }
+    /// out[i] = x · w[base + i·stride ..][..x.len()] (attention's scores over a run of keys).
+    fn dots(x: &[f32], w: &[Self], base: usize, stride: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kind) = avx2_kind::<Self>() {
+            let (d, n) = (x.len(), out.len());
+            assert!(
+                n == 0 || base + (n - 1) * stride + d <= w.len(),
+                "dots: rows out of bounds"
+            );
+            // SAFETY: features checked (`avx2_kind`); every row is in bounds (asserted).
+            unsafe {
+                let p = w.as_ptr().add(base) as *const u8;
+                match kind {
+                    avx2::F32 => avx2::dots::<{ avx2::F32 }>(x, p, stride, out),
+                    avx2::BF16 => avx2::dots::<{ avx2::BF16 }>(x, p, stride, out),
+                    _ => avx2::dots::<{ avx2::F16 }>(x, p, stride, out),
+                }
+            }
+            return;
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            let s = base + i * stride;
+            *o = Self::dot(x, &w[s..s + x.len()]);
+        }
+    }
+    /// acc += Σ_i p[i] · w[base + i·stride ..][..acc.len()], skipping rows with p[i] = 0.
+    fn axpys(p: &[f32], w: &[Self], base: usize, stride: usize, acc: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kind) = avx2_kind::<Self>() {
+            let (d, n) = (acc.len(), p.len());
+            assert!(
+                n == 0 || base + (n - 1) * stride + d <= w.len(),
+                "axpys: rows out of bounds"
+            );
+            // SAFETY: features checked (`avx2_kind`); every row is in bounds (asserted).
+            unsafe {
+                let q = w.as_ptr().add(base) as *const u8;
+                match kind {
+                    avx2::F32 => avx2::axpys::<{ avx2::F32 }>(p, q, stride, acc),
+                    avx2::BF16 => avx2::axpys::<{ avx2::BF16 }>(p, q, stride, acc),
+                    _ => avx2::axpys::<{ avx2::F16 }>(p, q, stride, acc),
+                }
+            }
+            return;
+        }
+        for (i, &pi) in p.iter().enumerate() {
+            if pi != 0.0 {
+                let s = base + i * stride;
+                Self::axpy(pi, &w[s..s + acc.len()], acc);
+            }
+        }
+    }
+}
+
+/// The AVX2 batched kernels' element kind for `T`, on CPUs with AVX2 but not AVX-512 (those
+/// keep their per-row AVX-512 loops).
+#[cfg(target_arch = "x86_64")]
+fn avx2_kind<T: crate::dtype::Element>() -> Option<u8> {
+    if has_avx512() || !avx2::has_avx2() {
+        return None;
+    }
+    match T::DTYPE {
+        crate::dtype::DType::F32 => Some(avx2::F32),
+        crate::dtype::DType::BF16 => Some(avx2::BF16),
+        crate::dtype::DType::F16 => Some(avx2::F16),
+        _ => None,
+    }
+}
+
+/// s[i] ← exp(s[i] − m), 0 for s[i] = −∞; returns Σ s (softmax numerators, m the maximum).
+pub fn exp_sub(s: &mut [f32], m: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::has_avx2() {
+        // SAFETY: features checked.
+        return unsafe { avx2::exp_sub(s, m) };
+    }
+    let mut sum = 0.0;
+    for v in s.iter_mut() {
+        *v = if *v == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*v - m).exp()
+        };
+        sum += *v;
+    }
+    sum
 }
 
 fn dot_scalar<T: crate::dtype::Element>(x: &[f32], w: &[T]) -> f32 {

@@ -106,6 +106,146 @@ pub unsafe fn axpy<const W: u8>(p: f32, w: *const u8, acc: &mut [f32]) {
     }
 }
 
+/// out[i] = x · w_i for the rows w_i = `w + i·stride` (elements), 4 rows at a time so each
+/// load of x serves 4 FMAs (attention's scores over a run of keys).
+///
+/// # Safety
+/// As `dot`, with every row holding `x.len()` elements of kind `W`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dots<const W: u8>(x: &[f32], w: *const u8, stride: usize, out: &mut [f32]) {
+    let (d, n) = (x.len(), out.len());
+    let size = if W == F32 { 4 } else { 2 };
+    let row = |i: usize| w.add(i * stride * size);
+    let d8 = d / 8 * 8;
+    let mut i = 0;
+    while i + 4 <= n {
+        let r = [row(i), row(i + 1), row(i + 2), row(i + 3)];
+        let mut a = [_mm256_setzero_ps(); 4];
+        let mut e = 0;
+        while e < d8 {
+            let xv = _mm256_loadu_ps(x.as_ptr().add(e));
+            for (aj, rj) in a.iter_mut().zip(r) {
+                *aj = _mm256_fmadd_ps(xv, load8::<W>(rj, e), *aj);
+            }
+            e += 8;
+        }
+        // [a0 a1 a2 a3] lane sums: two rounds of hadd, then the two halves.
+        let t = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        let mut s = [0f32; 4];
+        _mm_storeu_ps(
+            s.as_mut_ptr(),
+            _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)),
+        );
+        for (j, sj) in s.iter_mut().enumerate() {
+            for (e, xe) in x.iter().enumerate().skip(d8) {
+                *sj += xe * load1::<W>(r[j], e);
+            }
+            out[i + j] = *sj;
+        }
+        i += 4;
+    }
+    while i < n {
+        out[i] = dot::<W>(x, row(i));
+        i += 1;
+    }
+}
+
+/// acc += Σ_i p[i] · w_i over the rows w_i = `w + i·stride` (elements), rows with p[i] = 0
+/// skipped; 32 outputs stay in registers across all rows (attention's weighted sum of values).
+///
+/// # Safety
+/// As `dot`, with every row holding `acc.len()` elements of kind `W`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn axpys<const W: u8>(p: &[f32], w: *const u8, stride: usize, acc: &mut [f32]) {
+    let dv = acc.len();
+    let size = if W == F32 { 4 } else { 2 };
+    let ap = acc.as_mut_ptr();
+    let mut e0 = 0;
+    while e0 + 32 <= dv {
+        let mut a = [0, 1, 2, 3].map(|j| _mm256_loadu_ps(ap.add(e0 + 8 * j)));
+        for (i, &pi) in p.iter().enumerate() {
+            if pi == 0.0 {
+                continue;
+            }
+            let (pv, r) = (_mm256_set1_ps(pi), w.add(i * stride * size));
+            for (j, aj) in a.iter_mut().enumerate() {
+                *aj = _mm256_fmadd_ps(pv, load8::<W>(r, e0 + 8 * j), *aj);
+            }
+        }
+        for (j, aj) in a.iter().enumerate() {
+            _mm256_storeu_ps(ap.add(e0 + 8 * j), *aj);
+        }
+        e0 += 32;
+    }
+    if e0 < dv {
+        for (i, &pi) in p.iter().enumerate() {
+            if pi != 0.0 {
+                let r = w.add((i * stride + e0) * size);
+                axpy::<W>(pi, r, &mut acc[e0..]);
+            }
+        }
+    }
+}
+
+/// s[i] ← exp(s[i] − m) (−∞ and results below 2^−126 give 0); returns Σ s. Cephes' expf
+/// polynomial (relative error ~2e-7) on 8 lanes.
+///
+/// # Safety
+/// AVX2 and FMA must be present.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp_sub(s: &mut [f32], m: f32) -> f32 {
+    let n = s.len();
+    let p = s.as_mut_ptr();
+    let mv = _mm256_set1_ps(m);
+    let mut sum = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
+        _mm256_storeu_ps(p.add(i), e);
+        sum = _mm256_add_ps(sum, e);
+        i += 8;
+    }
+    let mut total = hsum(sum);
+    while i < n {
+        let v = s[i] - m;
+        s[i] = if v < -87.0 { 0.0 } else { v.exp() };
+        total += s[i];
+        i += 1;
+    }
+    total
+}
+
+#[inline(always)]
+unsafe fn exp8(x: __m256) -> __m256 {
+    // exp(x) = 2^n · exp(r), n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in two parts).
+    let tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0), _CMP_LT_OQ);
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
+        _mm256_set1_ps(88.0),
+    );
+    let n = _mm256_round_ps(
+        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+    );
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut y = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+    }
+    let y = _mm256_fmadd_ps(
+        y,
+        _mm256_mul_ps(r, r),
+        _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+    );
+    let scale = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+        23,
+    );
+    // `tiny` covers −∞ and NaN-free underflow; the result there is 0.
+    _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(scale)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +309,79 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Batched dots/axpys over strided rows and the vector exp against scalar loops.
+    #[test]
+    fn avx2_batched_rows_and_exp_match_scalar() {
+        if !has_avx2() {
+            eprintln!("skipping: no AVX2/FMA/F16C");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(4);
+        for d in [8usize, 13, 32, 64, 96] {
+            for n in [1usize, 3, 4, 5, 9] {
+                let stride = d + 3;
+                let x: Vec<f32> = (0..d).map(|_| rng.gen::<f32>() * 2.0 - 1.0).collect();
+                let w: Vec<f32> = (0..n * stride)
+                    .map(|_| rng.gen::<f32>() * 2.0 - 1.0)
+                    .collect();
+                let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                let wf: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
+                let p: Vec<f32> = (0..n)
+                    .map(|i| if i % 3 == 1 { 0.0 } else { rng.gen() })
+                    .collect();
+                for (ws, ptr, kind) in [
+                    (&w, w.as_ptr() as *const u8, F32),
+                    (&wf, wh.as_ptr() as *const u8, F16),
+                ] {
+                    let mut out = vec![0f32; n];
+                    let mut acc: Vec<f32> = x.clone();
+                    // SAFETY: features checked; n rows of `stride` elements hold d each.
+                    unsafe {
+                        if kind == F32 {
+                            dots::<F32>(&x, ptr, stride, &mut out);
+                            axpys::<F32>(&p, ptr, stride, &mut acc);
+                        } else {
+                            dots::<F16>(&x, ptr, stride, &mut out);
+                            axpys::<F16>(&p, ptr, stride, &mut acc);
+                        }
+                    }
+                    for i in 0..n {
+                        let row = &ws[i * stride..][..d];
+                        let want: f32 = x.iter().zip(row).map(|(a, b)| a * b).sum();
+                        assert!(
+                            (out[i] - want).abs() < 1e-5 * (1.0 + want.abs()),
+                            "dots d{d} n{n}"
+                        );
+                    }
+                    for e in 0..d {
+                        let want = x[e] + (0..n).map(|i| p[i] * ws[i * stride + e]).sum::<f32>();
+                        assert!(
+                            (acc[e] - want).abs() < 1e-5 * (1.0 + want.abs()),
+                            "axpys d{d} n{n}"
+                        );
+                    }
+                }
+            }
+        }
+        for n in [1usize, 7, 8, 9, 40] {
+            let mut s: Vec<f32> = (0..n).map(|_| rng.gen::<f32>() * 40.0 - 30.0).collect();
+            // Masked keys and deep underflow (m, the maximum, is finite for callers).
+            if n > 2 {
+                s[0] = f32::NEG_INFINITY;
+                s[2] = -200.0;
+            }
+            let m = s.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            let want: Vec<f32> = s.iter().map(|&v| (v - m).exp()).collect();
+            // SAFETY: features checked.
+            let sum = unsafe { exp_sub(&mut s, m) };
+            for (g, w) in s.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-6 * w + 1e-30, "exp n{n}: {g} vs {w}");
+            }
+            let ws: f32 = want.iter().sum();
+            assert!((sum - ws).abs() < 1e-6 * ws, "exp sum n{n}");
         }
     }
 }
