@@ -285,13 +285,15 @@ fn rope_layouts_match_naive() {
 #[test]
 fn sdpa_matches_reference_with_gqa_window_and_sinks() {
     let mut r = rng();
-    for &(hq, hkv, tq, tk, window, sinks) in &[
-        (4usize, 2usize, 5usize, 5usize, None, false),
-        (8, 2, 3, 11, Some(4usize), true),
-        (4, 4, 1, 9, None, true),
-        (6, 3, 7, 7, Some(3), false),
+    for &(hq, hkv, tq, tk, window, sinks, d) in &[
+        (4usize, 2usize, 5usize, 5usize, None, false, 16usize),
+        (8, 2, 3, 11, Some(4usize), true, 16),
+        (4, 4, 1, 9, None, true, 16),
+        (6, 3, 7, 7, Some(3), false, 16),
+        // Head size 64 and runs of keys longer than the SIMD steps (4 keys, 32 outputs).
+        (6, 2, 9, 41, Some(30), true, 64),
+        (3, 3, 1, 37, None, false, 64),
     ] {
-        let d = 16;
         let (q, _) = rand_array(&mut r, &[2, hq, tq, d]);
         let (k, _) = rand_array(&mut r, &[2, hkv, tk, d]);
         let (v, _) = rand_array(&mut r, &[2, hkv, tk, d]);

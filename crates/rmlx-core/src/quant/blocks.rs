@@ -180,7 +180,7 @@ pub fn q3k_scales(s: &[u8; 12]) -> [i8; 16] {
 
 /// 2^(e − 128): the E8M0 scale halved, paired with E2M1 values doubled to integers.
 #[inline(always)]
-pub fn e8m0_half(e: u8) -> f32 {
+pub const fn e8m0_half(e: u8) -> f32 {
     match e {
         0 => f32::from_bits(1 << 21),
         1 => f32::from_bits(1 << 22),

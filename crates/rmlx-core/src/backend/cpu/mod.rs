@@ -11,6 +11,8 @@ pub mod quantized;
 mod reduce;
 mod rope;
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod simd_avx2;
 pub mod spin;
 pub mod strided;
 mod unary;

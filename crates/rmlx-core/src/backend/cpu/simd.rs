@@ -1,6 +1,6 @@
 //! Dot products of an f32 activation row with a weight row of f32/bf16/f16, the inner loop of
-//! GEMV for unquantized weights. AVX-512 or AVX2 (+FMA, F16C) where present, portable code
-//! elsewhere (the level is detected once).
+//! GEMV for unquantized weights. AVX-512 where present, else AVX2 (`simd_avx2.rs`), portable
+//! code elsewhere.
 
 use half::{bf16, f16};
 
@@ -13,6 +13,92 @@ pub trait DotWeight: crate::dtype::Element {
             *a += p * x.to_f32();
         }
     }
+    /// out[i] = x · w[base + i·stride ..][..x.len()] (attention's scores over a run of keys).
+    fn dots(x: &[f32], w: &[Self], base: usize, stride: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kind) = avx2_kind::<Self>() {
+            let (d, n) = (x.len(), out.len());
+            assert!(
+                n == 0 || base + (n - 1) * stride + d <= w.len(),
+                "dots: rows out of bounds"
+            );
+            // SAFETY: features checked (`avx2_kind`); every row is in bounds (asserted).
+            unsafe {
+                let p = w.as_ptr().add(base) as *const u8;
+                match kind {
+                    avx2::F32 => avx2::dots::<{ avx2::F32 }>(x, p, stride, out),
+                    avx2::BF16 => avx2::dots::<{ avx2::BF16 }>(x, p, stride, out),
+                    _ => avx2::dots::<{ avx2::F16 }>(x, p, stride, out),
+                }
+            }
+            return;
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            let s = base + i * stride;
+            *o = Self::dot(x, &w[s..s + x.len()]);
+        }
+    }
+    /// acc += Σ_i p[i] · w[base + i·stride ..][..acc.len()], skipping rows with p[i] = 0.
+    fn axpys(p: &[f32], w: &[Self], base: usize, stride: usize, acc: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kind) = avx2_kind::<Self>() {
+            let (d, n) = (acc.len(), p.len());
+            assert!(
+                n == 0 || base + (n - 1) * stride + d <= w.len(),
+                "axpys: rows out of bounds"
+            );
+            // SAFETY: features checked (`avx2_kind`); every row is in bounds (asserted).
+            unsafe {
+                let q = w.as_ptr().add(base) as *const u8;
+                match kind {
+                    avx2::F32 => avx2::axpys::<{ avx2::F32 }>(p, q, stride, acc),
+                    avx2::BF16 => avx2::axpys::<{ avx2::BF16 }>(p, q, stride, acc),
+                    _ => avx2::axpys::<{ avx2::F16 }>(p, q, stride, acc),
+                }
+            }
+            return;
+        }
+        for (i, &pi) in p.iter().enumerate() {
+            if pi != 0.0 {
+                let s = base + i * stride;
+                Self::axpy(pi, &w[s..s + acc.len()], acc);
+            }
+        }
+    }
+}
+
+/// The AVX2 batched kernels' element kind for `T`, on CPUs with AVX2 but not AVX-512 (those
+/// keep their per-row AVX-512 loops).
+#[cfg(target_arch = "x86_64")]
+fn avx2_kind<T: crate::dtype::Element>() -> Option<u8> {
+    if has_avx512() || !avx2::has_avx2() {
+        return None;
+    }
+    match T::DTYPE {
+        crate::dtype::DType::F32 => Some(avx2::F32),
+        crate::dtype::DType::BF16 => Some(avx2::BF16),
+        crate::dtype::DType::F16 => Some(avx2::F16),
+        _ => None,
+    }
+}
+
+/// s[i] ← exp(s[i] − m), 0 for s[i] = −∞; returns Σ s (softmax numerators, m the maximum).
+pub fn exp_sub(s: &mut [f32], m: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::has_avx2() {
+        // SAFETY: features checked.
+        return unsafe { avx2::exp_sub(s, m) };
+    }
+    let mut sum = 0.0;
+    for v in s.iter_mut() {
+        *v = if *v == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*v - m).exp()
+        };
+        sum += *v;
+    }
+    sum
 }
 
 fn dot_scalar<T: crate::dtype::Element>(x: &[f32], w: &[T]) -> f32 {
@@ -141,203 +227,117 @@ mod avx512 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-    }
-
-    /// 8 weights at `p` as f32 (`bf16`: shift the bits; `f16`: vcvtph2ps).
-    #[inline(always)]
-    unsafe fn load_16(p: *const u16, bf16: bool) -> __m256 {
-        let h = _mm_loadu_si128(p as *const __m128i);
-        if bf16 {
-            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
-        } else {
-            _mm256_cvtph_ps(h)
-        }
-    }
-
-    #[inline(always)]
-    fn widen(w: u16, bf16: bool) -> f32 {
-        if bf16 {
-            f32::from_bits((w as u32) << 16)
-        } else {
-            half::f16::from_bits(w).to_f32()
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_f32(x: &[f32], w: &[f32]) -> f32 {
-        let n = x.len();
-        let mut a = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (j, aj) in a.iter_mut().enumerate() {
-                let o = i + 8 * j;
-                *aj = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(x.as_ptr().add(o)),
-                    _mm256_loadu_ps(w.as_ptr().add(o)),
-                    *aj,
-                );
-            }
-            i += 32;
-        }
-        let mut s = hsum(_mm256_add_ps(
-            _mm256_add_ps(a[0], a[1]),
-            _mm256_add_ps(a[2], a[3]),
-        ));
-        while i < n {
-            s += x[i] * w[i];
-            i += 1;
-        }
-        s
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_16(x: &[f32], w: &[u16], bf16: bool) -> f32 {
-        let n = x.len();
-        let mut a = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (j, aj) in a.iter_mut().enumerate() {
-                let o = i + 8 * j;
-                *aj = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(x.as_ptr().add(o)),
-                    load_16(w.as_ptr().add(o), bf16),
-                    *aj,
-                );
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            a[0] = _mm256_fmadd_ps(
-                _mm256_loadu_ps(x.as_ptr().add(i)),
-                load_16(w.as_ptr().add(i), bf16),
-                a[0],
-            );
-            i += 8;
-        }
-        let mut s = hsum(_mm256_add_ps(
-            _mm256_add_ps(a[0], a[1]),
-            _mm256_add_ps(a[2], a[3]),
-        ));
-        while i < n {
-            s += x[i] * widen(w[i], bf16);
-            i += 1;
-        }
-        s
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn axpy_16(p: f32, w: &[u16], acc: &mut [f32], bf16: bool) {
-        let n = acc.len();
-        let pv = _mm256_set1_ps(p);
-        let mut i = 0;
-        while i + 8 <= n {
-            let a = _mm256_loadu_ps(acc.as_ptr().add(i));
-            let v = _mm256_fmadd_ps(pv, load_16(w.as_ptr().add(i), bf16), a);
-            _mm256_storeu_ps(acc.as_mut_ptr().add(i), v);
-            i += 8;
-        }
-        while i < n {
-            acc[i] += p * widen(w[i], bf16);
-            i += 1;
-        }
-    }
+pub fn has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f")
 }
 
-/// The widest SIMD level this CPU runs, detected once.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Level {
-    Avx512,
-    Avx2,
-    Portable,
-}
-
-fn level() -> Level {
-    static L: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    *L.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                return Level::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2")
-                && std::is_x86_feature_detected!("fma")
-                && std::is_x86_feature_detected!("f16c")
-            {
-                return Level::Avx2;
-            }
-        }
-        Level::Portable
-    })
-}
-
-/// 16-bit float weights as their bits (bf16 and f16 are transparent u16s).
-fn bits<T: crate::dtype::Element>(w: &[T], n: usize) -> &[u16] {
-    debug_assert!(std::mem::size_of::<T>() == 2 && w.len() >= n);
-    // SAFETY: called only for bf16/f16, 2-byte transparent wrappers of u16; n ≤ w.len().
-    unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, n) }
-}
+#[cfg(target_arch = "x86_64")]
+use super::simd_avx2 as avx2;
 
 impl DotWeight for f32 {
     fn dot(x: &[f32], w: &[f32]) -> f32 {
-        let w = &w[..x.len()];
-        // SAFETY (all arms): the level was detected at run time; slices have equal length.
-        match level() {
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => unsafe { avx512::dot_f32(x, w) },
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => unsafe { avx2::dot_f32(x, w) },
-            _ => dot_scalar(x, w),
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            // SAFETY: feature checked at run time; slices have equal length.
+            return unsafe { avx512::dot_f32(x, &w[..x.len()]) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..x.len()];
+            // SAFETY: features checked; `w` holds x.len() f32s.
+            return unsafe { avx2::dot::<{ avx2::F32 }>(x, w.as_ptr() as *const u8) };
+        }
+        dot_scalar(x, w)
+    }
+
+    fn axpy(p: f32, w: &[f32], acc: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..acc.len()];
+            // SAFETY: features checked; `w` holds acc.len() f32s.
+            return unsafe { avx2::axpy::<{ avx2::F32 }>(p, w.as_ptr() as *const u8, acc) };
+        }
+        for (a, x) in acc.iter_mut().zip(w) {
+            *a += p * x;
         }
     }
 }
 
-/// `DotWeight` for a 16-bit float type through the shared 16-bit kernels.
-macro_rules! dot_weight_16 {
-    ($t:ty, $bf16:expr) => {
-        impl DotWeight for $t {
-            fn axpy(p: f32, w: &[$t], acc: &mut [f32]) {
-                let wb = bits(w, acc.len());
-                // SAFETY (all arms): level detected at run time; lengths match.
-                match level() {
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx512 => unsafe { avx512::axpy_16(p, wb, acc, $bf16) },
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx2 => unsafe { avx2::axpy_16(p, wb, acc, $bf16) },
-                    _ => {
-                        for (a, x) in acc.iter_mut().zip(w) {
-                            *a += p * x.to_f32();
-                        }
-                    }
-                }
-            }
-
-            fn dot(x: &[f32], w: &[$t]) -> f32 {
-                let wb = bits(w, x.len());
-                // SAFETY (all arms): level detected at run time; lengths match.
-                match level() {
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx512 if $bf16 => unsafe { avx512::dot_bf16(x, wb) },
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx512 => unsafe { avx512::dot_f16(x, wb) },
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx2 => unsafe { avx2::dot_16(x, wb, $bf16) },
-                    _ => dot_scalar(x, w),
-                }
-            }
+impl DotWeight for bf16 {
+    fn axpy(p: f32, w: &[bf16], acc: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            let bits: &[u16] =
+                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, acc.len()) };
+            // SAFETY: feature checked; bf16 is a transparent u16; lengths match.
+            return unsafe { avx512::axpy_16(p, bits, acc, true) };
         }
-    };
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..acc.len()];
+            // SAFETY: features checked; `w` holds acc.len() bf16 values.
+            return unsafe { avx2::axpy::<{ avx2::BF16 }>(p, w.as_ptr() as *const u8, acc) };
+        }
+        for (a, x) in acc.iter_mut().zip(w) {
+            *a += p * x.to_f32();
+        }
+    }
+
+    fn dot(x: &[f32], w: &[bf16]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            let bits: &[u16] =
+                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, x.len()) };
+            // SAFETY: feature checked; bf16 is a transparent u16.
+            return unsafe { avx512::dot_bf16(x, bits) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..x.len()];
+            // SAFETY: features checked; `w` holds x.len() bf16 values.
+            return unsafe { avx2::dot::<{ avx2::BF16 }>(x, w.as_ptr() as *const u8) };
+        }
+        dot_scalar(x, w)
+    }
 }
 
-dot_weight_16!(bf16, true);
-dot_weight_16!(f16, false);
+impl DotWeight for f16 {
+    fn axpy(p: f32, w: &[f16], acc: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            let bits: &[u16] =
+                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, acc.len()) };
+            // SAFETY: feature checked; f16 is a transparent u16; lengths match.
+            return unsafe { avx512::axpy_16(p, bits, acc, false) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..acc.len()];
+            // SAFETY: features checked; `w` holds acc.len() f16 values.
+            return unsafe { avx2::axpy::<{ avx2::F16 }>(p, w.as_ptr() as *const u8, acc) };
+        }
+        for (a, x) in acc.iter_mut().zip(w) {
+            *a += p * x.to_f32();
+        }
+    }
+
+    fn dot(x: &[f32], w: &[f16]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            let bits: &[u16] =
+                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, x.len()) };
+            // SAFETY: feature checked; f16 is a transparent u16.
+            return unsafe { avx512::dot_f16(x, bits) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::has_avx2() {
+            let w = &w[..x.len()];
+            // SAFETY: features checked; `w` holds x.len() f16 values.
+            return unsafe { avx2::dot::<{ avx2::F16 }>(x, w.as_ptr() as *const u8) };
+        }
+        dot_scalar(x, w)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -357,12 +357,14 @@ mod tests {
             let rh = dot_scalar(&x, &wh);
             assert!((f16::dot(&x, &wh) - rh).abs() < 1e-4 * (1.0 + rh.abs()));
             // axpy against the scalar loop
-            let (mut a1, mut a2) = (x.clone(), x.clone());
+            let (mut a1, mut a2, mut a3) = (x.clone(), x.clone(), x.clone());
             f16::axpy(0.3, &wh, &mut a1);
             bf16::axpy(-0.7, &wb, &mut a2);
+            f32::axpy(1.3, &w, &mut a3);
             for i in 0..n {
                 assert!((a1[i] - (x[i] + 0.3 * wh[i].to_f32())).abs() < 1e-5);
                 assert!((a2[i] - (x[i] - 0.7 * wb[i].to_f32())).abs() < 1e-5);
+                assert!((a3[i] - (x[i] + 1.3 * w[i])).abs() < 1e-5);
             }
         }
     }

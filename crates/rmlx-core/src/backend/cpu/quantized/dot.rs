@@ -49,15 +49,29 @@ pub fn best_decode() -> DecodeFn {
     if super::simd::has_avx512_vnni() {
         return super::simd::decode_row;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::has_avx2() {
+        return super::avx2::dot::decode_row;
+    }
     decode_portable
 }
 
-/// The fastest dot this CPU supports.
-pub fn best_dot() -> DotFn {
+/// The fastest dot this CPU supports for rows of `format`.
+pub fn best_dot(format: crate::quant::QuantFormat) -> DotFn {
     #[cfg(target_arch = "x86_64")]
     if super::simd::has_avx512_vnni() {
         return super::simd::dot;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::has_avx2() {
+        use super::avx2::dot::{dot, narrow_codes};
+        return if narrow_codes(format) {
+            dot::<false>
+        } else {
+            dot::<true>
+        };
+    }
+    let _ = format;
     dot_scalar
 }
 
@@ -108,7 +122,8 @@ mod tests {
                 .unwrap();
             let want = dot_scalar(&dec, &xq.row(0));
             let tol = 1e-4 * want.abs().max(1.0);
-            assert!((best_dot()(&dec, &xq.row(0)) - want).abs() < tol, "{t:?}");
+            let got = best_dot(QuantFormat::Gguf(t))(&dec, &xq.row(0));
+            assert!((got - want).abs() < tol, "{t:?}");
             if let Some(f) = best_fused(QuantFormat::Gguf(t)) {
                 assert!((f(&bytes, &xq.row(0)) - want).abs() < tol, "{t:?} fused");
             }

@@ -1,10 +1,12 @@
 //! Quantized matmul on the CPU, straight from packed weights. Activations are quantized to
 //! 8 bits once per call (`act`); each weight row is decoded once per tile of x rows into the
 //! common (u, s, o) form (`crate::quant::decode`) and reused across the tile with integer
-//! dot products (`dot`, `simd`). Work is split over output rows (N) with rayon, serially for
+//! dot products (`dot`, `simd`, `avx2`). Work is split over output rows (N) with rayon, serially for
 //! small problems where spawning costs more than it saves.
 
 mod act;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod dot;
 #[cfg(target_arch = "x86_64")]
 mod fused;
@@ -152,7 +154,7 @@ fn quantize_x(x: &Arg, k: usize) -> Result<QRows> {
         let one = |xf: &mut Vec<f32>, (r, ((qr, dr), sr)): Row| {
             xf.clear();
             xf.extend(xs[r * k..(r + 1) * k].iter().map(|v| v.to_f32()));
-            act::quantize_row(xf, qr, dr, sr);
+            act::quantize_row_fast(xf, qr, dr, sr);
         };
         if m < 16 {
             // Decode: a rayon dispatch would cost more than quantizing a few rows.
@@ -180,6 +182,10 @@ fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Result<Vec<
     if let Some(kind) = tiles::kind(w.format()) {
         return Ok(tiles::run(kind, w, xq, jobs, out_rows));
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kind) = avx2::kind(w.format()) {
+        return Ok(avx2::run(kind, w, xq, jobs, out_rows));
+    }
     let n = w.n();
     let k = xq.k;
     let mut out = vec![0f32; out_rows * n];
@@ -199,7 +205,7 @@ fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Result<Vec<
     let fused = best_fused(w.format());
     let task = |&(j, n0): &(usize, usize)| -> Result<()> {
         let job = &jobs[j];
-        let (dot, decode) = (best_dot(), best_decode());
+        let (dot, decode) = (best_dot(w.format()), best_decode());
         let mut dec = Decoded::new(k);
         for tile in job.rows.chunks(TILE_M) {
             for r in n0..(n0 + chunk).min(n) {

@@ -32,7 +32,7 @@ pub fn kind(format: QuantFormat) -> Option<u8> {
 
 /// Weight bytes × activation rows below which a call runs serially (tunable with
 /// `RMLX_QMM_SERIAL_BYTES` for measurements).
-fn serial_bytes() -> usize {
+pub(super) fn serial_bytes() -> usize {
     static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *V.get_or_init(|| {
         std::env::var("RMLX_QMM_SERIAL_BYTES")
@@ -44,7 +44,7 @@ fn serial_bytes() -> usize {
 
 /// Software prefetch distance in bytes, 0 = off (tunable with `RMLX_QMM_PREFETCH_BYTES`).
 /// Measured on the 2-core box under load: 3 KB ahead gives ~15% on gpt-oss expert GEMVs.
-fn prefetch_bytes() -> usize {
+pub(super) fn prefetch_bytes() -> usize {
     static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *V.get_or_init(|| {
         std::env::var("RMLX_QMM_PREFETCH_BYTES")

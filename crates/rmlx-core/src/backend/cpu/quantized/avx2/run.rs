@@ -1,0 +1,165 @@
+//! Runs the AVX2 tiles over jobs, as `tiles.rs` does for AVX-512: output rows (N) are split
+//! into chunks, one task per (job, chunk) on the spinning pool; activation rows are taken in
+//! tiles of `XT` and each weight row is decoded once per 8, 4, 2 or 1 of them. With a few
+//! activation rows (decode) one call covers the whole chunk, a single stream of weight bytes;
+//! with many (prefill) rows go 4 at a time so they stay in L1 across the activation rows.
+#![cfg(target_arch = "x86_64")]
+
+use super::super::tiles::{prefetch_bytes, serial_bytes};
+use super::super::weights::WeightView;
+use super::super::{act::QRows, Job, OutPtr};
+use super::{tile, WRow, XPack, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
+use crate::quant::{GgmlType as G, QuantFormat, RowRef};
+
+/// Activation rows per tile.
+const XT: usize = 64;
+/// Most activation rows per kernel call (accumulators must fit the 16 ymm registers).
+const MAX_C: usize = 8;
+
+/// The fused kernel kind for a format, if this CPU runs it.
+pub fn kind(format: QuantFormat) -> Option<u8> {
+    if !super::has_avx2() {
+        return None;
+    }
+    match format {
+        QuantFormat::Gguf(G::Q4_0) => Some(Q4_0),
+        QuantFormat::Gguf(G::Q4_1) => Some(Q4_1),
+        QuantFormat::Gguf(G::Q8_0) => Some(Q8_0),
+        QuantFormat::Gguf(G::Q4_K) => Some(Q4_K),
+        QuantFormat::Gguf(G::Q6_K) => Some(Q6_K),
+        QuantFormat::Mxfp4 => Some(MXFP4),
+        _ => None,
+    }
+}
+
+fn wrow(row: RowRef) -> (WRow, usize) {
+    match row {
+        RowRef::Gguf(_, b) => (
+            WRow {
+                p: b.as_ptr(),
+                s: std::ptr::null(),
+            },
+            b.len(),
+        ),
+        RowRef::Mxfp4 { blocks, scales } => (
+            WRow {
+                p: blocks.as_ptr(),
+                s: scales.as_ptr(),
+            },
+            blocks.len(),
+        ),
+        RowRef::Affine { .. } => unreachable!("no fused affine kernel"),
+    }
+}
+
+/// Computes every job's rows against every output feature; returns (out_rows, N) f32.
+pub fn run(kind: u8, w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Vec<f32> {
+    match kind {
+        Q4_0 => run_kind::<Q4_0>(w, xq, jobs, out_rows),
+        Q4_1 => run_kind::<Q4_1>(w, xq, jobs, out_rows),
+        Q8_0 => run_kind::<Q8_0>(w, xq, jobs, out_rows),
+        Q4_K => run_kind::<Q4_K>(w, xq, jobs, out_rows),
+        Q6_K => run_kind::<Q6_K>(w, xq, jobs, out_rows),
+        _ => run_kind::<MXFP4>(w, xq, jobs, out_rows),
+    }
+}
+
+/// Activation rows per kernel call for `rem` rows left: 8, 4, 2 or 1.
+fn width(rem: usize) -> usize {
+    match rem {
+        1 => 1,
+        2 | 3 => 2,
+        4..=7 => 4,
+        _ => MAX_C,
+    }
+}
+
+fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Vec<f32> {
+    let n = w.n();
+    // Per job, its tiles of up to XT activation rows, each a range of groups (kernel calls).
+    let mut groups: Vec<&[(usize, usize)]> = Vec::new();
+    let tiles: Vec<Vec<std::ops::Range<usize>>> = jobs
+        .iter()
+        .map(|job| {
+            job.rows
+                .chunks(XT)
+                .map(|xt| {
+                    let g0 = groups.len();
+                    let mut c = 0;
+                    while c < xt.len() {
+                        let cn = width(xt.len() - c);
+                        groups.push(&xt[c..c + cn]);
+                        c += cn;
+                    }
+                    g0..groups.len()
+                })
+                .collect()
+        })
+        .collect();
+    let rows: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|g| g.iter().map(|p| p.0).collect())
+        .collect();
+    let f = if KIND == Q4_0 { -8.0 } else { 1.0 };
+    let x = XPack::new(xq, rows.iter().map(|r| r.as_slice()), f);
+    let mut out = vec![0f32; out_rows * n];
+    let ptr = OutPtr(out.as_mut_ptr());
+    // Rows are contiguous: row i of the stack starts i·rb (exponents i·rb/16) past row 0.
+    let (w0, rb) = wrow(w.row(0, 0));
+    let se = if KIND == MXFP4 { rb / 16 } else { 0 };
+    let row = |i: usize| w0.offset(i * rb, i * se);
+    let pf = prefetch_bytes() / 64 * 64;
+    let max_rows = jobs.iter().map(|j| j.rows.len()).max().unwrap_or(0);
+    let threads = crate::backend::cpu::spin::threads();
+    // Each activation row is one pass of integer work over the weight bytes.
+    let work = jobs.len() * n * rb * max_rows;
+    let serial = threads == 1 || work < serial_bytes();
+    let chunk = if serial {
+        n
+    } else {
+        (n.div_ceil(4 * threads).div_ceil(4) * 4).max(16)
+    };
+    let tasks: Vec<(usize, usize)> = (0..jobs.len())
+        .flat_map(|j| (0..n).step_by(chunk).map(move |n0| (j, n0)))
+        .collect();
+    let task = |&(j, n0): &(usize, usize)| {
+        let job = &jobs[j];
+        let n1 = (n0 + chunk).min(n);
+        let mut buf = vec![0f32; (n1 - n0) * MAX_C];
+        for (xt, gs) in job.rows.chunks(XT).zip(&tiles[j]) {
+            let step = if xt.len() <= MAX_C { n1 - n0 } else { 4 };
+            for r0 in (n0..n1).step_by(step) {
+                let nr = step.min(n1 - r0);
+                let wr = row(job.expert * n + r0);
+                for g in gs.clone() {
+                    let pairs = groups[g];
+                    let cn = pairs.len();
+                    let o = &mut buf[..nr * cn];
+                    // SAFETY: `kind` returned this kernel only after feature detection; rows
+                    // r0..r0+nr of expert `job.expert` exist, each `rb` bytes of K elements;
+                    // group g packs cn rows.
+                    unsafe {
+                        match cn {
+                            1 => tile::<KIND, 1>(wr, rb, nr, x.tile(g), o, pf),
+                            2 => tile::<KIND, 2>(wr, rb, nr, x.tile(g), o, pf),
+                            4 => tile::<KIND, 4>(wr, rb, nr, x.tile(g), o, pf),
+                            _ => tile::<KIND, MAX_C>(wr, rb, nr, x.tile(g), o, pf),
+                        }
+                    }
+                    for r in 0..nr {
+                        for (i, &(_, or)) in pairs.iter().enumerate() {
+                            // SAFETY: (or, r0 + r) is in bounds and written by this task only.
+                            unsafe { *{ ptr }.0.add(or * n + r0 + r) = o[r * cn + i] };
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if serial {
+        tasks.iter().for_each(task);
+    } else {
+        crate::backend::cpu::spin::parallel_for(tasks.len(), &|i| task(&tasks[i]));
+    }
+    out
+}
