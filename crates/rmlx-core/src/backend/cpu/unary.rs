@@ -92,6 +92,19 @@ pub fn unary(op: UnaryOp, x: &Arg, shape: &[usize], out_dtype: DType) -> Result<
     let src = contiguous(x)?;
     let n = x.numel();
     let mut out = alloc(shape, out_dtype)?;
+    #[cfg(target_arch = "x86_64")]
+    if let Some(e) = exp_op(op, x.dtype, out_dtype) {
+        // exp-based activations on f32: 8 lanes at a time instead of a libm call per element.
+        let inp = src.host_slice::<f32>(n)?;
+        let o = out.as_mut_slice::<f32>()?;
+        o.par_chunks_mut(PAR_CHUNK)
+            .zip(inp.par_chunks(PAR_CHUNK))
+            .for_each(|(o, i)| {
+                // SAFETY: `exp_op` checked the CPU features.
+                unsafe { super::simd_avx2::exp_map(e, i, o) }
+            });
+        return Ok(finish(out, shape));
+    }
     crate::dispatch_dtype!(x.dtype, T => {
         let inp = src.host_slice::<T>(n)?;
         crate::dispatch_dtype!(out_dtype, O => {
@@ -104,4 +117,19 @@ pub fn unary(op: UnaryOp, x: &Arg, shape: &[usize], out_dtype: DType) -> Result<
         })
     });
     Ok(finish(out, shape))
+}
+
+/// The AVX2 kernel for `op` on f32 → f32, where the CPU has one.
+#[cfg(target_arch = "x86_64")]
+fn exp_op(op: UnaryOp, from: DType, to: DType) -> Option<super::simd_avx2::ExpOp> {
+    use super::simd_avx2::{has_avx2, ExpOp};
+    if from != DType::F32 || to != DType::F32 || !has_avx2() {
+        return None;
+    }
+    match op {
+        UnaryOp::Exp => Some(ExpOp::Exp),
+        UnaryOp::Sigmoid => Some(ExpOp::Sigmoid),
+        UnaryOp::Silu => Some(ExpOp::Silu),
+        _ => None,
+    }
 }
