@@ -5,8 +5,10 @@
 //! - MXFP4: both nibbles mapped through a table of 2·E2M1 (signed) with `pshufb`, interleaved
 //!   back to element order (low nibble = even element), with the scale 2^(e−128).
 //!
-//! Block offsets (Q4_0: −8·d, Q4_1: the min) multiply d_x·Σq of the activation block and are
-//! summed in a second, vectorized pass over the row's scale bytes (still in L1).
+//! Block offsets (Q4_0: −8·d, Q4_1: the min) multiply d_x·Σq of the activation block. With 1
+//! or 2 activation rows (decode) they come out of the same multiply as the block's scale
+//! (`block_gemv`); with more, a second vectorized pass over the row's scale bytes (still in
+//! L1) sums them once per row instead of once per block and activation row.
 #![cfg(target_arch = "x86_64")]
 
 use super::{fma_block, h2f, h2f8, slot, Acc, XTile, MXFP4, Q4_0, Q4_1, Q8_0};
