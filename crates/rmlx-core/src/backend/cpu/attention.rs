@@ -25,22 +25,7 @@ pub fn sdpa(
     let qpos = qp.host_slice::<i32>(tq)?;
     let kp = contiguous(&inputs[4])?;
     let kpos = kp.host_slice::<i32>(tk)?;
-    let sinks: Option<Vec<f32>> = if has_sinks {
-        let s = &inputs[5];
-        let sd = contiguous(s)?;
-        Some(
-            crate::dispatch_float!(s.dtype, "sdpa sinks", S => sd.host_slice::<S>(hq)?.iter().map(|v| v.to_f32()).collect()),
-        )
-    } else {
-        None
-    };
-    let rows_of = |x: &Arg| -> Result<Data> {
-        if x.data.strides[3] == 1 {
-            Ok(x.data.clone())
-        } else {
-            contiguous(x)
-        }
-    };
+    let sinks = sinks_f32(inputs, has_sinks, hq)?;
     let (kd, vd) = (rows_of(k)?, rows_of(v)?);
     let qd = contiguous(q)?;
     let group = hq / hkv;
@@ -123,6 +108,27 @@ pub fn sdpa(
         })
     });
     Ok(finish(out, shape))
+}
+
+/// The per-head sink logits (input 5) as f32, if the op has them.
+pub(super) fn sinks_f32(inputs: &[Arg], has_sinks: bool, hq: usize) -> Result<Option<Vec<f32>>> {
+    if !has_sinks {
+        return Ok(None);
+    }
+    let s = &inputs[5];
+    let sd = contiguous(s)?;
+    Ok(Some(
+        crate::dispatch_float!(s.dtype, "sdpa sinks", S => sd.host_slice::<S>(hq)?.iter().map(|v| v.to_f32()).collect()),
+    ))
+}
+
+/// K/V as rows contiguous along D (any stride along T: a cache view is read in place).
+pub(super) fn rows_of(x: &Arg) -> Result<Data> {
+    if x.data.strides[3] == 1 {
+        Ok(x.data.clone())
+    } else {
+        contiguous(x)
+    }
 }
 
 /// Output rows shared with the pool's tasks, each writing its own rows.

@@ -12,6 +12,7 @@
 //! splits the keys into ranges that run in parallel and merges their partial softmax sums
 //! (flash-decoding), so a model with few KV heads still uses every thread.
 
+use super::attention::{rows_of, sinks_f32};
 use super::{alloc, contiguous, finish};
 use crate::array::Data;
 use crate::backend::Arg;
@@ -360,33 +361,25 @@ fn attend_part(
 }
 
 // The generic kernel compiled for wider SIMD: its fixed-width loops vectorize.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,fma")]
-unsafe fn attend_part_avx512(
-    src: &Source,
-    q: &[f32],
-    bias: &[f32],
-    g: usize,
-    keys: std::ops::Range<usize>,
-    sc: &mut Scratch,
-    part: &mut [f32],
-) {
-    attend_part(src, q, bias, g, keys, sc, part)
+macro_rules! attend_part_for {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            src: &Source,
+            q: &[f32],
+            bias: &[f32],
+            g: usize,
+            keys: std::ops::Range<usize>,
+            sc: &mut Scratch,
+            part: &mut [f32],
+        ) {
+            attend_part(src, q, bias, g, keys, sc, part)
+        }
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_part_avx2(
-    src: &Source,
-    q: &[f32],
-    bias: &[f32],
-    g: usize,
-    keys: std::ops::Range<usize>,
-    sc: &mut Scratch,
-    part: &mut [f32],
-) {
-    attend_part(src, q, bias, g, keys, sc, part)
-}
+attend_part_for!(attend_part_avx512, "avx512f,avx512bw,fma");
+attend_part_for!(attend_part_avx2, "avx2,fma");
 
 fn attend(
     src: &Source,
@@ -448,32 +441,16 @@ pub fn quantized_sdpa(
     let qpos = qp.host_slice::<i32>(tq)?;
     let kp = contiguous(&inputs[4])?;
     let kpos = kp.host_slice::<i32>(tk)?;
-    let sinks: Option<Vec<f32>> = if has_sinks {
-        let s = &inputs[5];
-        let sd = contiguous(s)?;
-        Some(
-            crate::dispatch_float!(s.dtype, "quantized_sdpa sinks", S => sd.host_slice::<S>(hq)?.iter().map(|v| v.to_f32()).collect()),
-        )
-    } else {
-        None
-    };
-    let rows_of = |x: &Arg| -> Result<Data> {
-        if x.data.strides[3] == 1 {
-            Ok(x.data.clone())
-        } else {
-            contiguous(x)
-        }
-    };
+    let sinks = sinks_f32(inputs, has_sinks, hq)?;
     let (kd, vd) = (rows_of(k)?, rows_of(v)?);
     let qd = contiguous(q)?;
     // Keys stored relative to a center μ: q·k = q·(k − μ) + q·μ, the last term one bias per
     // query row (exact, sinks included).
     let extra = 5 + has_sinks as usize;
-    let centers = if k_centered {
-        let c = &inputs[extra];
-        Some(contiguous(c)?.host_slice::<f32>(c.numel())?.to_vec())
-    } else {
-        None
+    let center_data = k_centered.then(|| contiguous(&inputs[extra])).transpose()?;
+    let centers = match &center_data {
+        Some(c) => Some(c.host_slice::<f32>(inputs[extra].numel())?),
+        None => None,
     };
     // The exact head rows in the packed rows' basis: keys centered, both rotated.
     let (mut hk, mut hv) = (Vec::new(), Vec::new());
