@@ -9,7 +9,6 @@ use crate::backend::Arg;
 use crate::dtype::{DType, Element};
 use crate::error::Result;
 use half::{bf16, f16};
-use rayon::prelude::*;
 
 /// At most this many rows of x use the GEMV path.
 const GEMV_MAX_M: usize = 4;
@@ -91,6 +90,13 @@ fn to_f32(x: &Arg) -> Result<std::borrow::Cow<'_, [f32]>> {
     })
 }
 
+/// The output of `gemv`, shared by its tasks (each writes its own rows).
+#[derive(Clone, Copy)]
+struct OutRows(*mut f32);
+// SAFETY: tasks write disjoint ranges and the caller waits for them all.
+unsafe impl Send for OutRows {}
+unsafe impl Sync for OutRows {}
+
 #[allow(clippy::too_many_arguments)]
 fn gemv<W: DotWeight>(
     a: &Arg,
@@ -113,25 +119,22 @@ fn gemv<W: DotWeight>(
             }
         }
         let wb = &w[b_off[bi]..];
-        // Enough rows per task that the spawn cost (~µs) stays small against the work.
-        let rows_per_task = (32768 / k.max(1)).clamp(16, n.max(16));
-        let mut cols = vec![0f32; n * m];
-        cols.par_chunks_mut(rows_per_task * m)
-            .enumerate()
-            .for_each(|(t, chunk)| {
-                for (j, o) in chunk.chunks_mut(m).enumerate() {
-                    let row = t * rows_per_task + j;
-                    let wr = &wb[row * ldw..row * ldw + k];
-                    for (r, o) in o.iter_mut().enumerate() {
-                        *o = W::dot(&xs[r * k..(r + 1) * k], wr);
-                    }
-                }
-            });
-        for r in 0..m {
-            for c in 0..n {
-                out_b[r * n + c] = cols[c * m + r];
+        // Tasks of `ROWS` weight rows (~0.2–0.4 MB at K = 2–3k): enough tasks to balance the
+        // threads, few enough that taking one (an atomic) costs nothing against its work.
+        const ROWS: usize = 64;
+        let out_ptr = OutRows(out_b.as_mut_ptr());
+        let task = |t: usize| {
+            let r0 = t * ROWS;
+            let r1 = (r0 + ROWS).min(n);
+            for r in 0..m {
+                // SAFETY: task t alone writes out_b[r·n + r0 .. r·n + r1], inside out_b.
+                let o = unsafe {
+                    std::slice::from_raw_parts_mut({ out_ptr }.0.add(r * n + r0), r1 - r0)
+                };
+                W::dots(&xs[r * k..(r + 1) * k], wb, r0 * ldw, ldw, o);
             }
-        }
+        };
+        super::spin::parallel_for(n.div_ceil(ROWS), &task);
     }
     Ok(())
 }

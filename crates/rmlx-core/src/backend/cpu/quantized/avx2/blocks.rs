@@ -1,9 +1,7 @@
-//! Q4_0, Q4_1, Q8_0 and Hugging Face MXFP4 rows, one block of 32 a step. Codes come out in
-//! natural element order so activations need no permutation:
+//! Q4_0, Q4_1 and Q8_0 rows, one block of 32 a step. Codes come out in natural element order
+//! so activations need no permutation:
 //! - Q4: the 16 code bytes and their high nibbles side by side ([lo | hi] = elements 0..32);
-//! - Q8_0: the 32 signed bytes;
-//! - MXFP4: both nibbles mapped through a table of 2·E2M1 (signed) with `pshufb`, interleaved
-//!   back to element order (low nibble = even element), with the scale 2^(e−128).
+//! - Q8_0: the 32 signed bytes.
 //!
 //! Block offsets (Q4_0: −8·d, Q4_1: the min) multiply d_x·Σq of the activation block. With 1
 //! or 2 activation rows (decode) they come out of the same multiply as the block's scale
@@ -11,32 +9,19 @@
 //! L1) sums them once per row instead of once per block and activation row.
 #![cfg(target_arch = "x86_64")]
 
-use super::{fma_block, h2f, h2f8, slot, Acc, XTile, MXFP4, Q4_0, Q4_1, Q8_0};
-use crate::quant::blocks::{e8m0_half, E2M1_X2};
+use super::{fma_block, h2f, h2f8, slot, Acc, XTile, Q4_0, Q4_1, Q8_0};
 use std::arch::x86_64::*;
 
 const fn block_bytes(kind: u8) -> usize {
     match kind {
         Q4_0 => 18,
         Q4_1 => 20,
-        Q8_0 => 34,
-        _ => 16,
+        _ => 34,
     }
 }
 
-/// 2^(e−128) for every E8M0 exponent (the E2M1 table holds doubled values).
-static E8M0_HALF: [f32; 256] = {
-    let mut t = [0f32; 256];
-    let mut e = 0;
-    while e < 256 {
-        t[e] = e8m0_half(e as u8);
-        e += 1;
-    }
-    t
-};
-
-/// One decoded block: codes (unsigned, or |w| for signed kinds), the signed codes (signed
-/// kinds only) and the weight scale broadcast.
+/// One decoded block: codes (unsigned, or |w| for Q8_0), the signed codes (Q8_0 only) and
+/// the weight scale broadcast.
 struct Block {
     u: __m256i,
     s: __m256i,
@@ -45,7 +30,7 @@ struct Block {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn decode<const KIND: u8>(p: *const u8, e: *const u8, b: usize) -> Block {
+unsafe fn decode<const KIND: u8>(p: *const u8, b: usize) -> Block {
     let pb = p.add(b * block_bytes(KIND));
     match KIND {
         Q4_0 | Q4_1 => {
@@ -61,25 +46,12 @@ unsafe fn decode<const KIND: u8>(p: *const u8, e: *const u8, b: usize) -> Block 
                 d: h2f8(pb),
             }
         }
-        Q8_0 => {
+        _ => {
             let s = _mm256_loadu_si256(pb.add(2) as *const _);
             Block {
                 u: _mm256_abs_epi8(s),
                 s,
                 d: h2f8(pb),
-            }
-        }
-        _ => {
-            let qs = _mm_loadu_si128(pb as *const _);
-            let lut = _mm_loadu_si128(E2M1_X2.as_ptr() as *const _);
-            let m = _mm_set1_epi8(0x0F);
-            let lo = _mm_shuffle_epi8(lut, _mm_and_si128(qs, m));
-            let hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(qs, 4), m));
-            let s = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
-            Block {
-                u: _mm256_abs_epi8(s),
-                s,
-                d: _mm256_set1_ps(E8M0_HALF[*e.add(b) as usize]),
             }
         }
     }
@@ -90,7 +62,6 @@ unsafe fn decode<const KIND: u8>(p: *const u8, e: *const u8, b: usize) -> Block 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn row<const KIND: u8, const C: usize>(
     p: *const u8,
-    e: *const u8,
     k: usize,
     x: &XTile<C>,
     acc: &mut Acc<C>,
@@ -109,8 +80,8 @@ pub(super) unsafe fn row<const KIND: u8, const C: usize>(
             block_gemv::<KIND, C>(p, b, x, acc, &mut accm, 0, pf);
             block_gemv::<KIND, C>(p, b + 1, x, acc, &mut accm, slot::<C>(1), pf);
         } else {
-            block::<KIND, C>(p, e, b, x, acc, 0, pf);
-            block::<KIND, C>(p, e, b + 1, x, acc, slot::<C>(1), pf);
+            block::<KIND, C>(p, b, x, acc, 0, pf);
+            block::<KIND, C>(p, b + 1, x, acc, slot::<C>(1), pf);
         }
         b += 2;
     }
@@ -118,7 +89,7 @@ pub(super) unsafe fn row<const KIND: u8, const C: usize>(
         if gemv {
             block_gemv::<KIND, C>(p, b, x, acc, &mut accm, 0, pf);
         } else {
-            block::<KIND, C>(p, e, b, x, acc, 0, pf);
+            block::<KIND, C>(p, b, x, acc, 0, pf);
         }
     }
     if gemv {
@@ -156,7 +127,7 @@ unsafe fn block_gemv<const KIND: u8, const C: usize>(
     } else {
         _mm_cvtph_ps(_mm_set1_epi16((pb as *const i16).read_unaligned()))
     };
-    let w = decode::<KIND>(p, std::ptr::null(), b);
+    let w = decode::<KIND>(p, b);
     let ones = _mm256_set1_epi16(1);
     for c in 0..C {
         let xv = _mm256_loadu_si256(x.q(c, b) as *const _);
@@ -173,7 +144,6 @@ unsafe fn block_gemv<const KIND: u8, const C: usize>(
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn block<const KIND: u8, const C: usize>(
     p: *const u8,
-    e: *const u8,
     b: usize,
     x: &XTile<C>,
     acc: &mut Acc<C>,
@@ -184,15 +154,12 @@ unsafe fn block<const KIND: u8, const C: usize>(
         // Rows are contiguous: `pf` bytes ahead is later in this row or in the next ones.
         // The hardware prefetcher alone leaves a GEMV latency-bound.
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(b * block_bytes(KIND) + pf) as *const i8);
-        if KIND == MXFP4 && b.is_multiple_of(64) {
-            _mm_prefetch::<_MM_HINT_T0>(e.wrapping_add(b + pf / 16) as *const i8);
-        }
     }
-    let w = decode::<KIND>(p, e, b);
+    let w = decode::<KIND>(p, b);
     let ones = _mm256_set1_epi16(1);
     for (c, a) in acc.iter_mut().enumerate() {
         let xv = _mm256_loadu_si256(x.q(c, b) as *const _);
-        let p16 = if KIND == Q8_0 || KIND == MXFP4 {
+        let p16 = if KIND == Q8_0 {
             _mm256_maddubs_epi16(w.u, _mm256_sign_epi8(xv, w.s))
         } else {
             _mm256_maddubs_epi16(w.u, xv)

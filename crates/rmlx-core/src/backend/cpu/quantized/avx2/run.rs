@@ -100,8 +100,7 @@ fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: 
         .iter()
         .map(|g| g.iter().map(|p| p.0).collect())
         .collect();
-    let f = if KIND == Q4_0 { -8.0 } else { 1.0 };
-    let x = XPack::new(xq, rows.iter().map(|r| r.as_slice()), f);
+    let x = XPack::new(xq, rows.iter().map(|r| r.as_slice()), KIND);
     let mut out = vec![0f32; out_rows * n];
     let ptr = OutPtr(out.as_mut_ptr());
     // Rows are contiguous: row i of the stack starts i·rb (exponents i·rb/16) past row 0.

@@ -180,14 +180,14 @@ fn avx2_tiles_match_scalar() {
         let ks: &[usize] = if kind == Q4_K || kind == Q6_K {
             &[256, 512, 768, 2304]
         } else {
-            &[32, 64, 96, 128, 160, 256, 288, 576, 1056]
+            &[32, 64, 96, 128, 160, 256, 288, 576, 1056, 2880]
         };
         for &k in ks {
             let (n, m) = (4, 9);
             let (b, e) = weights(&mut rng, kind, n, k);
             let xq = activations(&mut rng, m, k);
             let want = reference(kind, &b, &e, n, &xq);
-            let x = XPack::new(&xq, GROUPS, if kind == Q4_0 { -8.0 } else { 1.0 });
+            let x = XPack::new(&xq, GROUPS, kind);
             let rb = match row_ref(kind, &b, &e, 0, k) {
                 RowRef::Gguf(_, bytes) => bytes.len(),
                 _ => k / 2,
@@ -396,13 +396,15 @@ fn avx2_bench() {
     }
 }
 
-/// Decode-like GEMVs over weights too large for the caches together (memory streaming).
+/// Decode-like GEMVs over weights too large for the caches together (memory streaming);
+/// MXFP4 at gpt-oss-20b's expert shapes (`AVX2_BENCH=mxfp4` for those alone).
 #[test]
 #[ignore]
 fn avx2_bench_stream() {
     if skip() {
         return;
     }
+    let only = std::env::var("AVX2_BENCH").unwrap_or_default();
     let mut rng = StdRng::seed_from_u64(16);
     for (kind, n, k) in [
         (Q4_1, 3072, 576),
@@ -410,17 +412,28 @@ fn avx2_bench_stream() {
         (Q4_1, 576, 576),
         (Q4_1, 960, 576),
         (Q8_0, 3072, 576),
+        (MXFP4, 5760, 2880),
+        (MXFP4, 2880, 2880),
     ] {
+        if only == "mxfp4" && kind != MXFP4 {
+            continue;
+        }
         // More bytes than the L3 cache holds, as a model's weights.
-        let count = (96 << 20) / weights(&mut rng, kind, n, k).0.len() + 1;
-        let ws: Vec<Vec<u8>> = (0..count)
-            .map(|_| weights(&mut rng, kind, n, k).0)
-            .collect();
+        let one = weights(&mut rng, kind, n, k);
+        let count = (96 << 20) / (one.0.len() + one.1.len()) + 1;
+        let ws: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..count).map(|_| weights(&mut rng, kind, n, k)).collect();
         let parts: Vec<Parts> = ws
             .iter()
-            .map(|b| {
-                let t = ggml(kind).unwrap();
-                Parts::new(QuantFormat::Gguf(t), k, &[host_u8(b, &[n, b.len() / n])]).unwrap()
+            .map(|(b, e)| {
+                let (format, args) = match ggml(kind) {
+                    Some(t) => (QuantFormat::Gguf(t), vec![host_u8(b, &[n, b.len() / n])]),
+                    None => (
+                        QuantFormat::Mxfp4,
+                        vec![host_u8(b, &[n, k / 2]), host_u8(e, &[n, k / 32])],
+                    ),
+                };
+                Parts::new(format, k, &args).unwrap()
             })
             .collect();
         let views: Vec<_> = parts.iter().map(|p| p.view(n).unwrap()).collect();
@@ -439,7 +452,7 @@ fn avx2_bench_stream() {
         }
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let s = v[v.len() / 10];
-        let bytes = ws[0].len() as f64;
+        let bytes = (ws[0].0.len() + ws[0].1.len()) as f64;
         eprintln!(
             "stream kind {kind} n {n} k {k}: {:.1} us, {:.2} GB/s",
             s * 1e6,
