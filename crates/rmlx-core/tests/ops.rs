@@ -33,6 +33,64 @@ fn binary_broadcast_and_promotion() {
     assert!(a.add(&Array::zeros(&[2, 4], DType::F32).unwrap()).is_err());
 }
 
+/// The f32 fast paths (full/full, scalar on either side, one value per row on either side)
+/// and the generic path agree with the elementwise math, across parallel chunk boundaries
+/// (40 rows of 1000 > one chunk of 16384), for every op with an order (sub, div).
+#[test]
+fn binary_fast_paths_match_elementwise() {
+    use rmlx_core::primitive::BinaryOp::*;
+    let mut r = rng();
+    let (rows, cols) = (40, 1000);
+    let (a, av) = rand_array(&mut r, &[rows, cols]);
+    let (b, bv) = rand_array(&mut r, &[rows, cols]);
+    let (c, cv) = rand_array(&mut r, &[rows, 1]);
+    let (s, sv) = rand_array(&mut r, &[]);
+    let f = |op, x: f32, y: f32| match op {
+        Add => x + y,
+        Sub => x - y,
+        Mul => x * y,
+        Div => x / y,
+        Maximum => x.max(y),
+        _ => x.min(y),
+    };
+    for op in [Add, Sub, Mul, Div, Maximum, Minimum] {
+        let cases: [(&Array, &Array, Box<dyn Fn(usize) -> (f32, f32)>); 5] = [
+            (&a, &b, Box::new(|i| (av[i], bv[i]))),
+            (&a, &s, Box::new(|i| (av[i], sv[0]))),
+            (&s, &a, Box::new(|i| (sv[0], av[i]))),
+            (&a, &c, Box::new(|i| (av[i], cv[i / cols]))),
+            (&c, &a, Box::new(|i| (cv[i / cols], av[i]))),
+        ];
+        for (k, (x, y, pick)) in cases.iter().enumerate() {
+            let got = x.binary(op, y).unwrap().to_vec::<f32>().unwrap();
+            let want: Vec<f32> = (0..rows * cols)
+                .map(|i| {
+                    let (p, q) = pick(i);
+                    f(op, p, q)
+                })
+                .collect();
+            assert_eq!(got, want, "{op:?} case {k}");
+        }
+    }
+    // A strided operand (every other column) is copied contiguous first, for each dtype.
+    for dt in [DType::F32, DType::BF16, DType::I32] {
+        let x = a.astype(dt).unwrap();
+        let half = x.slice(&[0, 1], &[rows, cols], &[1, 2]).unwrap();
+        let got = half.add(&half).unwrap().astype(DType::F32).unwrap();
+        let xs = x.astype(DType::F32).unwrap().to_vec::<f32>().unwrap();
+        let want: Vec<f32> = (0..rows * cols / 2)
+            .map(|i| {
+                let v = xs[(i / (cols / 2)) * cols + 1 + 2 * (i % (cols / 2))];
+                let v = Array::from_slice(&[v], &[1]).unwrap().astype(dt).unwrap();
+                let v = v.astype(DType::F32).unwrap().to_vec::<f32>().unwrap()[0];
+                v + v
+            })
+            .collect();
+        let got = got.to_vec::<f32>().unwrap();
+        assert_close(&got, &want, 1e-2, &format!("strided {dt:?}"));
+    }
+}
+
 #[test]
 fn unary_ops_match_std() {
     let mut r = rng();

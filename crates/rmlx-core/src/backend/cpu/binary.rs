@@ -78,6 +78,119 @@ macro_rules! int_like {
 }
 int_like!(i32, u32, u8);
 
+/// How the other operand of `f32_fast` lines up with a full contiguous one.
+#[derive(Clone, Copy)]
+enum Other {
+    /// Contiguous, the output's shape.
+    Full,
+    /// A single value.
+    Scalar,
+    /// One value for every row of `inner` elements (shape (…, 1), e.g. MoE routing weights).
+    Rows(usize),
+}
+
+/// The arithmetic ops on f32 where one input is contiguous in the output's shape and the
+/// other is too, or holds one value per row or in all: the op is chosen once outside the
+/// loop, so the loop vectorizes (the generic path matches the op per element and walks
+/// offset tables). Returns false for every other case.
+fn f32_fast(
+    op: BinaryOp,
+    a: &Arg,
+    b: &Arg,
+    shape: &[usize],
+    out: &mut crate::buffer::HostBuffer,
+) -> Result<bool> {
+    use BinaryOp::*;
+    let n: usize = shape.iter().product();
+    let inner = *shape.last().unwrap_or(&1);
+    let full = |x: &Arg| x.is_contiguous() && x.shape == shape;
+    let other = |x: &Arg| {
+        if full(x) {
+            Some(Other::Full)
+        } else if x.numel() == 1 {
+            Some(Other::Scalar)
+        } else if x.is_contiguous()
+            && x.shape.len() == shape.len()
+            && x.shape.last() == Some(&1)
+            && x.shape[..x.shape.len() - 1] == shape[..shape.len() - 1]
+        {
+            Some(Other::Rows(inner))
+        } else {
+            None
+        }
+    };
+    // `f` gets (full operand, other operand); `swap` when the full one is b.
+    let (x, y, how, swap) = if full(a) {
+        match other(b) {
+            Some(how) => (a, b, how, false),
+            None => return Ok(false),
+        }
+    } else if full(b) {
+        match other(a) {
+            Some(how) => (b, a, how, true),
+            None => return Ok(false),
+        }
+    } else {
+        return Ok(false);
+    };
+    if n == 0 {
+        return Ok(true);
+    }
+    let xv = &x.data.host()?.as_slice::<f32>()?[x.data.offset..][..n];
+    let yv = &y.data.host()?.as_slice::<f32>()?[y.data.offset..][..y.numel()];
+    let o = out.as_mut_slice::<f32>()?;
+    fn run(o: &mut [f32], xv: &[f32], yv: &[f32], how: Other, f: impl Fn(f32, f32) -> f32 + Sync) {
+        // Chunks of whole rows, so each chunk's rows start at a row boundary.
+        let chunk = match how {
+            Other::Full | Other::Scalar => PAR_CHUNK,
+            Other::Rows(r) => (PAR_CHUNK / r).max(1) * r,
+        };
+        o.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
+            let x = &xv[c * chunk..][..o.len()];
+            match how {
+                Other::Full => {
+                    for ((o, x), y) in o.iter_mut().zip(x).zip(&yv[c * chunk..]) {
+                        *o = f(*x, *y);
+                    }
+                }
+                Other::Scalar => {
+                    for (o, x) in o.iter_mut().zip(x) {
+                        *o = f(*x, yv[0]);
+                    }
+                }
+                Other::Rows(r) => {
+                    for (i, (o, x)) in o.chunks_mut(r).zip(x.chunks(r)).enumerate() {
+                        let y = yv[(c * chunk) / r + i];
+                        for (o, x) in o.iter_mut().zip(x) {
+                            *o = f(*x, y);
+                        }
+                    }
+                }
+            }
+        });
+    }
+    macro_rules! go {
+        ($f:expr) => {{
+            let f = $f;
+            if swap {
+                run(o, xv, yv, how, |x, y| f(y, x))
+            } else {
+                run(o, xv, yv, how, f)
+            }
+        }};
+    }
+    match op {
+        Add => go!(|x: f32, y: f32| x + y),
+        Sub => go!(|x: f32, y: f32| x - y),
+        Mul => go!(|x: f32, y: f32| x * y),
+        Div => go!(|x: f32, y: f32| x / y),
+        Maximum => go!(f32::max),
+        Minimum => go!(f32::min),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 pub fn binary(op: BinaryOp, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
     // A strided input of the output's shape (e.g. a slice of a fused projection) is copied
     // contiguous first, whole rows at a time: far cheaper than the element-offset walk below
@@ -104,6 +217,9 @@ pub fn binary(op: BinaryOp, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType)
         b
     };
     let mut out = alloc(shape, out_dtype)?;
+    if out_dtype == DType::F32 && a.dtype == DType::F32 && f32_fast(op, a, b, shape, &mut out)? {
+        return Ok(finish(out, shape));
+    }
     let sa = strided::broadcast_strides(&a.shape, &a.data.strides, shape);
     let sb = strided::broadcast_strides(&b.shape, &b.data.strides, shape);
     let n: usize = shape.iter().product();

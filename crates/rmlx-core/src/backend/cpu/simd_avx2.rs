@@ -107,7 +107,8 @@ pub unsafe fn axpy<const W: u8>(p: f32, w: *const u8, acc: &mut [f32]) {
 }
 
 /// out[i] = x · w_i for the rows w_i = `w + i·stride` (elements), 4 rows at a time so each
-/// load of x serves 4 FMAs (attention's scores over a run of keys).
+/// load of x serves 4 FMAs (attention's scores over a run of keys, GEMV with 16-bit weights),
+/// the next 4 rows prefetched.
 ///
 /// # Safety
 /// As `dot`, with every row holding `x.len()` elements of kind `W`.
@@ -123,6 +124,14 @@ pub unsafe fn dots<const W: u8>(x: &[f32], w: *const u8, stride: usize, out: &mu
         let mut a = [_mm256_setzero_ps(); 4];
         let mut e = 0;
         while e < d8 {
+            if e % (64 / size) == 0 && i + 8 <= n {
+                // The next 4 rows, in step with these, one line each per 64 bytes: GEMV over
+                // 16-bit weights read 22-26 GB/s with the hardware prefetcher alone, ~28
+                // with this (gpt-oss-20b's bf16 head and attention, 2 threads, AVX2 EPYC).
+                for j in 4..8 {
+                    _mm_prefetch::<_MM_HINT_T0>(row(i + j).add(e * size) as *const i8);
+                }
+            }
             let xv = _mm256_loadu_ps(x.as_ptr().add(e));
             for (aj, rj) in a.iter_mut().zip(r) {
                 *aj = _mm256_fmadd_ps(xv, load8::<W>(rj, e), *aj);

@@ -51,6 +51,24 @@ pub fn broadcast_to(x: &Arg, out_shape: &[usize]) -> Result<Data> {
 /// A row-major copy of a strided view.
 pub fn copy_contiguous(x: &Arg) -> Result<Data> {
     let mut out = alloc(&x.shape, x.dtype)?;
+    if let Some(&step) = x.data.strides.last().filter(|&&s| s != 1) {
+        // Strided rows (e.g. gpt-oss's interleaved gate/up halves): a typed strided loop per
+        // row, not a byte copy per element.
+        let inner = *x.shape.last().expect("strides match the shape");
+        let nd = x.shape.len();
+        crate::dispatch_dtype!(x.dtype, T => {
+            let src = x.data.host()?.as_slice::<T>()?;
+            let mut rows = out.as_mut_slice::<T>()?.chunks_exact_mut(inner.max(1));
+            strided::for_each_offset(&x.shape[..nd - 1], &x.data.strides[..nd - 1], x.data.offset, |o| {
+                if let Some(d) = rows.next() {
+                    for (j, v) in d.iter_mut().enumerate() {
+                        *v = src[o + j * step];
+                    }
+                }
+            });
+        });
+        return Ok(finish(out, &x.shape));
+    }
     let size = x.dtype.size();
     let src = x.data.host()?.bytes();
     let dst = out.bytes_mut().expect("owned");
