@@ -219,6 +219,7 @@ fn matmul_batched_transposed_and_gemv() {
         (3, 64, 40),
         (37, 70, 29),
         (64, 128, 96),
+        (17, 96, 203),
     ] {
         let (a, av) = rand_array(&mut r, &[m, k]);
         let (w, wv) = rand_array(&mut r, &[n, k]); // weight (N, K): x · Wᵀ

@@ -10,8 +10,12 @@ use crate::dtype::{DType, Element};
 use crate::error::Result;
 use half::{bf16, f16};
 
-/// At most this many rows of x use the GEMV path.
+/// At most this many rows of x use the GEMV path with f32 weights (beyond, `gemm`'s blocking
+/// pays off).
 const GEMV_MAX_M: usize = 4;
+/// ... and with 16-bit weights, which `gemm` would first convert to f32 whole (gpt-oss-20b's
+/// 1.2 GB head became 2.3 GB per call): a task's weight rows stay in L2 across the x rows.
+const GEMV_MAX_M_16BIT: usize = 64;
 
 pub fn matmul(a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
     let nd = shape.len();
@@ -33,7 +37,12 @@ pub fn matmul(a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Dat
     let mut out = vec![0f32; shape.iter().product()];
     // b (K, N) with stride 1 along K: rows of W = columns of b are contiguous.
     let w_rows = sb[0] == 1 || k == 1;
-    if m <= GEMV_MAX_M && w_rows {
+    let max_m = if b.dtype.size() == 2 {
+        GEMV_MAX_M_16BIT
+    } else {
+        GEMV_MAX_M
+    };
+    if m <= max_m && w_rows {
         let ldw = sb[1];
         crate::dispatch_float!(b.dtype, "matmul", W => {
             gemv::<W>(a, b, &a_off, &b_off, sa, ldw, (m, n, k), &mut out)?
