@@ -4,14 +4,14 @@
 //! order: `maddubs(u8 codes, i8 x)` → i16 pairs, `madd(…, 1)` → 8 i32 lanes, converted and
 //! scaled by the product of the weight and activation block scales. Signed codes (Q8_0,
 //! MXFP4) use `maddubs(|w|, sign(x, w))`, which never saturates i16 for |x| ≤ 127.
-//! MXFP4 has its own leaner path (`mxfp4.rs`). `run.rs` tiles rows over threads; `dot.rs` is
-//! the common-form (u, s, o) fallback.
+//! The 4-bit kinds (Q4_0, Q4_1, MXFP4) take blocks in pairs (`pairs.rs`). `run.rs` tiles rows
+//! over threads; `dot.rs` is the common-form (u, s, o) fallback.
 #![cfg(target_arch = "x86_64")]
 
 mod blocks;
 pub mod dot;
 mod kquants;
-mod mxfp4;
+mod pairs;
 mod run;
 #[cfg(test)]
 mod tests;
@@ -101,8 +101,8 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
         match KIND {
             Q4_K => kquants::q4k_row::<C>(wr.p, k, &x, &mut acc, pf),
             Q6_K => kquants::q6k_row::<C>(wr.p, k, &x, &mut acc, pf),
-            MXFP4 => mxfp4::row::<C>(wr.p, wr.s, k, &x, &mut acc, pf),
-            _ => blocks::row::<KIND, C>(wr.p, k, &x, &mut acc, pf),
+            Q8_0 => blocks::q8_0_row::<C>(wr.p, k, &x, &mut acc, pf),
+            _ => pairs::row::<KIND, C>(wr.p, wr.s, k, &x, &mut acc, pf),
         }
         for (c, a) in acc.iter().enumerate() {
             *out.get_unchecked_mut(r * C + c) = hsum(_mm256_add_ps(a[0], a[1]));

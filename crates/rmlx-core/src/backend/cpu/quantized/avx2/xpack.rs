@@ -2,15 +2,16 @@
 //! block b of row c at `q[(b·C + c)·32]`, its scale at `d[b·C + c]`, so that one pointer and
 //! constant offsets reach all C rows (C row pointers would not fit the 16 registers). d·Σq
 //! per 32 (`sdb`, Q4_0/Q4_1/Q4_K offsets) and per 16 (`sd`, Q6_K) stay row after row for the
-//! vectorized offset passes, as do the block scales (`dr`, MXFP4's vectorized scale pass).
-//! For MXFP4 the codes follow the kernel's nibble order (`mxfp4.rs`): in each run of 8 blocks,
-//! slot b (b mod 8 < 4) holds the even elements of blocks b and b+4 and slot b+4 their odd
-//! ones; a block past the runs holds its even elements then its odd ones. Packing copies x once per matmul;
+//! vectorized offset passes, as do the block scales (`dr`). For the 4-bit kinds the codes
+//! follow the kernel's nibble order (`pairs.rs`): in each run of 8 blocks, slot b (b mod 8 < 4)
+//! holds the low-nibble elements of blocks b and b+4 (Q4: elements 0..16, MXFP4: the even
+//! ones) and slot b+4 their high-nibble elements; a block past the runs holds its low-nibble
+//! elements then its high ones. Packing copies x once per matmul;
 //! the kernels read it N times.
 #![cfg(target_arch = "x86_64")]
 
 use super::super::act::QRows;
-use super::{MXFP4, Q4_0};
+use super::{MXFP4, Q4_0, Q4_1};
 
 pub struct XPack {
     nb: usize,
@@ -18,8 +19,6 @@ pub struct XPack {
     start: Vec<usize>,
     q: Vec<i8>,
     d: Vec<f32>,
-    /// Per block and row [d, f·(d·Σq)]: scale and offset factor side by side (GEMV path).
-    dm: Vec<f32>,
     dr: Vec<f32>,
     sdb: Vec<f32>,
     sd: Vec<f32>,
@@ -30,7 +29,6 @@ pub struct XPack {
 pub struct XTile<const C: usize> {
     q: *const i8,
     d: *const f32,
-    dm: *const f32,
     dr: *const f32,
     sdb: *const f32,
     sd: *const f32,
@@ -39,18 +37,15 @@ pub struct XTile<const C: usize> {
 
 impl XPack {
     /// Packs groups of rows of `x` (K a multiple of 32), each group 1, 2, 4 or 8 rows, for the
-    /// kernels of `kind`: Q4_0 gets −8·d·Σq in `dm` (its offset is −8 × the block scale, the
-    /// others' the second f16 of a block), MXFP4 the even/odd code order.
+    /// kernels of `kind` (the 4-bit kinds take their own code order).
     pub fn new<'a>(x: &QRows, groups: impl IntoIterator<Item = &'a [usize]>, kind: u8) -> Self {
         let (k, g16) = (x.k, x.k / 16);
         let nb = k / 32;
-        let f = if kind == Q4_0 { -8.0 } else { 1.0 };
         let mut p = XPack {
             nb,
             start: Vec::new(),
             q: Vec::new(),
             d: Vec::new(),
-            dm: Vec::new(),
             dr: Vec::new(),
             sdb: Vec::new(),
             sd: Vec::new(),
@@ -62,24 +57,22 @@ impl XPack {
             for b in 0..nb {
                 for &r in rows {
                     let blk = |b: usize| &x.q[r * k + 32 * b..][..32];
-                    let (even, odd) = (
-                        |b| blk(b).iter().step_by(2),
-                        |b| blk(b)[1..].iter().step_by(2),
-                    );
-                    if kind != MXFP4 {
-                        p.q.extend_from_slice(blk(b));
+                    let q = &mut p.q;
+                    if !matches!(kind, Q4_0 | Q4_1 | MXFP4) {
+                        q.extend_from_slice(blk(b));
                     } else if b >= nb / 8 * 8 {
                         // A lone block past the runs of 8.
-                        p.q.extend(even(b).chain(odd(b)));
+                        nibble_part(q, blk(b), kind, false);
+                        nibble_part(q, blk(b), kind, true);
                     } else if b % 8 < 4 {
-                        // The even elements of the pair (b, b+4) of a run of 8.
-                        p.q.extend(even(b).chain(even(b + 4)));
+                        // The low-nibble elements of the pair (b, b+4) of a run of 8.
+                        nibble_part(q, blk(b), kind, false);
+                        nibble_part(q, blk(b + 4), kind, false);
                     } else {
-                        p.q.extend(odd(b - 4).chain(odd(b)));
+                        nibble_part(q, blk(b - 4), kind, true);
+                        nibble_part(q, blk(b), kind, true);
                     }
                     p.d.push(x.d[r * g16 + 2 * b]);
-                    let sdb = x.sd[r * g16 + 2 * b] + x.sd[r * g16 + 2 * b + 1];
-                    p.dm.extend([x.d[r * g16 + 2 * b], f * sdb]);
                 }
             }
             for &r in rows {
@@ -103,12 +96,21 @@ impl XPack {
         XTile {
             q: self.q[s * nb * 32..].as_ptr(),
             d: self.d[s * nb..].as_ptr(),
-            dm: self.dm[s * nb * 2..].as_ptr(),
             dr: self.dr[s * nb..].as_ptr(),
             sdb: self.sdb[s * nb..].as_ptr(),
             sd: self.sd[s * 2 * nb..].as_ptr(),
             nb,
         }
+    }
+}
+
+/// The 16 elements of a block of 32 under its low (`high` false) or high nibbles: Q4 puts
+/// elements 0..16 in the low nibbles, MXFP4 the even elements.
+fn nibble_part(q: &mut Vec<i8>, block: &[i8], kind: u8, high: bool) {
+    if kind == MXFP4 {
+        q.extend(block[high as usize..].iter().step_by(2));
+    } else {
+        q.extend_from_slice(&block[16 * high as usize..][..16]);
     }
 }
 
@@ -126,11 +128,6 @@ impl<const C: usize> XTile<C> {
     #[inline(always)]
     pub unsafe fn d(&self, c: usize, b: usize) -> *const f32 {
         self.d.add(b * C + c)
-    }
-    /// [d, f·d·Σq] of block `b` of row `c`.
-    #[inline(always)]
-    pub unsafe fn dm(&self, c: usize, b: usize) -> *const f32 {
-        self.dm.add((b * C + c) * 2)
     }
     /// The scales of blocks b.. of row `c`.
     #[inline(always)]
