@@ -18,32 +18,7 @@
 use super::xlanes::{Layout, XLanes, STEP};
 use std::arch::x86_64::*;
 
-pub const Q4_0: u8 = 0;
-pub const Q4_1: u8 = 1;
-pub const Q8_0: u8 = 2;
-pub const MXFP4: u8 = 3;
-pub const Q4_K: u8 = 4;
-pub const Q6_K: u8 = 5;
-
-/// One weight row: GGUF bytes in `p` (`s` unused), or MXFP4 blocks in `p` and exponents in `s`.
-#[derive(Clone, Copy)]
-pub struct WRow {
-    pub p: *const u8,
-    pub s: *const u8,
-}
-impl WRow {
-    /// The row `p` bytes (exponents `s` bytes) further on.
-    pub fn offset(self, p: usize, s: usize) -> WRow {
-        WRow {
-            p: self.p.wrapping_add(p),
-            s: self.s.wrapping_add(s),
-        }
-    }
-}
-
-// SAFETY: a WRow points into weight bytes that are only read, and outlive the tasks using it.
-unsafe impl Send for WRow {}
-unsafe impl Sync for WRow {}
+pub use super::stack::{WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
 
 /// Bytes of one step (4 blocks) in `p`.
 const fn step_bytes(kind: u8) -> usize {

@@ -15,6 +15,8 @@ mod fused_tests;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 #[cfg(target_arch = "x86_64")]
+mod stack;
+#[cfg(target_arch = "x86_64")]
 mod tiles;
 mod weights;
 mod xlanes;

@@ -5,11 +5,13 @@
 #![cfg(target_arch = "x86_64")]
 
 use super::act::QRows;
-use super::fused::{self, WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
+use super::fused;
+use super::stack::{for_each_task, kind_of, prefetch_bytes, Stack, WRow};
+use super::stack::{MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
 use super::weights::WeightView;
 use super::xlanes::XLanes;
 use super::{Job, OutPtr};
-use crate::quant::{GgmlType as G, QuantFormat, RowRef};
+use crate::quant::QuantFormat;
 
 /// Activation rows per tile.
 const XT: usize = 64;
@@ -19,59 +21,7 @@ pub fn kind(format: QuantFormat) -> Option<u8> {
     if !super::simd::has_avx512_vnni() {
         return None;
     }
-    match format {
-        QuantFormat::Gguf(G::Q4_0) => Some(Q4_0),
-        QuantFormat::Gguf(G::Q4_1) => Some(Q4_1),
-        QuantFormat::Gguf(G::Q8_0) => Some(Q8_0),
-        QuantFormat::Gguf(G::Q4_K) => Some(Q4_K),
-        QuantFormat::Gguf(G::Q6_K) => Some(Q6_K),
-        QuantFormat::Mxfp4 => Some(MXFP4),
-        _ => None,
-    }
-}
-
-/// Weight bytes × activation rows below which a call runs serially (tunable with
-/// `RMLX_QMM_SERIAL_BYTES` for measurements).
-pub(super) fn serial_bytes() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("RMLX_QMM_SERIAL_BYTES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1 << 16)
-    })
-}
-
-/// Software prefetch distance in bytes, 0 = off (tunable with `RMLX_QMM_PREFETCH_BYTES`).
-/// Measured on the 2-core box under load: 3 KB ahead gives ~15% on gpt-oss expert GEMVs.
-pub(super) fn prefetch_bytes() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("RMLX_QMM_PREFETCH_BYTES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3072)
-    })
-}
-
-fn wrow(row: RowRef) -> (WRow, usize) {
-    match row {
-        RowRef::Gguf(_, b) => (
-            WRow {
-                p: b.as_ptr(),
-                s: std::ptr::null(),
-            },
-            b.len(),
-        ),
-        RowRef::Mxfp4 { blocks, scales } => (
-            WRow {
-                p: blocks.as_ptr(),
-                s: scales.as_ptr(),
-            },
-            blocks.len(),
-        ),
-        RowRef::Affine { .. } => unreachable!("no fused affine kernel"),
-    }
+    kind_of(format)
 }
 
 /// Computes every job's rows against every output feature; returns (out_rows, N) f32.
@@ -93,27 +43,11 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
     let n = w.n();
     let mut out = vec![0f32; out_rows * n];
     let ptr = OutPtr(out.as_mut_ptr());
-    // Rows are contiguous: row i of the stack starts i·rb (exponents i·se) past row 0.
-    let (w0, rb) = wrow(w.row(0, 0));
-    let se = if KIND == MXFP4 { rb / 16 } else { 0 };
-    let row = |i: usize| w0.offset(i * rb, i * se);
-    let pf = prefetch_bytes() / 64 * 64;
-    let max_rows = jobs.iter().map(|j| j.rows.len()).max().unwrap_or(0);
-    let threads = crate::backend::cpu::spin::threads();
-    // Each activation row is one pass of integer work over the weight bytes.
-    let work = jobs.len() * n * rb * max_rows;
-    let serial = threads == 1 || work < serial_bytes();
-    let chunk = if serial {
-        n
-    } else {
-        (n.div_ceil(4 * threads).div_ceil(4) * 4).max(16)
-    };
-    let tasks: Vec<(usize, usize)> = (0..jobs.len())
-        .flat_map(|j| (0..n).step_by(chunk).map(move |n0| (j, n0)))
-        .collect();
-    let task = |&(j, n0): &(usize, usize)| {
+    let stack = Stack::new(w);
+    let (row, rb) = (|i: usize| stack.row(i), stack.rb);
+    let pf = prefetch_bytes();
+    let task = |j: usize, n0: usize, n1: usize| {
         let job = &jobs[j];
-        let n1 = (n0 + chunk).min(n);
         for xt in job.rows.chunks(XT) {
             for r0 in (n0..n1).step_by(4) {
                 let wr: [WRow; 4] =
@@ -163,10 +97,6 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
             }
         }
     };
-    if serial {
-        tasks.iter().for_each(task);
-    } else {
-        crate::backend::cpu::spin::parallel_for(tasks.len(), &|i| task(&tasks[i]));
-    }
+    for_each_task(jobs, n, rb, &task);
     out
 }

@@ -21,13 +21,7 @@ pub use run::{kind, run};
 use std::arch::x86_64::*;
 pub use xpack::{XPack, XTile};
 
-/// Fused kernel kinds.
-pub const Q4_0: u8 = 0;
-pub const Q4_1: u8 = 1;
-pub const Q8_0: u8 = 2;
-pub const MXFP4: u8 = 3;
-pub const Q4_K: u8 = 4;
-pub const Q6_K: u8 = 5;
+pub use super::stack::{WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
 
 /// Whether the AVX2 kernels may run: the CPU has AVX2, FMA, F16C and BMI2, and the
 /// environment does not force the scalar fallback (`RMLX_QUANT_SCALAR=1`, for tests).
@@ -41,27 +35,6 @@ pub fn has_avx2() -> bool {
             && is_x86_feature_detected!("bmi2")
     })
 }
-
-/// One weight row: GGUF bytes in `p` (`s` unused), or MXFP4 blocks in `p` and exponents in `s`.
-#[derive(Clone, Copy)]
-pub struct WRow {
-    pub p: *const u8,
-    pub s: *const u8,
-}
-
-impl WRow {
-    /// The row `p` bytes (exponents `s` bytes) further on.
-    pub fn offset(self, p: usize, s: usize) -> WRow {
-        WRow {
-            p: self.p.wrapping_add(p),
-            s: self.s.wrapping_add(s),
-        }
-    }
-}
-
-// SAFETY: a WRow points into weight bytes that are only read, and outlive the tasks using it.
-unsafe impl Send for WRow {}
-unsafe impl Sync for WRow {}
 
 /// Accumulators of one weight row against C activation rows; two per row when C ≤ 2 so
 /// that consecutive blocks do not wait on one FMA chain.

@@ -5,11 +5,11 @@
 //! with many (prefill) rows go 4 at a time so they stay in L1 across the activation rows.
 #![cfg(target_arch = "x86_64")]
 
-use super::super::tiles::{prefetch_bytes, serial_bytes};
+use super::super::stack::{for_each_task, kind_of, prefetch_bytes, Stack};
 use super::super::weights::WeightView;
 use super::super::{act::QRows, Job, OutPtr};
-use super::{tile, WRow, XPack, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
-use crate::quant::{GgmlType as G, QuantFormat, RowRef};
+use super::{tile, XPack, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
+use crate::quant::QuantFormat;
 
 /// Activation rows per tile.
 const XT: usize = 64;
@@ -21,35 +21,7 @@ pub fn kind(format: QuantFormat) -> Option<u8> {
     if !super::has_avx2() {
         return None;
     }
-    match format {
-        QuantFormat::Gguf(G::Q4_0) => Some(Q4_0),
-        QuantFormat::Gguf(G::Q4_1) => Some(Q4_1),
-        QuantFormat::Gguf(G::Q8_0) => Some(Q8_0),
-        QuantFormat::Gguf(G::Q4_K) => Some(Q4_K),
-        QuantFormat::Gguf(G::Q6_K) => Some(Q6_K),
-        QuantFormat::Mxfp4 => Some(MXFP4),
-        _ => None,
-    }
-}
-
-fn wrow(row: RowRef) -> (WRow, usize) {
-    match row {
-        RowRef::Gguf(_, b) => (
-            WRow {
-                p: b.as_ptr(),
-                s: std::ptr::null(),
-            },
-            b.len(),
-        ),
-        RowRef::Mxfp4 { blocks, scales } => (
-            WRow {
-                p: blocks.as_ptr(),
-                s: scales.as_ptr(),
-            },
-            blocks.len(),
-        ),
-        RowRef::Affine { .. } => unreachable!("no fused affine kernel"),
-    }
+    kind_of(format)
 }
 
 /// Computes every job's rows against every output feature; returns (out_rows, N) f32.
@@ -103,27 +75,11 @@ fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: 
     let x = XPack::new(xq, rows.iter().map(|r| r.as_slice()), KIND);
     let mut out = vec![0f32; out_rows * n];
     let ptr = OutPtr(out.as_mut_ptr());
-    // Rows are contiguous: row i of the stack starts i·rb (exponents i·rb/16) past row 0.
-    let (w0, rb) = wrow(w.row(0, 0));
-    let se = if KIND == MXFP4 { rb / 16 } else { 0 };
-    let row = |i: usize| w0.offset(i * rb, i * se);
-    let pf = prefetch_bytes() / 64 * 64;
-    let max_rows = jobs.iter().map(|j| j.rows.len()).max().unwrap_or(0);
-    let threads = crate::backend::cpu::spin::threads();
-    // Each activation row is one pass of integer work over the weight bytes.
-    let work = jobs.len() * n * rb * max_rows;
-    let serial = threads == 1 || work < serial_bytes();
-    let chunk = if serial {
-        n
-    } else {
-        (n.div_ceil(4 * threads).div_ceil(4) * 4).max(16)
-    };
-    let tasks: Vec<(usize, usize)> = (0..jobs.len())
-        .flat_map(|j| (0..n).step_by(chunk).map(move |n0| (j, n0)))
-        .collect();
-    let task = |&(j, n0): &(usize, usize)| {
+    let stack = Stack::new(w);
+    let (row, rb) = (|i: usize| stack.row(i), stack.rb);
+    let pf = prefetch_bytes();
+    let task = |j: usize, n0: usize, n1: usize| {
         let job = &jobs[j];
-        let n1 = (n0 + chunk).min(n);
         let mut buf = vec![0f32; (n1 - n0) * MAX_C];
         for (xt, gs) in job.rows.chunks(XT).zip(&tiles[j]) {
             let step = if xt.len() <= MAX_C { n1 - n0 } else { 4 };
@@ -155,10 +111,6 @@ fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: 
             }
         }
     };
-    if serial {
-        tasks.iter().for_each(task);
-    } else {
-        crate::backend::cpu::spin::parallel_for(tasks.len(), &|i| task(&tasks[i]));
-    }
+    for_each_task(jobs, n, rb, &task);
     out
 }
