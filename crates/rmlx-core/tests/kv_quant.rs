@@ -17,6 +17,23 @@ fn spec(bits: u8, group: usize, rotate: bool) -> KvQuant {
     }
 }
 
+/// The kernel's output, checked against the composed fallback: both read the same codes, so
+/// they agree to f32 rounding (1e-5).
+fn kernel_vs_fallback(
+    q: &Array,
+    kv: &PackedKv,
+    scale: f32,
+    mask: &AttentionMask,
+    sinks: Option<&Array>,
+    what: &str,
+) -> (Vec<f32>, Vec<f32>) {
+    let run = |o: rmlx_core::Result<Array>| o.unwrap().to_vec::<f32>().unwrap();
+    let got = run(quantized_sdpa(q, kv, scale, mask, sinks));
+    let want = run(quantized_sdpa_reference(q, kv, scale, mask, sinks));
+    assert_close(&got, &want, 1e-5, what);
+    (got, want)
+}
+
 /// The kernel and the fallback read the same codes, so they agree to f32 rounding (1e-5);
 /// both differ from unquantized attention by the quantization error, bounded loosely here
 /// (8-bit ~1e-2, 4-bit ~1.5e-1 relative L2 on Gaussian-ish inputs).
@@ -69,15 +86,7 @@ fn packed_attention_matches_fallback_with_gqa_windows_sinks() {
                 k_center: None,
                 head: None,
             };
-            let got = quantized_sdpa(&q, &kv, scale, &mask, s.as_ref())
-                .unwrap()
-                .to_vec::<f32>()
-                .unwrap();
-            let want = quantized_sdpa_reference(&q, &kv, scale, &mask, s.as_ref())
-                .unwrap()
-                .to_vec::<f32>()
-                .unwrap();
-            assert_close(&got, &want, 1e-5, &what);
+            let (got, want) = kernel_vs_fallback(&q, &kv, scale, &mask, s.as_ref(), &what);
             // The same through the plain attention op on dequantize nodes (the cache path).
             let fused = q
                 .scaled_dot_product_attention(
@@ -242,16 +251,8 @@ fn exact_head_before_packed_rows() {
             k_center: Some(&mu),
             head: Some((&hk, &hv)),
         };
-        let got = quantized_sdpa(&q, &kv, scale, &mask, Some(&sinks))
-            .unwrap()
-            .to_vec::<f32>()
-            .unwrap();
-        let want = quantized_sdpa_reference(&q, &kv, scale, &mask, Some(&sinks))
-            .unwrap()
-            .to_vec::<f32>()
-            .unwrap();
         let what = format!("tq{tq} tk{tk} {window:?}");
-        assert_close(&got, &want, 1e-5, &what);
+        let (got, want) = kernel_vs_fallback(&q, &kv, scale, &mask, Some(&sinks), &what);
         // Through plain attention on the view a cache hands out: concat(head, dequantize).
         let keys = rmlx_core::concat(
             &[hk.clone(), kp.dequantize_kv_centered(ks, d, &mu).unwrap()],
@@ -357,4 +358,92 @@ fn bad_specs_are_clear_errors() {
     };
     assert!(quantized_sdpa(&q, &kv(48), 1.0, &mask, None).is_ok());
     assert!(quantized_sdpa(&q, &kv(32), 1.0, &mask, None).is_err());
+}
+
+/// Prefill tiles with many query rows (several tiles, the last one partial) and a rotating
+/// cache's slot order: key positions out of order, with empty slots (−1) inside blocks of 8,
+/// decode and prefill, windows and sinks, GQA 3 and 8 (kernel vs fallback, 1e-5).
+#[test]
+fn tiles_and_ring_slots_match_fallback() {
+    let mut r = rng();
+    let (d, b) = (64, 1);
+    for &(hq, hkv, tq, tk, window, ring) in &[
+        (9usize, 3usize, 70usize, 90usize, None, false),
+        (16, 2, 33, 33, Some(7usize), false),
+        (9, 3, 1, 300, Some(64), true),
+        (9, 3, 20, 300, Some(64), true),
+        (8, 1, 45, 130, None, true),
+    ] {
+        let (q, _) = rand_array(&mut r, &[b, hq, tq, d]);
+        let (k, _) = rand_array(&mut r, &[b, hkv, tk, d]);
+        let (v, _) = rand_array(&mut r, &[b, hkv, tk, d]);
+        let (ks, vs) = (spec(4, 32, true), spec(4, 64, true));
+        let (kp, vp) = (k.quantize_kv(ks).unwrap(), v.quantize_kv(vs).unwrap());
+        let start = (tk - tq) as i32 + if ring { 40 } else { 0 };
+        let q_pos: Vec<i32> = (start..start + tq as i32).collect();
+        // Ring: slot j holds position (j + shift) wrapped, with every 5th slot empty.
+        let k_pos: Vec<i32> = (0..tk as i32)
+            .map(|j| match ring {
+                false => j,
+                true if j % 5 == 3 => -1,
+                true => (j + 37) % tk as i32 + (start + tq as i32 - tk as i32),
+            })
+            .collect();
+        let mask = AttentionMask {
+            q_pos: Array::from_slice(&q_pos, &[tq]).unwrap(),
+            k_pos: Array::from_slice(&k_pos, &[tk]).unwrap(),
+            window,
+        };
+        let sinks = rand_array(&mut r, &[hq]).0;
+        let kv = PackedKv {
+            k: &kp,
+            v: &vp,
+            ks,
+            vs,
+            dv: d,
+            k_center: None,
+            head: None,
+        };
+        let scale = 1.0 / (d as f32).sqrt();
+        let what = format!("hq{hq} hkv{hkv} tq{tq} tk{tk} {window:?} ring {ring}");
+        kernel_vs_fallback(&q, &kv, scale, &mask, Some(&sinks), &what);
+    }
+}
+
+/// The packed kernel's own checks are errors, not panics: more than 64 query heads per KV
+/// head (at eval), and an exact head that is not f32 (when the op is built).
+#[test]
+fn packed_kernel_rejects_wide_groups_and_non_f32_heads() {
+    let mut r = rng();
+    let s = spec(4, 32, true);
+    let (k, _) = rand_array(&mut r, &[1, 1, 6, 32]);
+    let kp = k.quantize_kv(s).unwrap();
+    let mask = AttentionMask::causal(5, 1, None).unwrap();
+    let kv = PackedKv {
+        k: &kp,
+        v: &kp,
+        ks: s,
+        vs: s,
+        dv: 32,
+        k_center: None,
+        head: None,
+    };
+    let (q, _) = rand_array(&mut r, &[1, 65, 1, 32]);
+    let e = quantized_sdpa(&q, &kv, 1.0, &mask, None)
+        .and_then(|o| o.to_vec::<f32>())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 64 query heads"), "{e}");
+    let (q, _) = rand_array(&mut r, &[1, 2, 1, 32]);
+    let hk = k.slice_axis(2, 0, 2).unwrap().astype(DType::BF16).unwrap();
+    let kv = PackedKv {
+        head: Some((&hk, &hk)),
+        ..kv
+    };
+    let mask = AttentionMask::causal(7, 1, None).unwrap();
+    let e = quantized_sdpa(&q, &kv, 1.0, &mask, None)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f32 exact head"), "{e}");
 }

@@ -3,7 +3,7 @@
 //! quantized kinds stay near the exact cache (GPT-OSS: sinks + sliding windows), and bad kinds
 //! are clear errors.
 
-use rmlx_lm::cache::{layer_cache, CacheKind};
+use rmlx_lm::cache::{layer_cache, CacheKind, FullCache, KvCache, Storage};
 use rmlx_lm::{load_model, Logits};
 use std::path::{Path, PathBuf};
 
@@ -149,10 +149,11 @@ fn unsupported_head_dim_is_an_error() {
 }
 
 /// A packed full cache over a longer random sequence: its keys are centered on the mean of
-/// the first update (the prompt), its first 4 positions kept exact. With the same first update,
-/// attention over its view gives the same outputs whatever the later chunking (rows are packed
-/// one by one); queries that see only the exact head equal the f32 cache's; later ones carry
-/// the quantization error.
+/// the first update (the prompt), its first 4 positions kept exact. Without a ring of recent
+/// exact rows, with the same first update, attention over its view gives the same outputs
+/// whatever the later chunking (rows are packed one by one); queries that see only exact rows
+/// equal the f32 cache's; later ones carry the quantization error. With a ring of 32, decoding
+/// one position at a time, queries up to position 4 + 32 − 1 see only exact rows.
 #[test]
 fn packed_cache_is_chunking_independent_past_its_head() {
     use rmlx_core::ops::AttentionMask;
@@ -173,8 +174,8 @@ fn packed_cache_is_chunking_independent_past_its_head() {
         Array::from_slice(&out, &[1, heads, b - a, d]).unwrap()
     };
     // Per query head, the outputs of every position; the first update covers 0..first.
-    let run = |kind: CacheKind, first: usize, chunk: usize| -> Vec<Vec<f32>> {
-        let mut cache = layer_cache(kind, None).unwrap();
+    let run = |kind: CacheKind, recent: usize, first: usize, chunk: usize| -> Vec<Vec<f32>> {
+        let mut cache = FullCache::with_recent(Storage::of(kind), recent);
         let mut outs = vec![vec![]; 2 * h];
         let mut a = 0;
         while a < t {
@@ -182,7 +183,14 @@ fn packed_cache_is_chunking_independent_past_its_head() {
             let view = cache
                 .update(&part(&k, h, a, b), &part(&v, h, a, b))
                 .unwrap();
-            let mask = AttentionMask::causal(a, b - a, None).unwrap();
+            assert_covers(&view.k_pos.to_vec::<i32>().unwrap(), b);
+            // Slots are not in position order (exact slots first): mask by the view's positions.
+            let mask = AttentionMask {
+                q_pos: Array::from_slice(&(a as i32..b as i32).collect::<Vec<_>>(), &[b - a])
+                    .unwrap(),
+                k_pos: view.k_pos.clone(),
+                window: None,
+            };
             let o = part(&q, 2 * h, a, b)
                 .scaled_dot_product_attention(&view.keys, &view.values, 0.125, &mask, None)
                 .unwrap()
@@ -196,20 +204,59 @@ fn packed_cache_is_chunking_independent_past_its_head() {
         outs
     };
     for kind in QUANT {
-        let base = run(kind, 16, t).concat();
+        let base = run(kind, 0, 16, t).concat();
         for chunk in [1, 7] {
-            let err = rel_l2(&run(kind, 16, chunk).concat(), &base);
+            let err = rel_l2(&run(kind, 0, 16, chunk).concat(), &base);
             assert!(err < 1e-5, "{kind:?} chunk {chunk}: {err:.3e}");
         }
-        let (got, exact) = (run(kind, 16, 5), run(CacheKind::F32, 16, 5));
-        for (g, e) in got.iter().zip(&exact) {
-            let err = rel_l2(&g[..4 * d], &e[..4 * d]);
-            assert!(err < 1e-6, "{kind:?} head: {err:.3e}");
-            let err = rel_l2(&g[4 * d..], &e[4 * d..]);
-            assert!(
-                err > 1e-6 && err < 2.5e-1,
-                "{kind:?} packed part: {err:.3e}"
-            );
+        for (recent, chunk, exact_rows) in [(0, 5, 4), (32, 1, 36)] {
+            let got = run(kind, recent, 16, chunk);
+            let exact = run(CacheKind::F32, 0, 16, chunk);
+            for (g, e) in got.iter().zip(&exact) {
+                let n = exact_rows * d;
+                let err = rel_l2(&g[..n], &e[..n]);
+                assert!(err < 1e-6, "{kind:?} ring {recent}: exact part {err:.3e}");
+                let err = rel_l2(&g[n..], &e[n..]);
+                assert!(
+                    err > 1e-6 && err < 2.5e-1,
+                    "{kind:?} ring {recent}: packed part {err:.3e}"
+                );
+            }
+        }
+    }
+}
+
+/// The non-negative key positions of a view are 0..end, each once.
+fn assert_covers(k_pos: &[i32], end: usize) {
+    let mut p: Vec<i32> = k_pos.iter().copied().filter(|&p| p >= 0).collect();
+    p.sort_unstable();
+    assert_eq!(p, (0..end as i32).collect::<Vec<_>>(), "view positions");
+}
+
+/// A packed cache with a ring of exact recent rows, truncated (as chat does to reuse a prefix)
+/// and fed again: every position stays in its view exactly once, exact or packed.
+#[test]
+fn packed_ring_survives_truncation() {
+    use rmlx_core::Array;
+    let (h, d) = (2, 64);
+    let rows = |a: usize, b: usize, s: f32| {
+        let x: Vec<f32> = (0..h * (b - a) * d)
+            .map(|i| ((i + a * d) as f32 * s).sin())
+            .collect();
+        Array::from_slice(&x, &[1, h, b - a, d]).unwrap()
+    };
+    for recent in [0, 8, 32] {
+        let mut cache = FullCache::with_recent(Storage::of(CacheKind::Q4), recent);
+        let feed = |c: &mut FullCache, a: usize, b: usize| {
+            let view = c.update(&rows(a, b, 0.3), &rows(a, b, 0.7)).unwrap();
+            assert_covers(&view.k_pos.to_vec::<i32>().unwrap(), b);
+        };
+        feed(&mut cache, 0, 12);
+        (12..50).for_each(|p| feed(&mut cache, p, p + 1));
+        for (len, to) in [(45, 60), (20, 23), (3, 40), (40, 43)] {
+            assert!(cache.truncate(len));
+            feed(&mut cache, len, len + 2);
+            feed(&mut cache, len + 2, to);
         }
     }
 }

@@ -6,7 +6,13 @@
 //! large per-channel offsets that would stretch every group's range. The first `HEAD`
 //! positions also stay exact (f32, read instead of their packed rows): the first tokens draw
 //! a large share of every query's attention (attention sinks), so their error weighs on all
-//! outputs. docs/KV_CACHE.md has the evidence.
+//! outputs. The last `RECENT` positions stay exact too (a ring of f32 slots; the packed rows
+//! of the positions that leave it are read instead): queries attend most to recent tokens.
+//! Attention reads the exact slots first, then the packed positions HEAD..ring_lo, and
+//! masks by the positions the view hands out. With the ring, a chunk's queries see the
+//! exact rows of the chunk's last `RECENT` positions, so outputs depend slightly on how a
+//! sequence is chunked (by the quantization error of the few keys in between).
+//! docs/KV_CACHE.md has the evidence.
 
 use super::{KvCache, KvView, Storage};
 use rmlx_core::{concat, Array, DType, Result};
@@ -18,6 +24,9 @@ const STEP: usize = 256;
 const MIN_CENTER: usize = 8;
 /// Leading positions a packed cache keeps exact.
 const HEAD: usize = 4;
+/// Most recent positions a packed cache also keeps exact, in a ring after the head (KIVI's
+/// full-precision residual; docs/KV_CACHE.md has the evidence for 64).
+const RECENT: usize = 64;
 
 pub struct FullCache {
     storage: Storage,
@@ -25,16 +34,17 @@ pub struct FullCache {
     values: Option<Array>, // (B, Hkv, capacity, row width of Dv)
     dims: (usize, usize),  // (D, Dv)
     offset: usize,
-    /// Packed storage: exact f32 rows (B, Hkv, n, D), (…, Dv) of positions 0..n, n ≤ `HEAD`.
+    /// Packed storage: exact f32 rows (B, Hkv, HEAD + RECENT, D), (…, Dv): slot p holds
+    /// position p < HEAD, slot HEAD + (p − HEAD) % RECENT a recent position p ≥ `ring_lo`.
     exact: Option<(Array, Array)>,
+    /// Position held by each exact slot (−1: empty).
+    exact_pos: Vec<i32>,
+    /// Positions ring_lo..offset are all in the ring; HEAD..ring_lo are read packed.
+    ring_lo: usize,
+    /// Ring size (recent positions kept exact).
+    recent: usize,
     /// Packed storage: the keys' center (B, Hkv, 1, D) f32, set by the first update.
     k_center: Option<Array>,
-}
-
-/// An owned f32 copy of positions a..b of x (B, H, T, D): a view would keep x's buffer alive.
-fn own_rows(x: &Array, a: usize, b: usize) -> Result<Array> {
-    let r = x.slice_axis(2, a, b)?.astype(DType::F32)?;
-    Array::from_slice(&r.to_vec::<f32>()?, r.shape())
 }
 
 impl FullCache {
@@ -43,6 +53,11 @@ impl FullCache {
     }
 
     pub fn with_storage(storage: Storage) -> Self {
+        Self::with_recent(storage, RECENT)
+    }
+
+    /// A cache whose packed storage keeps the last `recent` positions exact.
+    pub fn with_recent(storage: Storage, recent: usize) -> Self {
         FullCache {
             storage,
             keys: None,
@@ -50,6 +65,9 @@ impl FullCache {
             dims: (0, 0),
             offset: 0,
             exact: None,
+            exact_pos: Vec::new(),
+            ring_lo: HEAD,
+            recent,
             k_center: None,
         }
     }
@@ -98,46 +116,96 @@ impl FullCache {
         }
     }
 
-    /// Packed storage: sets the center on the first update and keeps the head's rows exact.
-    fn track_head(&mut self, k: &Array, v: &Array) -> Result<()> {
+    /// Packed storage: sets the center on the first update and writes the exact slots (the
+    /// head, and the ring of recent positions) of new rows k, v at positions start...
+    fn track_exact(&mut self, k: &Array, v: &Array, start: usize) -> Result<()> {
         let t = k.dim(2);
-        if self.offset == 0 && t >= MIN_CENTER {
+        if start == 0 && t >= MIN_CENTER {
             self.k_center = Some(k.astype(DType::F32)?.mean(&[2], true)?);
         }
-        let n = HEAD.saturating_sub(self.offset).min(t);
-        if n > 0 {
-            let (nk, nv) = (own_rows(k, 0, n)?, own_rows(v, 0, n)?);
-            self.exact = Some(match self.exact.take() {
-                Some((ek, ev)) => (concat(&[ek, nk], 2)?, concat(&[ev, nv], 2)?),
-                None => (nk, nv),
-            });
+        let (r, end) = (self.recent, start + t);
+        let slots = HEAD + r;
+        let slot = |p: usize| if p < HEAD { p } else { HEAD + (p - HEAD) % r };
+        // Positions that go to an exact slot: the head's, and the last r of this update.
+        let keep = |p: usize| p < HEAD || p + r >= end;
+        let mut runs = Vec::new(); // (first position, count): consecutive positions and slots
+        for p in (start..end).filter(|&p| keep(p)) {
+            match runs.last_mut() {
+                Some((p0, n)) if *p0 + *n == p && slot(p) == slot(*p0) + *n => *n += 1,
+                _ => runs.push((p, 1)),
+            }
         }
+        self.ring_lo = self.ring_lo.max(end.saturating_sub(r)).max(HEAD);
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let (b, h, d, dv) = (k.dim(0), k.dim(1), k.dim(3), v.dim(3));
+        let (mut ek, mut ev) = match self.exact.take() {
+            Some(e) => e,
+            None => {
+                self.exact_pos = vec![-1; slots];
+                (
+                    Array::zeros(&[b, h, slots, d], DType::F32)?,
+                    Array::zeros(&[b, h, slots, dv], DType::F32)?,
+                )
+            }
+        };
+        for (p0, n) in runs {
+            let at = [0, 0, slot(p0), 0];
+            let rows = |x: &Array| {
+                x.slice_axis(2, p0 - start, p0 - start + n)?
+                    .astype(DType::F32)
+            };
+            ek = ek.slice_update(&rows(k)?, &at)?;
+            ev = ev.slice_update(&rows(v)?, &at)?;
+            for p in p0..p0 + n {
+                self.exact_pos[slot(p)] = p as i32;
+            }
+        }
+        self.exact = Some((ek, ev));
+        self.forget_before_ring(end);
         Ok(())
     }
 
-    fn view(&self, end: usize) -> Result<(Array, Array)> {
+    /// Empties ring slots whose position is no longer in ring_lo..end (read packed instead).
+    fn forget_before_ring(&mut self, end: usize) {
+        let lo = self.ring_lo;
+        for p in self.exact_pos.iter_mut().skip(HEAD) {
+            if *p >= 0 && ((*p as usize) < lo || *p as usize >= end) {
+                *p = -1;
+            }
+        }
+    }
+
+    /// Keys, values and key positions attention reads for positions 0..end.
+    fn view(&self, end: usize) -> Result<(Array, Array, Vec<i32>)> {
         let (d, dv) = self.dims;
         let kc = self.k_center.as_ref();
-        let packed = |a: usize| -> Result<(Array, Array)> {
-            let (Some(kb), Some(vb)) = (&self.keys, &self.values) else {
-                return Err(rmlx_core::Error::msg("kv cache: buffers missing"));
-            };
-            Ok((
-                self.storage
-                    .decode(false, &kb.slice_axis(2, a, end)?, d, kc)?,
-                self.storage
-                    .decode(true, &vb.slice_axis(2, a, end)?, dv, None)?,
-            ))
+        let (Some(kb), Some(vb)) = (&self.keys, &self.values) else {
+            return Err(rmlx_core::Error::msg("kv cache: buffers missing"));
         };
-        match &self.exact {
-            // Slots 0..n from the exact rows, the rest from the packed ones.
-            Some((ek, ev)) if ek.dim(2) >= end => Ok((ek.clone(), ev.clone())),
-            Some((ek, ev)) => {
-                let (kq, vq) = packed(ek.dim(2))?;
-                Ok((concat(&[ek.clone(), kq], 2)?, concat(&[ev.clone(), vq], 2)?))
-            }
-            None => packed(0),
+        let Some((ek, ev)) = &self.exact else {
+            let pos = (0..end as i32).collect();
+            return Ok((kb.slice_axis(2, 0, end)?, vb.slice_axis(2, 0, end)?, pos));
+        };
+        // Exact slots first, then the packed positions HEAD..ring_lo.
+        let packed_end = self.ring_lo.min(end);
+        let mut pos = self.exact_pos.clone();
+        if packed_end <= HEAD {
+            return Ok((ek.clone(), ev.clone(), pos));
         }
+        pos.extend(HEAD as i32..packed_end as i32);
+        let kq = self
+            .storage
+            .decode(false, &kb.slice_axis(2, HEAD, packed_end)?, d, kc)?;
+        let vq = self
+            .storage
+            .decode(true, &vb.slice_axis(2, HEAD, packed_end)?, dv, None)?;
+        Ok((
+            concat(&[ek.clone(), kq], 2)?,
+            concat(&[ev.clone(), vq], 2)?,
+            pos,
+        ))
     }
 }
 
@@ -149,16 +217,15 @@ impl KvCache for FullCache {
             if self.offset == 0 {
                 self.reset();
             }
-            self.track_head(k, v)?;
+            self.track_exact(k, v, self.offset)?;
         }
         self.write(k, v, self.offset)?;
         self.offset = end;
-        let pos: Vec<i32> = (0..end as i32).collect();
-        let (keys, values) = self.view(end)?;
+        let (keys, values, pos) = self.view(end)?;
         Ok(KvView {
             keys,
             values,
-            k_pos: Array::from_slice(&pos, &[end])?,
+            k_pos: Array::from_slice(&pos, &[pos.len()])?,
         })
     }
 
@@ -181,20 +248,29 @@ impl KvCache for FullCache {
     }
 
     fn truncate(&mut self, len: usize) -> bool {
-        // Positions past `len` are simply overwritten by the next update; exact rows past it
-        // would shadow them, so they go (the center stays valid: any center is exact).
+        // Positions past `len` are simply overwritten by the next update; exact slots past it
+        // are emptied, and the ring keeps only the run of positions before len it still holds
+        // (the rest are read packed). The center stays valid: any center is exact.
         if !self.can_truncate(len) {
             return false;
         }
         self.offset = len;
-        if let Some((ek, ev)) = self.exact.take() {
-            let n = ek.dim(2).min(len);
-            if n > 0 {
-                match (ek.slice_axis(2, 0, n), ev.slice_axis(2, 0, n)) {
-                    (Ok(k), Ok(v)) => self.exact = Some((k, v)),
-                    _ => return false,
+        if self.exact.is_some() {
+            let r = self.recent;
+            let mut lo = len.max(HEAD);
+            while lo > HEAD
+                && lo + r > len
+                && self.exact_pos[HEAD + (lo - 1 - HEAD) % r] == lo as i32 - 1
+            {
+                lo -= 1;
+            }
+            self.ring_lo = lo;
+            for p in self.exact_pos.iter_mut().take(HEAD) {
+                if *p >= len as i32 {
+                    *p = -1;
                 }
             }
+            self.forget_before_ring(len);
         }
         true
     }
@@ -206,6 +282,8 @@ impl KvCache for FullCache {
     fn reset(&mut self) {
         self.offset = 0;
         self.exact = None;
+        self.exact_pos.clear();
+        self.ring_lo = HEAD;
         self.k_center = None;
     }
 }

@@ -23,7 +23,8 @@ pub enum CacheKind {
     F16,
     /// 8-bit keys and values (groups of 32, f16 scale + min): 0.56× the bytes of bf16.
     Q8,
-    /// 4-bit keys (groups of 32) and values (groups of 64): 0.30× the bytes of bf16.
+    /// 4-bit keys (groups of 32) and values (groups of 64): 0.30× the bytes of bf16 per token
+    /// (plus a fixed exact head and ring of recent positions).
     Q4,
     /// 8-bit keys, 4-bit values: 0.42× the bytes of bf16.
     K8V4,

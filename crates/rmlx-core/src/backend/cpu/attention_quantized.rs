@@ -7,12 +7,14 @@
 //! a block unpacks into two contiguous runs of 16 lanes (blocks of 16 when 32 does not divide
 //! the head dim).
 //!
-//! Attention takes the query heads of one KV group together: each packed K and V row is
-//! decoded once (to f32, in the rotated basis) and used by every head of the group. Decode
-//! splits the keys into ranges that run in parallel and merges their partial softmax sums
+//! Attention (`quantized_sdpa`) takes the query heads of one KV group together, and in
+//! prefill a tile of query positions too, so each packed K and V row is unpacked once per unit
+//! of rows; scores and value sums are computed from the codes (`kv_attend.rs`). Decode splits
+//! the keys into ranges that run in parallel and merges their partial softmax sums
 //! (flash-decoding), so a model with few KV heads still uses every thread.
 
 use super::attention::{rows_of, sinks_f32};
+use super::kv_attend::{attend, nib_block, params, Blocks, Rows, Source};
 use super::{alloc, contiguous, finish};
 use crate::array::Data;
 use crate::backend::Arg;
@@ -77,15 +79,6 @@ pub(crate) fn unrotate(x: &mut [f32]) {
     }
 }
 
-/// (scale, min) of group `g` of a packed row of `d` values.
-#[inline(always)]
-fn scale_min(spec: KvQuant, d: usize, row: &[u8], g: usize) -> (f32, f32) {
-    let groups = d / spec.group;
-    let base = d * spec.bits as usize / 8;
-    let at = |i: usize| f16::from_le_bytes([row[base + 2 * i], row[base + 2 * i + 1]]).to_f32();
-    (at(g), at(groups + g))
-}
-
 /// Quantizes one row `x` (d values) into `out` (row_bytes).
 pub(crate) fn quantize_row(spec: KvQuant, x: &[f32], out: &mut [u8]) {
     let d = x.len();
@@ -129,7 +122,7 @@ pub(crate) fn quantize_row(spec: KvQuant, x: &[f32], out: &mut [u8]) {
 pub(crate) fn dequantize_row(spec: KvQuant, row: &[u8], out: &mut [f32]) {
     let d = out.len();
     for gi in 0..d / spec.group {
-        let (s, m) = scale_min(spec, d, row, gi);
+        let (s, m) = params(spec, d, row, gi);
         for i in gi * spec.group..(gi + 1) * spec.group {
             let n = if spec.bits == 8 {
                 row[i]
@@ -207,202 +200,9 @@ pub fn dequantize_kv(
     Ok(finish(out, shape))
 }
 
-/// Values per 4-bit block: 32 (two runs of 16 lanes), or 16 for heads that 32 does not divide.
-#[inline(always)]
-fn nib_block(d: usize) -> usize {
-    if d.is_multiple_of(32) {
-        32
-    } else {
-        16
-    }
-}
-
-/// Unpacks packed row `row` into `out` (d values) in the stored (rotated) basis: codes first,
-/// then each group's affine map, both fixed-width loops that vectorize.
-#[inline(always)]
-fn decode_stored(spec: KvQuant, row: &[u8], out: &mut [f32]) {
-    let d = out.len();
-    if spec.bits == 8 {
-        for (o, &n) in out.iter_mut().zip(&row[..d]) {
-            *o = n as f32;
-        }
-    } else {
-        let nb = nib_block(d);
-        for (o, b) in out
-            .chunks_exact_mut(nb)
-            .zip(row[..d / 2].chunks_exact(nb / 2))
-        {
-            let (lo, hi) = o.split_at_mut(nb / 2);
-            for l in 0..nb / 2 {
-                lo[l] = (b[l] & 15) as f32;
-                hi[l] = (b[l] >> 4) as f32;
-            }
-        }
-    }
-    for (gi, o) in out.chunks_exact_mut(spec.group).enumerate() {
-        let (sc, mn) = scale_min(spec, d, row, gi);
-        for v in o.iter_mut() {
-            *v = sc * *v + mn;
-        }
-    }
-}
-
-#[inline(always)]
+/// q · c (the bias of centered keys).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Packed K/V of one (batch, KV head) and the query position all rows of a unit share.
-struct Source<'a> {
-    kv: &'a [u8],
-    vv: &'a [u8],
-    kbase: usize,
-    vbase: usize,
-    kstride: usize,
-    vstride: usize,
-    kpos: &'a [i32],
-    pi: i32,
-    window: Option<usize>,
-    ks: KvQuant,
-    vs: KvQuant,
-    /// Slots 0..head come from these exact rows (head × D, head × Dv), already centered and
-    /// rotated like the packed ones; packed row j − head serves slot j ≥ head.
-    head: usize,
-    hk: &'a [f32],
-    hv: &'a [f32],
-}
-
-/// Per-unit scratch: decoded K and V rows and the scores of the unit's key range.
-struct Scratch {
-    krow: Vec<f32>,
-    vrow: Vec<f32>,
-    scores: Vec<f32>,
-}
-
-/// Attention of the `g` query rows in `q` (g × d, pre-scaled and rotated; the heads of one KV
-/// group at one position) over key slots `lo..hi`, unnormalized: `part` gets, per head, the
-/// running max, the sum of exp and the exp-weighted value sum ([m, l, acc(dv)]). Each K and V
-/// row is decoded once for the whole group.
-#[inline(always)]
-fn attend_part(
-    src: &Source,
-    q: &[f32],
-    bias: &[f32],
-    g: usize,
-    keys: std::ops::Range<usize>,
-    sc: &mut Scratch,
-    part: &mut [f32],
-) {
-    let (d, dv) = (sc.krow.len(), sc.vrow.len());
-    let (lo, hi) = (keys.start, keys.end);
-    let n = hi - lo;
-    let (kd, vd) = (src.ks.row_bytes(d), src.vs.row_bytes(dv));
-    part.iter_mut().for_each(|x| *x = 0.0);
-    let mut m = [f32::NEG_INFINITY; MAX_GROUP];
-    let scores = &mut sc.scores[..g * n];
-    for j in lo..hi {
-        let pj = src.kpos[j];
-        let visible =
-            pj >= 0 && pj <= src.pi && src.window.is_none_or(|w| ((src.pi - pj) as usize) < w);
-        if !visible {
-            scores[j - lo] = f32::NEG_INFINITY;
-            continue;
-        }
-        if j < src.head {
-            sc.krow.copy_from_slice(&src.hk[j * d..(j + 1) * d]);
-        } else {
-            let at = src.kbase + (j - src.head) * src.kstride;
-            decode_stored(src.ks, &src.kv[at..at + kd], &mut sc.krow);
-        }
-        for h in 0..g {
-            let s = dot(&q[h * d..(h + 1) * d], &sc.krow) + bias[h];
-            scores[h * n + j - lo] = s;
-            m[h] = m[h].max(s);
-        }
-    }
-    for h in 0..g {
-        part[h * (dv + 2)] = m[h];
-    }
-    if m[0] == f32::NEG_INFINITY {
-        return; // nothing visible in this range (visibility is the same for every head)
-    }
-    for j in lo..hi {
-        if scores[j - lo] == f32::NEG_INFINITY {
-            continue;
-        }
-        if j < src.head {
-            sc.vrow.copy_from_slice(&src.hv[j * dv..(j + 1) * dv]);
-        } else {
-            let at = src.vbase + (j - src.head) * src.vstride;
-            decode_stored(src.vs, &src.vv[at..at + vd], &mut sc.vrow);
-        }
-        for h in 0..g {
-            let p = (scores[h * n + j - lo] - m[h]).exp();
-            let ph = &mut part[h * (dv + 2)..(h + 1) * (dv + 2)];
-            ph[1] += p;
-            for (a, v) in ph[2..].iter_mut().zip(&sc.vrow) {
-                *a += p * v;
-            }
-        }
-    }
-}
-
-// The generic kernel compiled for wider SIMD: its fixed-width loops vectorize.
-macro_rules! attend_part_for {
-    ($name:ident, $features:literal) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $features)]
-        unsafe fn $name(
-            src: &Source,
-            q: &[f32],
-            bias: &[f32],
-            g: usize,
-            keys: std::ops::Range<usize>,
-            sc: &mut Scratch,
-            part: &mut [f32],
-        ) {
-            attend_part(src, q, bias, g, keys, sc, part)
-        }
-    };
-}
-attend_part_for!(attend_part_avx512, "avx512f,avx512bw,fma");
-attend_part_for!(attend_part_avx2, "avx2,fma");
-
-fn attend(
-    src: &Source,
-    q: &[f32],
-    bias: &[f32],
-    g: usize,
-    keys: std::ops::Range<usize>,
-    sc: &mut Scratch,
-    part: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512bw") && has!("fma") {
-            // SAFETY: the features were detected at run time.
-            return unsafe { attend_part_avx512(src, q, bias, g, keys, sc, part) };
-        }
-        if has!("avx2") && has!("fma") {
-            // SAFETY: the features were detected at run time.
-            return unsafe { attend_part_avx2(src, q, bias, g, keys, sc, part) };
-        }
-    }
-    attend_part(src, q, bias, g, keys, sc, part)
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Most query heads per KV head a unit handles at once (GQA ratio).
@@ -478,38 +278,51 @@ pub fn quantized_sdpa(
     let kv = kd.host()?.as_slice::<u8>()?;
     let vv = vd.host()?.as_slice::<u8>()?;
     let (kst, vst) = (&kd.strides, &vd.strides);
-    // Work units: (batch, KV head, query position, key split). Decode splits the keys so a
-    // few KV heads still spread over every thread (flash-decoding); prefill has rows enough.
-    let groups = b * hkv * tq;
+    // Work units: (batch, KV head, tile of query positions, key split). Prefill takes query
+    // positions in tiles so each packed row is unpacked once per tile, not once per query;
+    // decode splits the keys so a few KV heads still spread over every thread
+    // (flash-decoding).
+    let tile = (MAX_ROWS / group).clamp(1, tq);
+    let tiles = tq.div_ceil(tile);
     let threads = super::spin::threads();
     let splits = if tq == 1 {
         (2 * threads)
-            .div_ceil(groups)
+            .div_ceil(b * hkv)
             .clamp(1, tk.div_ceil(256).max(1))
     } else {
         1
     };
     let per_split = tk.div_ceil(splits);
-    let unit_len = group * (dv + 2);
-    let mut parts = vec![0f32; groups * splits * unit_len];
+    let nr = tile * group; // rows of a full unit
+    let unit_len = nr * (dv + 2);
+    let units = b * hkv * tiles * splits;
+    let mut parts = vec![0f32; units * unit_len];
+    let (gk, gvk) = (d / ks.group, ks.group);
     let mut out = alloc(shape, out_dtype)?;
     crate::dispatch_float!(q.dtype, "quantized_sdpa", Q => {
         let qv = qd.host_slice::<Q>(q.numel())?;
-        let scratch = || (Scratch { krow: vec![0f32; d], vrow: vec![0f32; dv], scores: vec![0f32; group * per_split] }, vec![0f32; group * d], [0f32; MAX_GROUP]);
-        // Unit u: group index gi = u / splits (gi = (bi·hkv + hk)·tq + i), split u % splits.
-        let unit = |(sc, qs, bias): &mut (Scratch, Vec<f32>, [f32; MAX_GROUP]), u: usize, part: &mut [f32]| {
-            let (gi, sp) = (u / splits, u % splits);
-            let (bi, hk_i, i) = (gi / (hkv * tq), (gi / tq) % hkv, gi % tq);
-            for hh in 0..group {
+        // Unit u = ((bi·hkv + hk)·tiles + t)·splits + sp; its row r = ii·group + hh is head
+        // hk·group + hh at query position t·tile + ii.
+        let unit = |sc: &mut UnitScratch, u: usize, part: &mut [f32]| {
+            let (sp, t, hk_i, bi) = (u % splits, (u / splits) % tiles, (u / (splits * tiles)) % hkv, u / (splits * tiles * hkv));
+            let (i0, i1) = (t * tile, ((t + 1) * tile).min(tq));
+            let nr = (i1 - i0) * group;
+            sc.fit(nr, d, gk);
+            for r in 0..nr {
+                let (i, hh) = (i0 + r / group, r % group);
                 let row = (bi * hq + hk_i * group + hh) * tq + i;
-                let qr = &mut qs[hh * d..(hh + 1) * d];
-                for (r, x) in qr.iter_mut().zip(&qv[row * d..(row + 1) * d]) {
-                    *r = x.to_f32() * scale;
+                let qr = &mut sc.q[r * d..(r + 1) * d];
+                for (x, y) in qr.iter_mut().zip(&qv[row * d..(row + 1) * d]) {
+                    *x = y.to_f32() * scale;
                 }
-                bias[hh] = centers.as_ref().map_or(0.0, |c| dot(qr, &c[(bi * hkv + hk_i) * d..][..d]));
+                sc.bias[r] = centers.as_ref().map_or(0.0, |c| dot(qr, &c[(bi * hkv + hk_i) * d..][..d]));
                 if ks.rotate {
                     rotate(qr);
                 }
+                for (g, x) in sc.qsum[r * gk..(r + 1) * gk].iter_mut().enumerate() {
+                    *x = qr[g * gvk..(g + 1) * gvk].iter().sum();
+                }
+                sc.pos[r] = qpos[i];
             }
             let src = Source {
                 kv,
@@ -519,72 +332,119 @@ pub fn quantized_sdpa(
                 kstride: kst[2],
                 vstride: vst[2],
                 kpos,
-                pi: qpos[i],
                 window,
                 ks,
                 vs,
+                d,
+                dv,
                 head,
                 hk: if head > 0 { &hk[(bi * hkv + hk_i) * head * d..][..head * d] } else { &[] },
                 hv: if head > 0 { &hv[(bi * hkv + hk_i) * head * dv..][..head * dv] } else { &[] },
             };
+            let rows = Rows {
+                q: &sc.q[..nr * d],
+                bias: &sc.bias[..nr],
+                pos: &sc.pos[..nr],
+                qsum: &sc.qsum[..nr * gk],
+            };
             let lo = (sp * per_split).min(tk);
-            attend(&src, qs, &bias[..group], group, lo..(lo + per_split).min(tk), sc, part);
+            attend(&src, &rows, lo..(lo + per_split).min(tk), &mut sc.blocks, part);
+        };
+        let run = |u: usize, part: &mut [f32]| {
+            SCRATCH.with(|c| match c.try_borrow_mut() {
+                Ok(mut sc) => unit(&mut sc, u, part),
+                Err(_) => unit(&mut UnitScratch::default(), u, part),
+            })
         };
         if tq == 1 {
             let ptr = PartsPtr(parts.as_mut_ptr());
-            let n = groups * splits;
-            super::spin::parallel_for(n, &|u| {
-                let mut sc = scratch();
+            super::spin::parallel_for(units, &|u| {
                 // SAFETY: unit u owns parts[u·unit_len..(u+1)·unit_len].
                 let part = unsafe { std::slice::from_raw_parts_mut({ ptr }.0.add(u * unit_len), unit_len) };
-                unit(&mut sc, u, part);
+                run(u, part);
             });
         } else {
-            parts.par_chunks_mut(unit_len).enumerate().for_each_init(scratch, |sc, (u, part)| unit(sc, u, part));
+            parts.par_chunks_mut(unit_len).enumerate().for_each(|(u, part)| run(u, part));
         }
-        // Merge the splits of each unit with the sink, normalize, un-rotate, write out.
+        // Merge the splits of each row with the sink, normalize, un-rotate, write out.
         let o = out.as_mut_slice::<Q>()?;
         let mut acc = vec![0f32; dv];
-        for gi in 0..groups {
-            let (bi, hk, i) = (gi / (hkv * tq), (gi / tq) % hkv, gi % tq);
-            for hh in 0..group {
-                let h = hk * group + hh;
-                let at = |sp: usize| ((gi * splits + sp) * group + hh) * (dv + 2);
-                let sink = sinks.as_ref().map(|s| s[h]);
-                let mut m = sink.unwrap_or(f32::NEG_INFINITY);
-                for sp in 0..splits {
-                    m = m.max(parts[at(sp)]);
-                }
-                let row = (bi * hq + h) * tq + i;
-                let orow = &mut o[row * dv..(row + 1) * dv];
-                if m == f32::NEG_INFINITY {
-                    // No visible key and no sink: define the output as zeros.
-                    orow.iter_mut().for_each(|x| *x = Q::from_f32(0.0));
-                    continue;
-                }
-                let mut denom = sink.map_or(0.0, |s| (s - m).exp());
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for sp in 0..splits {
-                    let p = &parts[at(sp)..at(sp) + dv + 2];
-                    if p[0] == f32::NEG_INFINITY {
-                        continue;
+        for bi in 0..b {
+            for hk_i in 0..hkv {
+                for i in 0..tq {
+                    let (t, ii) = (i / tile, i % tile);
+                    for hh in 0..group {
+                        let h = hk_i * group + hh;
+                        let at = |sp: usize| (((bi * hkv + hk_i) * tiles + t) * splits + sp) * unit_len + (ii * group + hh) * (dv + 2);
+                        let sink = sinks.as_ref().map(|s| s[h]);
+                        let mut m = sink.unwrap_or(f32::NEG_INFINITY);
+                        for sp in 0..splits {
+                            m = m.max(parts[at(sp)]);
+                        }
+                        let row = (bi * hq + h) * tq + i;
+                        let orow = &mut o[row * dv..(row + 1) * dv];
+                        if m == f32::NEG_INFINITY {
+                            // No visible key and no sink: define the output as zeros.
+                            orow.iter_mut().for_each(|x| *x = Q::from_f32(0.0));
+                            continue;
+                        }
+                        let mut denom = sink.map_or(0.0, |s| (s - m).exp());
+                        acc.iter_mut().for_each(|a| *a = 0.0);
+                        for sp in 0..splits {
+                            let p = &parts[at(sp)..at(sp) + dv + 2];
+                            if p[0] == f32::NEG_INFINITY {
+                                continue;
+                            }
+                            let w = (p[0] - m).exp();
+                            denom += w * p[1];
+                            for (a, x) in acc.iter_mut().zip(&p[2..]) {
+                                *a += w * x;
+                            }
+                        }
+                        let inv = 1.0 / denom;
+                        acc.iter_mut().for_each(|a| *a *= inv);
+                        if vs.rotate {
+                            unrotate(&mut acc);
+                        }
+                        for (x, a) in orow.iter_mut().zip(&acc) {
+                            *x = Q::from_f32(*a);
+                        }
                     }
-                    let w = (p[0] - m).exp();
-                    denom += w * p[1];
-                    for (a, x) in acc.iter_mut().zip(&p[2..]) {
-                        *a += w * x;
-                    }
-                }
-                let inv = 1.0 / denom;
-                acc.iter_mut().for_each(|a| *a *= inv);
-                if vs.rotate {
-                    unrotate(&mut acc);
-                }
-                for (x, a) in orow.iter_mut().zip(&acc) {
-                    *x = Q::from_f32(*a);
                 }
             }
         }
     });
     Ok(finish(out, shape))
+}
+
+/// Query rows of a prefill unit: its tile of positions × the group's heads.
+const MAX_ROWS: usize = 64;
+
+/// Per-thread scratch of a unit: its prepared query rows and the block buffers.
+#[derive(Default)]
+struct UnitScratch {
+    q: Vec<f32>,
+    bias: Vec<f32>,
+    pos: Vec<i32>,
+    qsum: Vec<f32>,
+    blocks: Blocks,
+}
+
+impl UnitScratch {
+    fn fit(&mut self, nr: usize, d: usize, gk: usize) {
+        if self.bias.len() < nr {
+            self.bias.resize(nr, 0.0);
+            self.pos.resize(nr, 0);
+        }
+        if self.q.len() < nr * d {
+            self.q.resize(nr * d, 0.0);
+        }
+        if self.qsum.len() < nr * gk {
+            self.qsum.resize(nr * gk, 0.0);
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<UnitScratch> = std::cell::RefCell::default();
 }

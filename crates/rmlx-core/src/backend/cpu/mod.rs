@@ -5,6 +5,7 @@ mod attention;
 mod attention_quantized;
 mod binary;
 mod indexing;
+mod kv_attend;
 mod matmul;
 mod norm;
 pub mod quantized;

@@ -226,7 +226,7 @@ pub unsafe fn exp_sub(s: &mut [f32], m: f32) -> f32 {
 
 /// exp on 8 lanes: 0 below −87 (−∞ included), +∞ above 88.7, NaN kept.
 #[inline(always)]
-unsafe fn exp8(x0: __m256) -> __m256 {
+pub(super) unsafe fn exp8(x0: __m256) -> __m256 {
     // exp(x) = 2^n · exp(r), n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in two parts).
     let tiny = _mm256_cmp_ps(x0, _mm256_set1_ps(-87.0), _CMP_LT_OQ);
     let huge = _mm256_cmp_ps(x0, _mm256_set1_ps(88.7), _CMP_GT_OQ);
