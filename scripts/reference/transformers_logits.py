@@ -78,6 +78,11 @@ GPT_OSS_VARIANTS = {
     "gpt_oss_wide": ["--preset", "tiny", "--single-file", "--heads", "4", "--kv-heads", "4",
                      "--head-dim", "32", "--hidden", "96", "--intermediate", "32", "--experts", "5",
                      "--top-k", "3", "--sliding-window", "6"],
+    # expert rows of 9 and 10 MXFP4 blocks (hidden 288, intermediate 320): the CPU kernels'
+    # runs of 8 blocks plus lone blocks, which the narrower checkpoints never reach
+    "gpt_oss_long_rows": ["--preset", "tiny", "--single-file", "--heads", "4", "--kv-heads", "2",
+                          "--head-dim", "32", "--hidden", "288", "--intermediate", "320",
+                          "--experts", "3", "--top-k", "2", "--sliding-window", "5"],
 }
 
 

@@ -28,12 +28,16 @@ pub fn run(dir: &Path, tokens: &[u32], chunk: Option<usize>) -> Vec<f32> {
 
 /// Relative L2 error allowed against transformers. The Llama family runs in f32 on both sides
 /// (we reach ~1e-6). gpt-oss experts are computed from MXFP4 with activations quantized to
-/// 8 bits per block, as llama.cpp does (we reach ~5e-3; the bound is 1e-2).
+/// 8 bits per block, as llama.cpp does (we reach ~5e-3; the bound is 1e-2). Rows of
+/// 288–320 inputs (`gpt_oss_long_rows`) reach 1.16e-2 from that rounding alone: with the
+/// experts dequantized and multiplied in f32 (an experiment, not shipped) every gpt-oss
+/// fixture, this one included, matches to under 1e-6, and the kernels equal the scalar
+/// reference on the same 8-bit activations (`avx2_tiles_match_scalar`).
 fn tolerance(name: &str) -> f64 {
-    if name.starts_with("gpt_oss") {
-        1e-2
-    } else {
-        1e-4
+    match name {
+        "gpt_oss_long_rows" => 2e-2,
+        n if n.starts_with("gpt_oss") => 1e-2,
+        _ => 1e-4,
     }
 }
 
@@ -92,6 +96,12 @@ fn gpt_oss_gqa3_matches_transformers() {
 #[test]
 fn gpt_oss_wide_matches_transformers() {
     check("gpt_oss_wide");
+}
+
+/// Expert rows of 9 and 10 MXFP4 blocks: the CPU kernels' paired runs of 8 and lone blocks.
+#[test]
+fn gpt_oss_long_rows_match_transformers() {
+    check("gpt_oss_long_rows");
 }
 
 /// Our MXFP4 decoder equals transformers' dequantized expert weights exactly.
