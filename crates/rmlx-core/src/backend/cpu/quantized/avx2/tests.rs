@@ -412,10 +412,11 @@ fn avx2_bench_stream() {
         (Q4_1, 576, 576),
         (Q4_1, 960, 576),
         (Q8_0, 3072, 576),
+        (Q8_0, 49152, 576),
         (MXFP4, 5760, 2880),
         (MXFP4, 2880, 2880),
     ] {
-        if only == "mxfp4" && kind != MXFP4 {
+        if only == "mxfp4" && kind != MXFP4 || only == "q8" && kind != Q8_0 {
             continue;
         }
         // More bytes than the L3 cache holds, as a model's weights.
