@@ -77,15 +77,7 @@ fn packed_attention_matches_fallback_with_gqa_windows_sinks() {
                 "d{d} hq{hq} hkv{hkv} tq{tq} tk{tk} {window:?} sinks {sinks} {ks:?} {vs:?}"
             );
             let scale = 1.0 / (d as f32).sqrt();
-            let kv = PackedKv {
-                k: &kp,
-                v: &vp,
-                ks,
-                vs,
-                dv: d,
-                k_center: None,
-                head: None,
-            };
+            let kv = PackedKv::new(&kp, &vp, ks, vs, d);
             let (got, want) = kernel_vs_fallback(&q, &kv, scale, &mask, s.as_ref(), &what);
             // The same through the plain attention op on dequantize nodes (the cache path).
             let fused = q
@@ -138,13 +130,8 @@ fn centered_keys_are_exact_and_closer() {
         let scale = 1.0 / (d as f32).sqrt();
         let run = |kp: &Array, c: Option<&Array>| {
             let kv = PackedKv {
-                k: kp,
-                v: &vp,
-                ks,
-                vs,
-                dv: d,
                 k_center: c,
-                head: None,
+                ..PackedKv::new(kp, &vp, ks, vs, d)
             };
             quantized_sdpa(&q, &kv, scale, &mask, Some(&sinks))
                 .unwrap()
@@ -153,13 +140,8 @@ fn centered_keys_are_exact_and_closer() {
         };
         let got = run(&kc, Some(&mu));
         let kv = PackedKv {
-            k: &kc,
-            v: &vp,
-            ks,
-            vs,
-            dv: d,
             k_center: Some(&mu),
-            head: None,
+            ..PackedKv::new(&kc, &vp, ks, vs, d)
         };
         let want = quantized_sdpa_reference(&q, &kv, scale, &mask, Some(&sinks))
             .unwrap()
@@ -243,13 +225,9 @@ fn exact_head_before_packed_rows() {
         let mask = AttentionMask::causal(tk - tq, tq, window).unwrap();
         let scale = 1.0 / (d as f32).sqrt();
         let kv = PackedKv {
-            k: &kp,
-            v: &vp,
-            ks,
-            vs,
-            dv: d,
             k_center: Some(&mu),
             head: Some((&hk, &hv)),
+            ..PackedKv::new(&kp, &vp, ks, vs, d)
         };
         let what = format!("tq{tq} tk{tk} {window:?}");
         let (got, want) = kernel_vs_fallback(&q, &kv, scale, &mask, Some(&sinks), &what);
@@ -347,15 +325,7 @@ fn bad_specs_are_clear_errors() {
     let kp = x.quantize_kv(s).unwrap();
     let mask = AttentionMask::causal(1, 1, None).unwrap();
     // 3 query heads over 1 kv head is fine; a wrong value width is not.
-    let kv = |dv| PackedKv {
-        k: &kp,
-        v: &kp,
-        ks: s,
-        vs: s,
-        dv,
-        k_center: None,
-        head: None,
-    };
+    let kv = |dv| PackedKv::new(&kp, &kp, s, s, dv);
     assert!(quantized_sdpa(&q, &kv(48), 1.0, &mask, None).is_ok());
     assert!(quantized_sdpa(&q, &kv(32), 1.0, &mask, None).is_err());
 }
@@ -395,15 +365,7 @@ fn tiles_and_ring_slots_match_fallback() {
             window,
         };
         let sinks = rand_array(&mut r, &[hq]).0;
-        let kv = PackedKv {
-            k: &kp,
-            v: &vp,
-            ks,
-            vs,
-            dv: d,
-            k_center: None,
-            head: None,
-        };
+        let kv = PackedKv::new(&kp, &vp, ks, vs, d);
         let scale = 1.0 / (d as f32).sqrt();
         let what = format!("hq{hq} hkv{hkv} tq{tq} tk{tk} {window:?} ring {ring}");
         kernel_vs_fallback(&q, &kv, scale, &mask, Some(&sinks), &what);
@@ -419,15 +381,7 @@ fn packed_kernel_rejects_wide_groups_and_non_f32_heads() {
     let (k, _) = rand_array(&mut r, &[1, 1, 6, 32]);
     let kp = k.quantize_kv(s).unwrap();
     let mask = AttentionMask::causal(5, 1, None).unwrap();
-    let kv = PackedKv {
-        k: &kp,
-        v: &kp,
-        ks: s,
-        vs: s,
-        dv: 32,
-        k_center: None,
-        head: None,
-    };
+    let kv = PackedKv::new(&kp, &kp, s, s, 32);
     let (q, _) = rand_array(&mut r, &[1, 65, 1, 32]);
     let e = quantized_sdpa(&q, &kv, 1.0, &mask, None)
         .and_then(|o| o.to_vec::<f32>())

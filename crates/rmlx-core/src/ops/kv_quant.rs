@@ -155,7 +155,20 @@ pub struct PackedKv<'a> {
     pub head: Option<(&'a Array, &'a Array)>,
 }
 
-impl PackedKv<'_> {
+impl<'a> PackedKv<'a> {
+    /// Packed keys and values alone: no key center, no exact head.
+    pub fn new(k: &'a Array, v: &'a Array, ks: KvQuant, vs: KvQuant, dv: usize) -> Self {
+        PackedKv {
+            k,
+            v,
+            ks,
+            vs,
+            dv,
+            k_center: None,
+            head: None,
+        }
+    }
+
     /// What the cache's view means: (keys, values) as f32 arrays (the composed fallback).
     fn dequantized(&self, d: usize) -> Result<(Array, Array)> {
         let k = match self.k_center {
