@@ -128,13 +128,14 @@ fn gemv<W: DotWeight>(
             }
         }
         let wb = &w[b_off[bi]..];
-        // Tasks of `ROWS` weight rows (~0.2–0.4 MB at K = 2–3k): enough tasks to balance the
-        // threads, few enough that taking one (an atomic) costs nothing against its work.
-        const ROWS: usize = 64;
+        // Tasks of up to 64 weight rows and ~256 KB: enough tasks to balance the threads, few
+        // enough that taking one (an atomic) costs nothing against its work, and small enough
+        // to stay in L2 while the m rows of x pass over them (K = 14k bf16: 8 rows).
+        let rows = ((1usize << 18) / (k * std::mem::size_of::<W>()).max(1)).clamp(4, 64) / 4 * 4;
         let out_ptr = OutRows(out_b.as_mut_ptr());
         let task = |t: usize| {
-            let r0 = t * ROWS;
-            let r1 = (r0 + ROWS).min(n);
+            let r0 = t * rows;
+            let r1 = (r0 + rows).min(n);
             for r in 0..m {
                 // SAFETY: task t alone writes out_b[r·n + r0 .. r·n + r1], inside out_b.
                 let o = unsafe {
@@ -143,7 +144,7 @@ fn gemv<W: DotWeight>(
                 W::dots(&xs[r * k..(r + 1) * k], wb, r0 * ldw, ldw, o);
             }
         };
-        super::spin::parallel_for(n.div_ceil(ROWS), &task);
+        super::spin::parallel_for(n.div_ceil(rows), &task);
     }
     Ok(())
 }
