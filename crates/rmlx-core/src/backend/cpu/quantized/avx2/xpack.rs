@@ -1,13 +1,13 @@
 //! Activation rows packed for the kernels, a group of C rows (one kernel call) at a time:
 //! block b of row c at `q[(b·C + c)·32]`, its scale at `d[b·C + c]`, so that one pointer and
 //! constant offsets reach all C rows (C row pointers would not fit the 16 registers). d·Σq
-//! per 32 (`sdb`, Q4_0/Q4_1/Q4_K offsets) and per 16 (`sd`, Q6_K) stay row after row for the
-//! vectorized offset passes, as do the block scales (`dr`). For the 4-bit kinds the codes
-//! follow the kernel's nibble order (`pairs.rs`): in each run of 8 blocks, slot b (b mod 8 < 4)
-//! holds the low-nibble elements of blocks b and b+4 (Q4: elements 0..16, MXFP4: the even
-//! ones) and slot b+4 their high-nibble elements; a block past the runs holds its low-nibble
-//! elements then its high ones. Packing copies x once per matmul;
-//! the kernels read it N times.
+//! per 32 (`sdb`: the offsets of Q4_0, Q4_1, MXFP4's +12 and Q4_K) and per 16 (`sd`, Q6_K)
+//! stay row after row for the vectorized offset passes, as do the block scales (`dr`). For
+//! the 4-bit kinds the codes follow the kernel's nibble order (`pairs.rs`): in each run of 8
+//! blocks, slot b (b mod 8 < 4) holds the low-nibble elements of blocks b and b+4 (Q4:
+//! elements 0..16, MXFP4: the even ones) and slot b+4 their high-nibble elements; a block past
+//! the runs holds its low-nibble elements then its high ones. Packing copies x once per
+//! matmul; the kernels read it N times.
 #![cfg(target_arch = "x86_64")]
 
 use super::super::act::QRows;
