@@ -191,31 +191,24 @@ fn f32_fast(
     Ok(true)
 }
 
+/// `x` copied contiguous when it has the output's shape but not contiguous strides.
+fn dense_rows(x: &Arg, shape: &[usize]) -> Result<Option<Arg>> {
+    if x.shape != shape || x.is_contiguous() {
+        return Ok(None);
+    }
+    Ok(Some(Arg {
+        data: super::contiguous(x)?,
+        shape: x.shape.clone(),
+        dtype: x.dtype,
+    }))
+}
+
 pub fn binary(op: BinaryOp, a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
     // A strided input of the output's shape (e.g. a slice of a fused projection) is copied
     // contiguous first, whole rows at a time: far cheaper than the element-offset walk below
     // (prefill's silu(gate) · up: 13 ms → under 1 ms per call).
-    let (ca, cb);
-    let a = if a.shape == shape && !a.is_contiguous() {
-        ca = Arg {
-            data: super::contiguous(a)?,
-            shape: a.shape.clone(),
-            dtype: a.dtype,
-        };
-        &ca
-    } else {
-        a
-    };
-    let b = if b.shape == shape && !b.is_contiguous() {
-        cb = Arg {
-            data: super::contiguous(b)?,
-            shape: b.shape.clone(),
-            dtype: b.dtype,
-        };
-        &cb
-    } else {
-        b
-    };
+    let (ca, cb) = (dense_rows(a, shape)?, dense_rows(b, shape)?);
+    let (a, b) = (ca.as_ref().unwrap_or(a), cb.as_ref().unwrap_or(b));
     let mut out = alloc(shape, out_dtype)?;
     if out_dtype == DType::F32 && a.dtype == DType::F32 && f32_fast(op, a, b, shape, &mut out)? {
         return Ok(finish(out, shape));

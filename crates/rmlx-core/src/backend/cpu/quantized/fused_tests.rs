@@ -4,9 +4,10 @@
 use super::act::QRows;
 use super::dot::{dot_scalar, Decoded};
 use super::fused::{self, WRow, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
+use super::test_data::{ggml, gguf_bytes, mxfp4_bytes, row_ref};
 use super::xlanes::XLanes;
 use crate::quant::quantize::{quantize_q4_0, quantize_q4_1, quantize_q8_0};
-use crate::quant::{decode_row, GgmlType, RowRef};
+use crate::quant::{decode_row, RowRef};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// (row bytes of a row, exponents of a row) for `n` random rows of `kind`.
@@ -16,50 +17,9 @@ fn weights(rng: &mut StdRng, kind: u8, n: usize, k: usize) -> (Vec<u8>, Vec<u8>)
         Q4_0 => (quantize_q4_0(&w), vec![]),
         Q4_1 => (quantize_q4_1(&w), vec![]),
         Q8_0 => (quantize_q8_0(&w), vec![]),
-        Q4_K | Q6_K => {
-            let (size, offs): (usize, &[usize]) = if kind == Q4_K {
-                (144, &[0, 2])
-            } else {
-                (210, &[208])
-            };
-            let mut b: Vec<u8> = (0..n * k / 256 * size).map(|_| rng.gen()).collect();
-            for blk in b.chunks_exact_mut(size) {
-                for &o in offs {
-                    let d = half::f16::from_f32((rng.gen::<f32>() - 0.3) * 0.05);
-                    blk[o..o + 2].copy_from_slice(&d.to_bits().to_le_bytes());
-                }
-            }
-            (b, vec![])
-        }
-        _ => {
-            let b = (0..n * k / 2).map(|_| rng.gen()).collect();
-            // Exponents around 1 plus the subnormal and tiny ones.
-            let mut e: Vec<u8> = (0..n * k / 32).map(|_| rng.gen_range(118..134)).collect();
-            e[0] = 0;
-            if e.len() > 3 {
-                e[3] = 1;
-            }
-            (b, e)
-        }
+        Q4_K | Q6_K => (gguf_bytes(rng, ggml(kind).expect("k-quant"), n, k), vec![]),
+        _ => mxfp4_bytes(rng, n, k),
     }
-}
-
-fn row_ref<'a>(kind: u8, b: &'a [u8], e: &'a [u8], r: usize, k: usize) -> RowRef<'a> {
-    let t = match kind {
-        Q4_0 => GgmlType::Q4_0,
-        Q4_1 => GgmlType::Q4_1,
-        Q8_0 => GgmlType::Q8_0,
-        Q4_K => GgmlType::Q4_K,
-        Q6_K => GgmlType::Q6_K,
-        _ => {
-            return RowRef::Mxfp4 {
-                blocks: &b[r * k / 2..][..k / 2],
-                scales: &e[r * k / 32..][..k / 32],
-            }
-        }
-    };
-    let rb = t.row_bytes(k).unwrap();
-    RowRef::Gguf(t, &b[r * rb..][..rb])
 }
 
 #[test]

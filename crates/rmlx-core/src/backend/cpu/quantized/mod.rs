@@ -16,6 +16,8 @@ mod fused_tests;
 mod simd;
 #[cfg(target_arch = "x86_64")]
 mod stack;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod test_data;
 #[cfg(target_arch = "x86_64")]
 mod tiles;
 mod weights;
