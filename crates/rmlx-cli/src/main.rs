@@ -32,6 +32,10 @@ fn one_line(err: &anyhow::Error) -> String {
     out
 }
 
+/// mimalloc: decode frees and reallocates hundreds of buffers a token (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// A 64-byte aligned unit of host memory (SIMD loads and cache lines).
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
-pub struct Line([u8; 64]);
+pub struct Line(pub(crate) [u8; 64]);
 
 /// Memory we do not own but may read for as long as we hold the `Arc` (an mmap, a static table).
 pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
@@ -40,6 +40,9 @@ impl HostBuffer {
             )));
         }
         let n = len.div_ceil(64);
+        if let Some(lines) = crate::buffer_cache::take_zeroed(n) {
+            return Ok(HostBuffer::Owned { lines, len });
+        }
         let mut lines = Vec::new();
         lines
             .try_reserve_exact(n)
@@ -121,6 +124,15 @@ impl HostBuffer {
         // SAFETY: alignment and length checked; every bit pattern of our Element types except
         // bool is valid, and bool buffers are only ever written with 0/1.
         Ok(unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut T, b.len() / size) })
+    }
+}
+
+impl Drop for HostBuffer {
+    /// Owned memory goes to the buffer cache for the next allocation of its size.
+    fn drop(&mut self) {
+        if let HostBuffer::Owned { lines, .. } = self {
+            crate::buffer_cache::give(std::mem::take(lines));
+        }
     }
 }
 

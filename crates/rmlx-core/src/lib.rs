@@ -7,6 +7,7 @@
 pub mod array;
 pub mod backend;
 pub mod buffer;
+pub mod buffer_cache;
 pub mod device;
 pub mod dtype;
 pub mod error;

@@ -60,8 +60,7 @@ pub fn quantized_matmul(
         expert: 0,
         rows: (0..m).map(|r| (r, r)).collect(),
     }];
-    let out = run(&w, &xq, &jobs, m)?;
-    write_out(&out, s, d)
+    run_out(&w, &xq, &jobs, s, d)
 }
 
 pub fn gather_qmm(
@@ -90,8 +89,7 @@ pub fn gather_qmm(
         .filter(|(_, r)| !r.is_empty())
         .map(|(expert, rows)| Job { expert, rows })
         .collect();
-    let out = run(&w, &xq, &jobs, idx.len())?;
-    write_out(&out, s, d)
+    run_out(&w, &xq, &jobs, s, d)
 }
 
 pub fn quantized_take(
@@ -180,19 +178,42 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-/// Computes every job's rows against every output feature; returns (out_rows, N) f32.
-fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Result<Vec<f32>> {
+/// The jobs' rows against every output feature, as an array of shape `s` and dtype `d`:
+/// f32 outputs are written in place, others through an f32 buffer.
+fn run_out(w: &WeightView, xq: &QRows, jobs: &[Job], s: &[usize], d: DType) -> Result<Data> {
+    if d == DType::F32 {
+        let mut buf = super::alloc(s, d)?;
+        run(w, xq, jobs, buf.as_mut_slice::<f32>()?)?;
+        return Ok(super::finish(buf, s));
+    }
+    let mut out = vec![0f32; s.iter().product()];
+    run(w, xq, jobs, &mut out)?;
+    write_out(&out, s, d)
+}
+
+/// Computes every job's rows against every output feature into `out` ((rows, N) f32).
+fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out: &mut [f32]) -> Result<()> {
+    let rows = jobs
+        .iter()
+        .flat_map(|j| j.rows.iter().map(|r| r.1 + 1))
+        .max();
+    if rows.unwrap_or(0) * w.n() > out.len() {
+        return Err(Error::shape(
+            "quantized matmul: output smaller than its rows",
+        ));
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(kind) = tiles::kind(w.format()) {
-        return Ok(tiles::run(kind, w, xq, jobs, out_rows));
+        tiles::run_into(kind, w, xq, jobs, out);
+        return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(kind) = avx2::kind(w.format()) {
-        return Ok(avx2::run(kind, w, xq, jobs, out_rows));
+        avx2::run_into(kind, w, xq, jobs, out);
+        return Ok(());
     }
     let n = w.n();
     let k = xq.k;
-    let mut out = vec![0f32; out_rows * n];
     let ptr = OutPtr(out.as_mut_ptr());
     let total_rows: usize = jobs.iter().map(|j| j.rows.len()).sum();
     let threads = rayon::current_num_threads();
@@ -238,7 +259,7 @@ fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Result<Vec<
     } else {
         tasks.par_iter().try_for_each(task)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn write_out(out: &[f32], s: &[usize], d: DType) -> Result<Data> {

@@ -24,24 +24,24 @@ pub fn kind(format: QuantFormat) -> Option<u8> {
     kind_of(format)
 }
 
-/// Computes every job's rows against every output feature; returns (out_rows, N) f32.
-pub fn run(kind: u8, w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Vec<f32> {
+/// Computes every job's rows against every output feature into `out` ((rows, N) f32, every
+/// element written).
+pub fn run_into(kind: u8, w: &WeightView, xq: &QRows, jobs: &[Job], out: &mut [f32]) {
     let rows = xq.q.len() / xq.k.max(1);
     let (layout, offset) = fused::x_layout(kind);
     let x = XLanes::new(xq, rows, layout, offset);
     match kind {
-        Q4_0 => run_kind::<Q4_0>(w, &x, jobs, out_rows),
-        Q4_1 => run_kind::<Q4_1>(w, &x, jobs, out_rows),
-        Q8_0 => run_kind::<Q8_0>(w, &x, jobs, out_rows),
-        Q4_K => run_kind::<Q4_K>(w, &x, jobs, out_rows),
-        Q6_K => run_kind::<Q6_K>(w, &x, jobs, out_rows),
-        _ => run_kind::<MXFP4>(w, &x, jobs, out_rows),
+        Q4_0 => run_kind::<Q4_0>(w, &x, jobs, out),
+        Q4_1 => run_kind::<Q4_1>(w, &x, jobs, out),
+        Q8_0 => run_kind::<Q8_0>(w, &x, jobs, out),
+        Q4_K => run_kind::<Q4_K>(w, &x, jobs, out),
+        Q6_K => run_kind::<Q6_K>(w, &x, jobs, out),
+        _ => run_kind::<MXFP4>(w, &x, jobs, out),
     }
 }
 
-fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: usize) -> Vec<f32> {
+fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out: &mut [f32]) {
     let n = w.n();
-    let mut out = vec![0f32; out_rows * n];
     let ptr = OutPtr(out.as_mut_ptr());
     let stack = Stack::new(w);
     let (row, rb) = (|i: usize| stack.row(i), stack.rb);
@@ -98,5 +98,4 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out_rows: 
         }
     };
     for_each_task(jobs, n, rb, &task);
-    out
 }

@@ -17,7 +17,9 @@ mod run;
 mod tests;
 mod xpack;
 
-pub use run::{kind, run};
+#[cfg(test)]
+pub use run::run;
+pub use run::{kind, run_into};
 use std::arch::x86_64::*;
 pub use xpack::{XPack, XTile};
 

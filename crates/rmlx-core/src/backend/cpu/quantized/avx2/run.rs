@@ -25,14 +25,23 @@ pub fn kind(format: QuantFormat) -> Option<u8> {
 }
 
 /// Computes every job's rows against every output feature; returns (out_rows, N) f32.
+#[cfg(test)]
 pub fn run(kind: u8, w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Vec<f32> {
+    let mut out = vec![0f32; out_rows * w.n()];
+    run_into(kind, w, xq, jobs, &mut out);
+    out
+}
+
+/// Computes every job's rows against every output feature into `out` ((rows, N) f32, every
+/// element written).
+pub fn run_into(kind: u8, w: &WeightView, xq: &QRows, jobs: &[Job], out: &mut [f32]) {
     match kind {
-        Q4_0 => run_kind::<Q4_0>(w, xq, jobs, out_rows),
-        Q4_1 => run_kind::<Q4_1>(w, xq, jobs, out_rows),
-        Q8_0 => run_kind::<Q8_0>(w, xq, jobs, out_rows),
-        Q4_K => run_kind::<Q4_K>(w, xq, jobs, out_rows),
-        Q6_K => run_kind::<Q6_K>(w, xq, jobs, out_rows),
-        _ => run_kind::<MXFP4>(w, xq, jobs, out_rows),
+        Q4_0 => run_kind::<Q4_0>(w, xq, jobs, out),
+        Q4_1 => run_kind::<Q4_1>(w, xq, jobs, out),
+        Q8_0 => run_kind::<Q8_0>(w, xq, jobs, out),
+        Q4_K => run_kind::<Q4_K>(w, xq, jobs, out),
+        Q6_K => run_kind::<Q6_K>(w, xq, jobs, out),
+        _ => run_kind::<MXFP4>(w, xq, jobs, out),
     }
 }
 
@@ -46,7 +55,7 @@ fn width(rem: usize) -> usize {
     }
 }
 
-fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: usize) -> Vec<f32> {
+fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out: &mut [f32]) {
     let n = w.n();
     // Per job, its tiles of up to XT activation rows, each a range of groups (kernel calls).
     let mut groups: Vec<&[(usize, usize)]> = Vec::new();
@@ -73,7 +82,6 @@ fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: 
         .map(|g| g.iter().map(|p| p.0).collect())
         .collect();
     let x = XPack::new(xq, rows.iter().map(|r| r.as_slice()), KIND);
-    let mut out = vec![0f32; out_rows * n];
     let ptr = OutPtr(out.as_mut_ptr());
     let stack = Stack::new(w);
     let (row, rb) = (|i: usize| stack.row(i), stack.rb);
@@ -112,5 +120,4 @@ fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out_rows: 
         }
     };
     for_each_task(jobs, n, rb, &task);
-    out
 }
