@@ -117,9 +117,12 @@ pub fn prefetch_bytes() -> usize {
     })
 }
 
-/// Runs `task(j, n0, n1)` over every job j and chunk [n0, n1) of its N output rows: ~4 chunks
-/// per thread (multiples of 4 rows) on the spinning pool, or all on the calling thread when
-/// the work (weight bytes × activation rows) is too small to pay for a hand-off.
+/// Runs `task(j, n0, n1)` over every job j and chunk [n0, n1) of its N output rows on the
+/// spinning pool, or all on the calling thread when the work (weight bytes × activation rows)
+/// is too small to pay for a hand-off. Chunks shrink as a job's rows run out (guided
+/// scheduling: each a quarter per thread of what is left, multiples of 4 rows, at least 16):
+/// the first are long streams of weight bytes, the last small enough that no thread waits
+/// long for the others at the end of the call.
 pub fn for_each_task(
     jobs: &[Job],
     n: usize,
@@ -129,17 +132,23 @@ pub fn for_each_task(
     let max_rows = jobs.iter().map(|j| j.rows.len()).max().unwrap_or(0);
     let threads = crate::backend::cpu::spin::threads();
     let serial = threads == 1 || jobs.len() * n * rb * max_rows < serial_bytes();
-    let chunk = if serial {
-        n.max(1)
-    } else {
-        (n.div_ceil(4 * threads).div_ceil(4) * 4).max(16)
-    };
-    let tasks: Vec<(usize, usize)> = (0..jobs.len())
-        .flat_map(|j| (0..n).step_by(chunk).map(move |n0| (j, n0)))
-        .collect();
+    let mut tasks: Vec<(usize, usize, usize)> = Vec::new();
+    for j in 0..jobs.len() {
+        let mut n0 = 0;
+        while n0 < n {
+            let chunk = if serial {
+                n
+            } else {
+                ((n - n0).div_ceil(4 * threads).div_ceil(4) * 4).max(16)
+            };
+            let n1 = (n0 + chunk).min(n);
+            tasks.push((j, n0, n1));
+            n0 = n1;
+        }
+    }
     let run = |i: usize| {
-        let (j, n0) = tasks[i];
-        task(j, n0, (n0 + chunk).min(n));
+        let (j, n0, n1) = tasks[i];
+        task(j, n0, n1);
     };
     if serial {
         (0..tasks.len()).for_each(run);

@@ -400,3 +400,61 @@ fn avx2_bench_stream() {
         );
     }
 }
+
+/// The GEMVs of one SmolLM2-135M decode token (Q4_1: per layer qkv 960×576, o 576×576,
+/// gate/up 3072×576, down 576×1536, 30 layers; the tied Q8_0 head 49152×576), each matrix
+/// its own memory as in the model, timed per token (`AVX2_BENCH=layers` for this alone).
+#[test]
+#[ignore]
+fn avx2_bench_decode_token() {
+    if skip() {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut mats = Vec::new();
+    for _ in 0..30 {
+        for (n, k) in [(960, 576), (576, 576), (3072, 576), (576, 1536)] {
+            mats.push((Q4_1, n, k, weights(&mut rng, Q4_1, n, k).0));
+        }
+    }
+    mats.push((Q8_0, 49152, 576, weights(&mut rng, Q8_0, 49152, 576).0));
+    let parts: Vec<Parts> = mats
+        .iter()
+        .map(|(kind, n, k, b)| {
+            let args = vec![host_u8(b, &[*n, b.len() / n])];
+            Parts::new(QuantFormat::Gguf(ggml(*kind).unwrap()), *k, &args).unwrap()
+        })
+        .collect();
+    let views: Vec<_> = parts
+        .iter()
+        .zip(&mats)
+        .map(|(p, m)| p.view(m.1).unwrap())
+        .collect();
+    let x576 = activations(&mut rng, 1, 576);
+    let x1536 = activations(&mut rng, 1, 1536);
+    let jobs = [Job {
+        expert: 0,
+        rows: vec![(0, 0)],
+    }];
+    let bytes: usize = mats.iter().map(|m| m.3.len()).sum();
+    let mut out = vec![0f32; 49152];
+    let mut v = Vec::new();
+    for _ in 0..40 {
+        let t0 = std::time::Instant::now();
+        for (w, m) in views.iter().zip(&mats) {
+            let x = if m.2 == 576 { &x576 } else { &x1536 };
+            run_into(m.0, w, x, &jobs, &mut out[..m.1]);
+        }
+        v.push(t0.elapsed().as_secs_f64());
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (best, med) = (v[0], v[v.len() / 2]);
+    eprintln!(
+        "decode token GEMVs: best {:.3} ms ({:.1} GB/s), median {:.3} ms ({:.1} GB/s), {:.1} MB",
+        best * 1e3,
+        bytes as f64 / best / 1e9,
+        med * 1e3,
+        bytes as f64 / med / 1e9,
+        bytes as f64 / 1e6
+    );
+}
