@@ -84,7 +84,10 @@ pub fn sdpa(
             };
             let scratch = || (vec![0f32; d], vec![0f32; dv], vec![0f32; tk]);
             let work = rows * tk * (d + dv);
-            if work < (1 << 17) || rows == 1 {
+            // Decode hands off from ~32 keys per head (a spin-pool hand-off costs ~1 µs, the
+            // rows ~0.1 µs per key); prefill's rayon hand-off needs more work to pay.
+            let min_work = if tq == 1 { 1 << 15 } else { 1 << 17 };
+            if work < min_work || rows == 1 {
                 let mut sc = scratch();
                 for (row, orow) in o.chunks_mut(dv).enumerate() {
                     row_fn(&mut sc, (row, orow));
