@@ -88,7 +88,7 @@ fn helper_loop() {
         }
         // The clock is read once per 64 spins: a read costs more than a spin.
         spins = spins.wrapping_add(1);
-        if spins % 64 != 0 || idle_since.elapsed() < SPIN {
+        if !spins.is_multiple_of(64) || idle_since.elapsed() < SPIN {
             std::hint::spin_loop();
         } else {
             p.parked.fetch_add(1, SeqCst);
