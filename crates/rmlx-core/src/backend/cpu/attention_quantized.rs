@@ -14,7 +14,7 @@
 //! (flash-decoding), so a model with few KV heads still uses every thread.
 
 use super::attention::{rows_of, sinks_f32};
-use super::kv_attend::{attend, nib_block, params, Blocks, Rows, Source};
+use super::kv_attend::{attend, code, nib_block, params, quantize_query, Blocks, Rows, Source};
 use super::{alloc, contiguous, finish};
 use crate::array::Data;
 use crate::backend::Arg;
@@ -123,20 +123,9 @@ pub(crate) fn dequantize_row(spec: KvQuant, row: &[u8], out: &mut [f32]) {
     let d = out.len();
     for gi in 0..d / spec.group {
         let (s, m) = params(spec, d, row, gi);
-        for i in gi * spec.group..(gi + 1) * spec.group {
-            let n = if spec.bits == 8 {
-                row[i]
-            } else {
-                let nb = nib_block(d);
-                let (blk, j) = (i / nb, i % nb);
-                let b = row[blk * nb / 2 + j % (nb / 2)];
-                if j < nb / 2 {
-                    b & 15
-                } else {
-                    b >> 4
-                }
-            };
-            out[i] = s * n as f32 + m;
+        let g = gi * spec.group..(gi + 1) * spec.group;
+        for (o, i) in out[g.clone()].iter_mut().zip(g) {
+            *o = s * code(spec, d, row, i) as f32 + m;
         }
     }
 }
@@ -252,29 +241,20 @@ pub fn quantized_sdpa(
         Some(c) => Some(c.host_slice::<f32>(inputs[extra].numel())?),
         None => None,
     };
-    // The exact head rows in the packed rows' basis: keys centered, both rotated.
-    let (mut hk, mut hv) = (Vec::new(), Vec::new());
-    if head > 0 {
-        let (a, b) = (
-            &inputs[extra + k_centered as usize],
-            &inputs[extra + k_centered as usize + 1],
-        );
-        hk = contiguous(a)?.host_slice::<f32>(a.numel())?.to_vec();
-        hv = contiguous(b)?.host_slice::<f32>(b.numel())?.to_vec();
-        // Row r of (B, Hkv, head) belongs to center row r / head of (B, Hkv, 1).
-        for (r, row) in hk.chunks_exact_mut(d).enumerate() {
-            if let Some(c) = &centers {
-                let cr = &c[r.checked_div(head).unwrap_or(0) * d..][..d];
-                row.iter_mut().zip(cr).for_each(|(x, c)| *x -= c);
-            }
-            if ks.rotate {
-                rotate(row);
-            }
-        }
-        if vs.rotate {
-            hv.chunks_exact_mut(dv).for_each(rotate);
-        }
-    }
+    // The exact head rows, read as they are: their scores take the unrotated q, their values
+    // are summed unrotated and rotated once per unit (`kv_attend::attend_head`).
+    let (ha, hb) = (
+        inputs.get(extra + k_centered as usize),
+        inputs.get(extra + k_centered as usize + 1),
+    );
+    let head_data = match (head, ha, hb) {
+        (1.., Some(a), Some(b)) => Some((contiguous(a)?, a.numel(), contiguous(b)?, b.numel())),
+        _ => None,
+    };
+    let (hk, hv) = match &head_data {
+        Some((a, na, b, nb)) => (a.host_slice::<f32>(*na)?, b.host_slice::<f32>(*nb)?),
+        None => (&[][..], &[][..]),
+    };
     let kv = kd.host()?.as_slice::<u8>()?;
     let vv = vd.host()?.as_slice::<u8>()?;
     let (kst, vst) = (&kd.strides, &vd.strides);
@@ -311,17 +291,18 @@ pub fn quantized_sdpa(
             for r in 0..nr {
                 let (i, hh) = (i0 + r / group, r % group);
                 let row = (bi * hq + hk_i * group + hh) * tq + i;
-                let qr = &mut sc.q[r * d..(r + 1) * d];
-                for (x, y) in qr.iter_mut().zip(&qv[row * d..(row + 1) * d]) {
+                let qu = &mut sc.q[r * d..(r + 1) * d];
+                for (x, y) in qu.iter_mut().zip(&qv[row * d..(row + 1) * d]) {
                     *x = y.to_f32() * scale;
                 }
-                sc.bias[r] = centers.as_ref().map_or(0.0, |c| dot(qr, &c[(bi * hkv + hk_i) * d..][..d]));
+                sc.bias[r] = centers.as_ref().map_or(0.0, |c| dot(qu, &c[(bi * hkv + hk_i) * d..][..d]));
+                let qr = &mut sc.qr[..d];
+                qr.copy_from_slice(qu);
                 if ks.rotate {
                     rotate(qr);
                 }
-                for (g, x) in sc.qsum[r * gk..(r + 1) * gk].iter_mut().enumerate() {
-                    *x = qr[g * gvk..(g + 1) * gvk].iter().sum();
-                }
+                let gr = r * gk..(r + 1) * gk;
+                quantize_query(qr, gvk, &mut sc.q8[r * d..(r + 1) * d], &mut sc.qscale[gr.clone()], &mut sc.q8sum[gr.clone()], &mut sc.qsum[gr]);
                 sc.pos[r] = qpos[i];
             }
             let src = Source {
@@ -345,6 +326,9 @@ pub fn quantized_sdpa(
                 q: &sc.q[..nr * d],
                 bias: &sc.bias[..nr],
                 pos: &sc.pos[..nr],
+                q8: &sc.q8[..nr * d],
+                qscale: &sc.qscale[..nr * gk],
+                q8sum: &sc.q8sum[..nr * gk],
                 qsum: &sc.qsum[..nr * gk],
             };
             let lo = (sp * per_split).min(tk);
@@ -423,9 +407,13 @@ const MAX_ROWS: usize = 64;
 /// Per-thread scratch of a unit: its prepared query rows and the block buffers.
 #[derive(Default)]
 struct UnitScratch {
-    q: Vec<f32>,
+    q: Vec<f32>,  // scaled, not rotated
+    qr: Vec<f32>, // one row rotated
     bias: Vec<f32>,
     pos: Vec<i32>,
+    q8: Vec<i8>,
+    qscale: Vec<f32>,
+    q8sum: Vec<i32>,
     qsum: Vec<f32>,
     blocks: Blocks,
 }
@@ -438,9 +426,15 @@ impl UnitScratch {
         }
         if self.q.len() < nr * d {
             self.q.resize(nr * d, 0.0);
+            self.q8.resize(nr * d, 0);
+        }
+        if self.qr.len() < d {
+            self.qr.resize(d, 0.0);
         }
         if self.qsum.len() < nr * gk {
             self.qsum.resize(nr * gk, 0.0);
+            self.qscale.resize(nr * gk, 0.0);
+            self.q8sum.resize(nr * gk, 0);
         }
     }
 }

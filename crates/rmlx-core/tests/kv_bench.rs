@@ -1,0 +1,100 @@
+//! Decode attention over a long packed KV cache against the dense bf16 kernel (ignored; run
+//! with `RAYON_NUM_THREADS=1 cargo test --release -p rmlx-core --test kv_bench -- --ignored
+//! --nocapture`). Shapes of SmolLM2-135M (9 query heads over 3 KV heads, head dim 64) at
+//! 4,096 tokens, the packed kinds with the cache's exact head; prints the minimum over many
+//! calls, the host being shared and noisy.
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rmlx_core::ops::kv_quant::{quantized_sdpa, PackedKv};
+use rmlx_core::ops::AttentionMask;
+use rmlx_core::primitive::KvQuant;
+use rmlx_core::{Array, DType};
+use std::time::Instant;
+
+/// Minimum wall time of `f` over `n` calls, in µs.
+fn min_us(n: usize, f: impl Fn()) -> f64 {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+#[ignore]
+fn decode_attention_4k() {
+    let (hq, hkv, d, tk) = (9, 3, 64, 4096);
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut rand = |shape: &[usize]| {
+        let v: Vec<f32> = (0..shape.iter().product())
+            .map(|_| rng.gen_range(-2.0f32..2.0))
+            .collect();
+        Array::from_slice(&v, shape).unwrap()
+    };
+    let (q, k, v) = (
+        rand(&[1, hq, 1, d]),
+        rand(&[1, hkv, tk, d]),
+        rand(&[1, hkv, tk, d]),
+    );
+    let mask = AttentionMask::causal(tk - 1, 1, None).unwrap();
+    let head = 68;
+    let (hk, hv) = (rand(&[1, hkv, head, d]), rand(&[1, hkv, head, d]));
+    let scale = 1.0 / (d as f32).sqrt();
+    let reps = 400;
+    let (kb, vb) = (
+        k.astype(DType::BF16).unwrap(),
+        v.astype(DType::BF16).unwrap(),
+    );
+    let qb = q.astype(DType::BF16).unwrap();
+    for a in [&kb, &vb, &qb] {
+        a.eval().unwrap();
+    }
+    // KV_BENCH=name runs only the kinds whose name contains it (for profiling one).
+    let only = std::env::var("KV_BENCH").ok();
+    let skip = |name: &str| only.as_ref().is_some_and(|o| !name.contains(o.as_str()));
+    let t = min_us(if skip("bf16") { 0 } else { reps }, || {
+        qb.scaled_dot_product_attention(&kb, &vb, scale, &mask, None)
+            .unwrap()
+            .eval()
+            .unwrap();
+    });
+    println!("bf16 dense          {t:>8.1} us");
+    let spec = |bits, group| KvQuant {
+        bits,
+        group,
+        rotate: true,
+    };
+    for (name, ks, vs) in [
+        ("q4 (k4/32, v4/64)", spec(4, 32), spec(4, 64)),
+        ("q8 (k8/32, v8/32)", spec(8, 32), spec(8, 32)),
+        ("k8v4 (k8/32, v4/64)", spec(8, 32), spec(4, 64)),
+    ] {
+        if skip(name) {
+            continue;
+        }
+        let (kp, vp) = (
+            k.slice_axis(2, head, tk).unwrap().quantize_kv(ks).unwrap(),
+            v.slice_axis(2, head, tk).unwrap().quantize_kv(vs).unwrap(),
+        );
+        kp.eval().unwrap();
+        vp.eval().unwrap();
+        // As the cache hands them out: keys centered on their mean, 68 exact rows (4 first and
+        // 64 recent positions) before the packed ones.
+        let mu = k.mean(&[2], true).unwrap();
+        mu.eval().unwrap();
+        let kv = PackedKv {
+            k_center: Some(&mu),
+            head: Some((&hk, &hv)),
+            ..PackedKv::new(&kp, &vp, ks, vs, d)
+        };
+        let t = min_us(reps, || {
+            quantized_sdpa(&q, &kv, scale, &mask, None)
+                .unwrap()
+                .eval()
+                .unwrap();
+        });
+        println!("{name:<19} {t:>8.1} us");
+    }
+}
