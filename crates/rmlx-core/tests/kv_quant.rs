@@ -385,7 +385,7 @@ fn tiles_and_ring_slots_match_fallback() {
 /// The packed kernel's own checks are errors, not panics: more than 64 query heads per KV
 /// head (at eval), and an exact head that is not f32 (when the op is built).
 #[test]
-fn packed_kernel_rejects_wide_groups_and_non_f32_heads() {
+fn packed_kernel_rejects_wide_groups_and_non_float_heads() {
     let mut r = rng();
     let s = spec(4, 32, true);
     let (k, _) = rand_array(&mut r, &[1, 1, 6, 32]);
@@ -399,17 +399,29 @@ fn packed_kernel_rejects_wide_groups_and_non_f32_heads() {
         .to_string();
     assert!(e.contains("at most 64 query heads"), "{e}");
     let (q, _) = rand_array(&mut r, &[1, 2, 1, 32]);
-    let hk = k.slice_axis(2, 0, 2).unwrap().astype(DType::BF16).unwrap();
-    let kv = PackedKv {
-        head: Some((&hk, &hk)),
-        ..kv
-    };
     let mask = AttentionMask::causal(7, 1, None).unwrap();
-    let e = quantized_sdpa(&q, &kv, 1.0, &mask, None)
+    let hk = k.slice_axis(2, 0, 2).unwrap();
+    // 16-bit exact heads are read as they are (caches keep them in f16), and agree with f32.
+    let with_head = |h: &Array| {
+        let kv = PackedKv {
+            head: Some((h, h)),
+            ..PackedKv::new(&kp, &kp, s, s, 32)
+        };
+        quantized_sdpa(&q, &kv, 1.0, &mask, None).and_then(|o| o.to_vec::<f32>())
+    };
+    let exact = with_head(&hk).unwrap();
+    for t in [DType::F16, DType::BF16] {
+        let h = hk.astype(t).unwrap().astype(DType::F32).unwrap();
+        let want = with_head(&h).unwrap();
+        let got = with_head(&hk.astype(t).unwrap()).unwrap();
+        assert_close(&got, &want, 1e-6, &format!("{t} head, kernel vs widened"));
+        assert_close(&got, &exact, 1e-2, &format!("{t} head vs f32"));
+    }
+    let e = with_head(&hk.astype(DType::I32).unwrap())
         .map(|_| ())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("f32 exact head"), "{e}");
+    assert!(e.contains("exact head of one float dtype"), "{e}");
 }
 
 /// Queries on the grid of the kernel's int8 rounding (per key group: integers up to ±127 times

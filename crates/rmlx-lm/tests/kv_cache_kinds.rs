@@ -214,8 +214,9 @@ fn packed_cache_is_chunking_independent_past_its_head() {
             let exact = run(CacheKind::F32, 0, 16, chunk);
             for (g, e) in got.iter().zip(&exact) {
                 let n = exact_rows * d;
+                // Exact slots are f16: each value within 2^-11 of its f32 (relative).
                 let err = rel_l2(&g[..n], &e[..n]);
-                assert!(err < 1e-6, "{kind:?} ring {recent}: exact part {err:.3e}");
+                assert!(err < 1e-3, "{kind:?} ring {recent}: exact part {err:.3e}");
                 let err = rel_l2(&g[n..], &e[n..]);
                 assert!(
                     err > 1e-6 && err < 2.5e-1,

@@ -135,15 +135,26 @@ fn split_head(x: &Array) -> Option<(Array, Array)> {
             prim: Primitive::Concat { axis: 2 },
             inputs,
         } if inputs.len() == 2 && inputs[0].dtype() == DType::F32 => {
-            Some((inputs[0].clone(), inputs[1].clone()))
+            Some((widened(&inputs[0]), inputs[1].clone()))
         }
         _ => None,
     }
 }
 
+/// The 16-bit array a pending `astype(f32)` widens (the kernel widens it itself), or `x`.
+fn widened(x: &Array) -> Array {
+    match &*x.lock() {
+        State::Pending {
+            prim: Primitive::AsType(DType::F32),
+            inputs,
+        } if matches!(inputs[0].dtype(), DType::F16 | DType::BF16) => inputs[0].clone(),
+        _ => x.clone(),
+    }
+}
+
 /// A quantized KV cache as attention reads it: packed rows (B, Hkv, T, row_bytes) u8, the
 /// keys' center (B, Hkv, 1, D) f32 if they were stored relative to one, and optionally an
-/// exact f32 head: (B, Hkv, S, D) keys and (B, Hkv, S, Dv) values that come before the packed
+/// exact head (f32, f16 or bf16): (B, Hkv, S, D) keys and (B, Hkv, S, Dv) values that come before the packed
 /// rows (slots 0..S), for the first tokens that most queries attend to (attention sinks).
 pub struct PackedKv<'a> {
     pub k: &'a Array,
@@ -178,8 +189,8 @@ impl<'a> PackedKv<'a> {
         let v = self.v.dequantize_kv(self.vs, self.dv)?;
         Ok(match self.head {
             Some((hk, hv)) => (
-                crate::concat(&[hk.clone(), k], 2)?,
-                crate::concat(&[hv.clone(), v], 2)?,
+                crate::concat(&[hk.astype(DType::F32)?, k], 2)?,
+                crate::concat(&[hv.astype(DType::F32)?, v], 2)?,
             ),
             None => (k, v),
         })
@@ -211,9 +222,11 @@ pub fn quantized_sdpa(
     inputs.extend(kv.k_center.cloned());
     let mut head = 0;
     if let Some((hk, hv)) = kv.head {
-        if hk.dtype() != DType::F32 || hv.dtype() != DType::F32 {
+        let float = |t: DType| matches!(t, DType::F32 | DType::F16 | DType::BF16);
+        if !float(hk.dtype()) || hk.dtype() != hv.dtype() {
             return Err(Error::dtype(format!(
-                "quantized_sdpa: expected an f32 exact head, found {} and {}",
+                "quantized_sdpa: expected an exact head of one float dtype (f32, f16, bf16), \
+                 found {} and {}",
                 hk.dtype(),
                 hv.dtype()
             )));

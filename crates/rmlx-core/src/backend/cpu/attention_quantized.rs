@@ -194,6 +194,17 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// Exact head rows as f32 (caches keep them in f16: a few dozen rows per KV head, widened
+/// once per call).
+fn head_f32(a: &Arg) -> Result<Vec<f32>> {
+    let data = contiguous(a)?;
+    let mut out = Vec::with_capacity(a.numel());
+    crate::dispatch_float!(a.dtype, "quantized_sdpa head", T => {
+        out.extend(data.host_slice::<T>(a.numel())?.iter().map(|x| x.to_f32()));
+    });
+    Ok(out)
+}
+
 /// Most query heads per KV head a unit handles at once (GQA ratio).
 const MAX_GROUP: usize = 64;
 
@@ -247,13 +258,9 @@ pub fn quantized_sdpa(
         inputs.get(extra + k_centered as usize),
         inputs.get(extra + k_centered as usize + 1),
     );
-    let head_data = match (head, ha, hb) {
-        (1.., Some(a), Some(b)) => Some((contiguous(a)?, a.numel(), contiguous(b)?, b.numel())),
-        _ => None,
-    };
-    let (hk, hv) = match &head_data {
-        Some((a, na, b, nb)) => (a.host_slice::<f32>(*na)?, b.host_slice::<f32>(*nb)?),
-        None => (&[][..], &[][..]),
+    let (hk, hv) = match (head, ha, hb) {
+        (1.., Some(a), Some(b)) => (head_f32(a)?, head_f32(b)?),
+        _ => (Vec::new(), Vec::new()),
     };
     let kv = kd.host()?.as_slice::<u8>()?;
     let vv = vd.host()?.as_slice::<u8>()?;
