@@ -1,8 +1,9 @@
 //! Decode attention over a long packed KV cache against the dense bf16 kernel (ignored; run
 //! with `RAYON_NUM_THREADS=1 cargo test --release -p rmlx-core --test kv_bench -- --ignored
 //! --nocapture`). Shapes of SmolLM2-135M (9 query heads over 3 KV heads, head dim 64) at
-//! 4,096 tokens, the packed kinds with the cache's exact head; prints the minimum over many
-//! calls, the host being shared and noisy.
+//! 4,096 tokens, the packed kinds with the cache's exact head. The kinds run round-robin and
+//! each prints its minimum over many calls (the host is shared and noisy) and its ratio to
+//! bf16.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rmlx_core::ops::kv_quant::{quantized_sdpa, PackedKv};
@@ -11,15 +12,14 @@ use rmlx_core::primitive::KvQuant;
 use rmlx_core::{Array, DType};
 use std::time::Instant;
 
-/// Minimum wall time of `f` over `n` calls, in µs.
-fn min_us(n: usize, f: impl Fn()) -> f64 {
-    (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .fold(f64::INFINITY, f64::min)
+/// One kind's attention call.
+type Run<'a> = Box<dyn Fn() + 'a>;
+
+/// Wall time of one call of `f`, in µs.
+fn us(f: &dyn Fn()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64() * 1e6
 }
 
 #[test]
@@ -54,47 +54,67 @@ fn decode_attention_4k() {
     // KV_BENCH=name runs only the kinds whose name contains it (for profiling one).
     let only = std::env::var("KV_BENCH").ok();
     let skip = |name: &str| only.as_ref().is_some_and(|o| !name.contains(o.as_str()));
-    let t = min_us(if skip("bf16") { 0 } else { reps }, || {
-        qb.scaled_dot_product_attention(&kb, &vb, scale, &mask, None)
-            .unwrap()
-            .eval()
-            .unwrap();
-    });
-    println!("bf16 dense          {t:>8.1} us");
     let spec = |bits, group| KvQuant {
         bits,
         group,
         rotate: true,
     };
+    // As the cache hands them out: keys centered on their mean, 68 exact rows (4 first and 64
+    // recent positions) before the packed ones.
+    let mu = k.mean(&[2], true).unwrap();
+    mu.eval().unwrap();
+    let mut packed = Vec::new();
     for (name, ks, vs) in [
         ("q4 (k4/32, v4/64)", spec(4, 32), spec(4, 64)),
         ("q8 (k8/32, v8/32)", spec(8, 32), spec(8, 32)),
         ("k8v4 (k8/32, v4/64)", spec(8, 32), spec(4, 64)),
     ] {
-        if skip(name) {
-            continue;
-        }
         let (kp, vp) = (
             k.slice_axis(2, head, tk).unwrap().quantize_kv(ks).unwrap(),
             v.slice_axis(2, head, tk).unwrap().quantize_kv(vs).unwrap(),
         );
         kp.eval().unwrap();
         vp.eval().unwrap();
-        // As the cache hands them out: keys centered on their mean, 68 exact rows (4 first and
-        // 64 recent positions) before the packed ones.
-        let mu = k.mean(&[2], true).unwrap();
-        mu.eval().unwrap();
-        let kv = PackedKv {
-            k_center: Some(&mu),
-            head: Some((&hk, &hv)),
-            ..PackedKv::new(&kp, &vp, ks, vs, d)
-        };
-        let t = min_us(reps, || {
-            quantized_sdpa(&q, &kv, scale, &mask, None)
+        packed.push((name, ks, vs, kp, vp));
+    }
+    let mut runs: Vec<(&str, Run)> = vec![(
+        "bf16 dense",
+        Box::new(|| {
+            qb.scaled_dot_product_attention(&kb, &vb, scale, &mask, None)
                 .unwrap()
                 .eval()
                 .unwrap();
-        });
-        println!("{name:<19} {t:>8.1} us");
+        }),
+    )];
+    for (name, ks, vs, kp, vp) in &packed {
+        let kv = PackedKv {
+            k_center: Some(&mu),
+            head: Some((&hk, &hv)),
+            ..PackedKv::new(kp, vp, *ks, *vs, d)
+        };
+        let q = &q;
+        let mask = &mask;
+        runs.push((
+            name,
+            Box::new(move || {
+                quantized_sdpa(q, &kv, scale, mask, None)
+                    .unwrap()
+                    .eval()
+                    .unwrap();
+            }),
+        ));
+    }
+    runs.retain(|(name, _)| !skip(name));
+    // Round-robin, so a busy spell of the host slows every kind alike.
+    let mut best = vec![f64::INFINITY; runs.len()];
+    for _ in 0..reps {
+        for (b, (_, f)) in best.iter_mut().zip(&runs) {
+            *b = b.min(us(f.as_ref()));
+        }
+    }
+    let bf16 = runs.iter().position(|(n, _)| n.starts_with("bf16"));
+    for ((name, _), t) in runs.iter().zip(&best) {
+        let ratio = bf16.map_or(String::new(), |i| format!("({:.2}x bf16)", t / best[i]));
+        println!("{name:<19} {t:>8.1} us  {ratio}");
     }
 }

@@ -810,3 +810,134 @@ pub(super) fn attend(
     }
     attend_unit::<Portable>(src, rows, keys, bl, part)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    /// The AVX2 instance against `Portable` (what non-x86 machines run) on the same packed
+    /// rows and prepared queries: both take the same integer dots, so they agree to f32
+    /// rounding. Layouts: 4-bit in blocks of 32 (groups 32/64, a 32-value tail, 8 params a
+    /// row), blocks of 16, 8-bit; an exact head, empty slots, a window, rows that see nothing.
+    #[test]
+    fn avx2_matches_portable() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !super::super::simd_avx2::has_avx2() {
+                eprintln!("skipping: no AVX2/FMA/F16C");
+                return;
+            }
+            let q = |bits, group| KvQuant {
+                bits,
+                group,
+                rotate: false,
+            };
+            let mut rng = StdRng::seed_from_u64(5);
+            for (d, ks, vs, nr, head, window) in [
+                (64, q(4, 32), q(4, 64), 3, 5, None),
+                (64, q(8, 32), q(8, 32), 9, 0, Some(40)),
+                (96, q(4, 32), q(4, 32), 2, 3, None),
+                (128, q(4, 32), q(8, 32), 4, 0, None),
+                (48, q(4, 16), q(4, 48), 3, 2, Some(7)),
+                (64, q(8, 64), q(4, 16), 12, 0, None),
+            ] {
+                let tk = 203;
+                let mut rnd = |n: usize| -> Vec<f32> {
+                    (0..n).map(|_| rng.gen_range(-2.0f32..2.0)).collect()
+                };
+                let pack = |spec: KvQuant, x: &[f32]| -> Vec<u8> {
+                    let rb = spec.row_bytes(d);
+                    let mut out = vec![0u8; (tk - head) * rb];
+                    for (o, r) in out.chunks_exact_mut(rb).zip(x.chunks_exact(d)) {
+                        super::super::attention_quantized::quantize_row(spec, r, o);
+                    }
+                    out
+                };
+                let (kx, vx) = (rnd((tk - head) * d), rnd((tk - head) * d));
+                let (kv, vv) = (pack(ks, &kx), pack(vs, &vx));
+                let (hk, hv) = (rnd(head * d), rnd(head * d));
+                // Every 7th slot empty; the last query row sees only the first 10 slots.
+                let kpos: Vec<i32> = (0..tk as i32)
+                    .map(|j| if j % 7 == 3 { -1 } else { j })
+                    .collect();
+                let pos: Vec<i32> = (0..nr as i32)
+                    .map(|r| {
+                        if r + 1 == nr as i32 {
+                            9
+                        } else {
+                            tk as i32 - 1 - r
+                        }
+                    })
+                    .collect();
+                let qf = rnd(nr * d);
+                let gk = d / ks.group;
+                let (mut q8, mut qs, mut s8, mut qsum) = (
+                    vec![0i8; nr * d],
+                    vec![0.0; nr * gk],
+                    vec![0; nr * gk],
+                    vec![0.0; nr * gk],
+                );
+                for r in 0..nr {
+                    let g = r * gk..(r + 1) * gk;
+                    quantize_query(
+                        &qf[r * d..(r + 1) * d],
+                        ks.group,
+                        &mut q8[r * d..(r + 1) * d],
+                        &mut qs[g.clone()],
+                        &mut s8[g.clone()],
+                        &mut qsum[g],
+                    );
+                }
+                let bias = rnd(nr);
+                let src = Source {
+                    kv: &kv,
+                    vv: &vv,
+                    kbase: 0,
+                    vbase: 0,
+                    kstride: ks.row_bytes(d),
+                    vstride: vs.row_bytes(d),
+                    kpos: &kpos,
+                    window,
+                    ks,
+                    vs,
+                    d,
+                    dv: d,
+                    head,
+                    hk: &hk,
+                    hv: &hv,
+                };
+                let rows = Rows {
+                    q: &qf,
+                    bias: &bias,
+                    pos: &pos,
+                    q8: &q8,
+                    qscale: &qs,
+                    q8sum: &s8,
+                    qsum: &qsum,
+                };
+                let run = |avx2: bool| {
+                    let mut part = vec![0f32; nr * (d + 2)];
+                    let mut bl = Blocks::default();
+                    for keys in [0..tk / 2, tk / 2..tk] {
+                        let mut p = vec![0f32; nr * (d + 2)];
+                        if avx2 {
+                            // SAFETY: AVX2, FMA and F16C were detected above.
+                            unsafe { attend_avx2(&src, &rows, keys, &mut bl, &mut p) };
+                        } else {
+                            attend_unit::<Portable>(&src, &rows, keys, &mut bl, &mut p);
+                        }
+                        part.extend_from_slice(&p);
+                    }
+                    part
+                };
+                let (got, want) = (run(true), run(false));
+                let what = format!("d{d} {ks:?} {vs:?} rows {nr} head {head} {window:?}");
+                for (a, b) in got.iter().zip(&want) {
+                    let ok = a == b || (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+                    assert!(ok, "{what}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
