@@ -6,6 +6,7 @@ use crate::array::{Array, State};
 use crate::backend::{self, Arg};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 pub fn eval(outputs: &[&Array]) -> Result<()> {
@@ -18,10 +19,31 @@ pub fn eval(outputs: &[&Array]) -> Result<()> {
     rayon::scope(|_| run_tape(tape))
 }
 
+/// Hashes node ids (addresses) with one multiply: SipHash's DoS resistance buys nothing for
+/// our own pointers and cost ~0.4% of a small model's decode.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_usize(&mut self, i: usize) {
+        // Fibonacci hashing: the high bits (hashbrown's control bytes) depend on every bit.
+        self.0 = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Post-order of the pending nodes reachable from `outputs`.
 fn build_tape(outputs: &[&Array]) -> Vec<Option<Array>> {
     let mut tape = Vec::new();
-    let mut visited: HashSet<usize> = HashSet::new();
+    let mut visited: HashSet<usize, BuildHasherDefault<IdHasher>> =
+        HashSet::with_capacity_and_hasher(1024, Default::default());
     let mut stack: Vec<(Array, bool)> = outputs.iter().map(|a| ((*a).clone(), false)).collect();
     stack.reverse();
     while let Some((a, expanded)) = stack.pop() {
