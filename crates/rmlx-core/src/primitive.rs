@@ -134,6 +134,8 @@ pub enum Primitive {
     },
     /// Softmax over the last axis, computed in f32.
     Softmax,
+    /// silu(x[…, :n]) · x[…, n:] for x (…, 2n): the gated MLP's activation in one pass.
+    Swiglu,
     /// log(sum(exp(x))) over the last axis, computed in f32.
     LogSumExp,
     /// Indices (u32) of the k largest values along the last axis, largest first.
@@ -254,6 +256,7 @@ impl Primitive {
             Primitive::Reduce { op, .. } => format!("reduce_{op:?}").to_lowercase(),
             Primitive::ArgReduce { op, .. } => format!("{op:?}").to_lowercase(),
             Primitive::Softmax => "softmax".into(),
+            Primitive::Swiglu => "swiglu".into(),
             Primitive::LogSumExp => "logsumexp".into(),
             Primitive::TopK { .. } => "topk".into(),
             Primitive::Reshape(_) => "reshape".into(),

@@ -123,6 +123,33 @@ fn unary_ops_match_std() {
     }
 }
 
+#[test]
+fn swiglu_matches_silu_times_up() {
+    let mut r = rng();
+    // Decode's one row, rows past a task's chunk, an odd half width; f32 takes the SIMD path.
+    for (rows, n) in [(1, 1536), (37, 13), (9, 2048)] {
+        let (x, xv) = rand_array(&mut r, &[rows, 2 * n]);
+        let want: Vec<f32> = (0..rows * n)
+            .map(|i| {
+                let (g, u) = (xv[(i / n) * 2 * n + i % n], xv[(i / n) * 2 * n + n + i % n]);
+                g / (1.0 + (-g).exp()) * u
+            })
+            .collect();
+        let got = x.swiglu().unwrap();
+        assert_eq!(got.shape(), &[rows, n]);
+        assert_close(&got.to_vec::<f32>().unwrap(), &want, 1e-5, "swiglu f32");
+        let b = x.astype(DType::BF16).unwrap().swiglu().unwrap();
+        assert_eq!(b.dtype(), DType::BF16);
+        let bv = b.astype(DType::F32).unwrap().to_vec::<f32>().unwrap();
+        assert_close(&bv, &want, 2e-2, "swiglu bf16");
+    }
+    let (odd, _) = rand_array(&mut r, &[2, 7]);
+    let e = odd.swiglu().map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("even size"), "{e}");
+    let ints = Array::from_slice(&[1i32, 2, 3, 4], &[1, 4]).unwrap();
+    assert!(ints.swiglu().is_err());
+}
+
 fn libm_erf(x: f32) -> f32 {
     // Abramowitz–Stegun 7.1.26 is too coarse; integrate instead (test-only, exact enough).
     let n = 2000;

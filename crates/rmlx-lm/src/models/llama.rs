@@ -226,12 +226,7 @@ impl Model for Llama {
             x = x.add(&self.attention(&layer.self_attn, &h, &pos, lc.as_mut())?)?;
             let h = x.rms_norm(&layer.post_attention_layernorm, eps)?;
             let m = &layer.mlp;
-            let gu = m.gate_up_proj.forward(&h)?; // (T, 2·I)
-            let i = self.cfg.intermediate_size;
-            let ff = gu
-                .slice_axis(-1, 0, i)?
-                .silu()?
-                .mul(&gu.slice_axis(-1, i, 2 * i)?)?;
+            let ff = m.gate_up_proj.forward(&h)?.swiglu()?; // (T, 2·I) → (T, I)
             x = x.add(&m.down_proj.forward(&ff)?)?;
         }
         if logits == Logits::Last && t > 1 {

@@ -83,6 +83,7 @@ impl Backend for CpuBackend {
             Primitive::Reduce { op, axes } => reduce::reduce(*op, axes, &inputs[0], s, d),
             Primitive::ArgReduce { op, axis } => reduce::arg_reduce(*op, *axis, &inputs[0], s),
             Primitive::Softmax => reduce::softmax(&inputs[0], s, d),
+            Primitive::Swiglu => unary::swiglu(&inputs[0], s, d),
             Primitive::LogSumExp => reduce::logsumexp(&inputs[0], s, d),
             Primitive::TopK { k } => reduce::topk(*k, &inputs[0], s),
             Primitive::Reshape(_) => views::reshape(&inputs[0], s),

@@ -134,6 +134,50 @@ pub fn unary(op: UnaryOp, x: &Arg, shape: &[usize], out_dtype: DType) -> Result<
     Ok(finish(out, shape))
 }
 
+/// silu(x[…, :n]) · x[…, n:] row by row (`Primitive::Swiglu`).
+pub fn swiglu(x: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
+    let src = contiguous(x)?;
+    let n = *shape.last().unwrap_or(&0);
+    let rows = crate::shape::numel(shape) / n.max(1);
+    let mut out = alloc(shape, out_dtype)?;
+    if n == 0 || rows == 0 {
+        return Ok(finish(out, shape));
+    }
+    // Rows per task: ~PAR_CHUNK outputs, so decode's single row stays on this thread.
+    let per = (PAR_CHUNK / n).max(1);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(e) = exp_op(UnaryOp::Silu, x.dtype, out_dtype) {
+        let inp = src.host_slice::<f32>(rows * 2 * n)?;
+        let o = out.as_mut_slice::<f32>()?;
+        o.par_chunks_mut(per * n)
+            .zip(inp.par_chunks(per * 2 * n))
+            .for_each(|(o, i)| {
+                for (o, i) in o.chunks_exact_mut(n).zip(i.chunks_exact(2 * n)) {
+                    let (gate, up) = i.split_at(n);
+                    // SAFETY: `exp_op` checked the CPU features.
+                    unsafe { super::simd_avx2::exp_map(e, gate, o) };
+                    o.iter_mut().zip(up).for_each(|(o, u)| *o *= u);
+                }
+            });
+        return Ok(finish(out, shape));
+    }
+    crate::dispatch_float!(x.dtype, "swiglu", T => {
+        let inp = src.host_slice::<T>(rows * 2 * n)?;
+        crate::dispatch_float!(out_dtype, "swiglu", O => {
+            let o = out.as_mut_slice::<O>()?;
+            o.par_chunks_mut(per * n).zip(inp.par_chunks(per * 2 * n)).for_each(|(o, i)| {
+                for (o, i) in o.chunks_exact_mut(n).zip(i.chunks_exact(2 * n)) {
+                    let (gate, up) = i.split_at(n);
+                    for ((o, g), u) in o.iter_mut().zip(gate).zip(up) {
+                        *o = O::from_f32(apply(UnaryOp::Silu, g.to_f32()) * u.to_f32());
+                    }
+                }
+            });
+        })
+    });
+    Ok(finish(out, shape))
+}
+
 /// The AVX2 kernel for `op` on f32 → f32, where the CPU has one.
 #[cfg(target_arch = "x86_64")]
 fn exp_op(op: UnaryOp, from: DType, to: DType) -> Option<super::simd_avx2::ExpOp> {
