@@ -44,11 +44,13 @@ impl Array {
         let mut shape = self.shape().to_vec();
         match shape.last_mut() {
             Some(w) if *w % 2 == 0 && self.dtype().is_float() => *w /= 2,
-            _ => return Err(Error::shape(format!(
+            _ => {
+                return Err(Error::shape(format!(
                 "swiglu: expected a float array whose last axis has an even size, found {} {:?}",
                 self.dtype(),
                 self.shape()
-            ))),
+            )))
+            }
         }
         Ok(Array::new_op(
             Primitive::Swiglu,

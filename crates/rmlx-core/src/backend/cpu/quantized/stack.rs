@@ -119,10 +119,10 @@ pub fn prefetch_bytes() -> usize {
 
 /// Runs `task(j, n0, n1)` over every job j and chunk [n0, n1) of its N output rows on the
 /// spinning pool, or all on the calling thread when the work (weight bytes × activation rows)
-/// is too small to pay for a hand-off. Chunks shrink as a job's rows run out (guided
-/// scheduling: each a quarter per thread of what is left, multiples of 4 rows, at least 16):
-/// the first are long streams of weight bytes, the last small enough that no thread waits
-/// long for the others at the end of the call.
+/// is too small to pay for a hand-off. Chunks shrink as the call's rows run out (guided
+/// scheduling: each a quarter per thread of the rows left over all jobs, multiples of 4 rows,
+/// at least 16, never across a job's end): the first are long streams of weight bytes, the
+/// last small enough that no thread waits long for the others at the end of the call.
 pub fn for_each_task(
     jobs: &[Job],
     n: usize,
@@ -133,16 +133,18 @@ pub fn for_each_task(
     let threads = crate::backend::cpu::spin::threads();
     let serial = threads == 1 || jobs.len() * n * rb * max_rows < serial_bytes();
     let mut tasks: Vec<(usize, usize, usize)> = Vec::new();
+    let mut left = jobs.len() * n;
     for j in 0..jobs.len() {
         let mut n0 = 0;
         while n0 < n {
             let chunk = if serial {
                 n
             } else {
-                ((n - n0).div_ceil(4 * threads).div_ceil(4) * 4).max(16)
+                (left.div_ceil(4 * threads).div_ceil(4) * 4).max(16)
             };
             let n1 = (n0 + chunk).min(n);
             tasks.push((j, n0, n1));
+            left -= n1 - n0;
             n0 = n1;
         }
     }
