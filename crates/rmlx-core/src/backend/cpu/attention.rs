@@ -3,7 +3,7 @@
 //! along T, rows contiguous), so a KV cache view is never copied.
 
 use super::simd::DotWeight;
-use super::{alloc, contiguous, finish};
+use super::{alloc, contiguous, f32_values, finish};
 use crate::array::Data;
 use crate::backend::Arg;
 use crate::dtype::{DType, Element};
@@ -118,11 +118,14 @@ pub(super) fn sinks_f32(inputs: &[Arg], has_sinks: bool, hq: usize) -> Result<Op
     if !has_sinks {
         return Ok(None);
     }
-    let s = &inputs[5];
-    let sd = contiguous(s)?;
-    Ok(Some(
-        crate::dispatch_float!(s.dtype, "sdpa sinks", S => sd.host_slice::<S>(hq)?.iter().map(|v| v.to_f32()).collect()),
-    ))
+    let s = f32_values(&inputs[5], "sdpa sinks")?;
+    if s.len() < hq {
+        return Err(Error::shape(format!(
+            "sdpa: expected {hq} sinks, found {}",
+            s.len()
+        )));
+    }
+    Ok(Some(s))
 }
 
 /// K/V as rows contiguous along D (any stride along T: a cache view is read in place).

@@ -15,7 +15,7 @@
 
 use super::attention::{rows_of, sinks_f32};
 use super::kv_attend::{attend, code, nib_block, params, quantize_query, Blocks, Rows, Source};
-use super::{alloc, contiguous, finish};
+use super::{alloc, contiguous, f32_values, finish};
 use crate::array::Data;
 use crate::backend::Arg;
 use crate::dtype::{DType, Element};
@@ -194,17 +194,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Exact head rows as f32 (caches keep them in f16: a few dozen rows per KV head, widened
-/// once per call).
-fn head_f32(a: &Arg) -> Result<Vec<f32>> {
-    let data = contiguous(a)?;
-    let mut out = Vec::with_capacity(a.numel());
-    crate::dispatch_float!(a.dtype, "quantized_sdpa head", T => {
-        out.extend(data.host_slice::<T>(a.numel())?.iter().map(|x| x.to_f32()));
-    });
-    Ok(out)
-}
-
 /// Most query heads per KV head a unit handles at once (GQA ratio).
 const MAX_GROUP: usize = 64;
 
@@ -259,7 +248,11 @@ pub fn quantized_sdpa(
         inputs.get(extra + k_centered as usize + 1),
     );
     let (hk, hv) = match (head, ha, hb) {
-        (1.., Some(a), Some(b)) => (head_f32(a)?, head_f32(b)?),
+        // Caches keep these rows in f16: a few dozen per KV head, widened once per call.
+        (1.., Some(a), Some(b)) => (
+            f32_values(a, "quantized_sdpa head")?,
+            f32_values(b, "quantized_sdpa head")?,
+        ),
         _ => (Vec::new(), Vec::new()),
     };
     let kv = kd.host()?.as_slice::<u8>()?;

@@ -53,6 +53,30 @@ pub(crate) fn finish(buf: HostBuffer, shape: &[usize]) -> Data {
     Data::contiguous(Buffer::Host(buf), shape)
 }
 
+/// A float input's values as f32, in row-major order; 16-bit floats are widened by the
+/// slice converters (8 lanes at a time where the CPU has F16C).
+pub(crate) fn f32_values(arg: &Arg, op: &str) -> Result<Vec<f32>> {
+    use half::slice::HalfFloatSliceExt;
+    let data = contiguous(arg)?;
+    let n = arg.numel();
+    let mut out = vec![0f32; n];
+    match arg.dtype {
+        DType::F16 => data
+            .host_slice::<half::f16>(n)?
+            .convert_to_f32_slice(&mut out),
+        DType::BF16 => data
+            .host_slice::<half::bf16>(n)?
+            .convert_to_f32_slice(&mut out),
+        DType::F32 => out.copy_from_slice(data.host_slice::<f32>(n)?),
+        other => {
+            return Err(crate::Error::dtype(format!(
+                "{op}: expected a float dtype, found {other}"
+            )))
+        }
+    }
+    Ok(out)
+}
+
 /// The input as a contiguous host view (copied only if its strides require it).
 pub(crate) fn contiguous(arg: &Arg) -> Result<Data> {
     if arg.is_contiguous() {
