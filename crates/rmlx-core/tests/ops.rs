@@ -469,6 +469,38 @@ fn sdpa_reads_strided_cache_views() {
 }
 
 #[test]
+fn unit_axis_transposes_and_reshape_chains_keep_values() {
+    let mut r = rng();
+    // Rows of a wider array (strided, as a fused projection's q/k/v slices are).
+    let (a, av) = rand_array(&mut r, &[2, 40]);
+    let s = a.slice_axis(-1, 4, 40).unwrap(); // (2, 36)
+    let want: Vec<f32> = (0..2)
+        .flat_map(|i| av[i * 40 + 4..i * 40 + 40].to_vec())
+        .collect();
+    // (2, 36) → (2, 1, 9, 4) → (2, 9, 1, 4): only a unit axis moves, the order is kept.
+    let h = s.reshape(&[2, 1, 9, 4]).unwrap();
+    let t = h.transpose(&[0, 2, 1, 3]).unwrap();
+    assert_eq!(t.shape(), &[2, 9, 1, 4]);
+    assert_eq!(t.to_vec::<f32>().unwrap(), want);
+    let back = t.reshape(&[2, 36]).unwrap();
+    assert_eq!(back.to_vec::<f32>().unwrap(), want);
+    // Moving axes of size > 1 still permutes the data.
+    let p = s
+        .reshape(&[2, 9, 4])
+        .unwrap()
+        .transpose(&[1, 0, 2])
+        .unwrap();
+    let pv = p.to_vec::<f32>().unwrap();
+    for i in 0..2 {
+        for j in 0..9 {
+            for k in 0..4 {
+                assert_eq!(pv[(j * 2 + i) * 4 + k], want[i * 36 + j * 4 + k]);
+            }
+        }
+    }
+}
+
+#[test]
 fn views_take_concat_slice_update() {
     let mut r = rng();
     let (a, av) = rand_array(&mut r, &[4, 6]);

@@ -154,8 +154,9 @@ fn widened(x: &Array) -> Array {
 
 /// A quantized KV cache as attention reads it: packed rows (B, Hkv, T, row_bytes) u8, the
 /// keys' center (B, Hkv, 1, D) f32 if they were stored relative to one, and optionally an
-/// exact head (f32, f16 or bf16): (B, Hkv, S, D) keys and (B, Hkv, S, Dv) values that come before the packed
-/// rows (slots 0..S), for the first tokens that most queries attend to (attention sinks).
+/// exact head (f32, f16 or bf16): (B, Hkv, S, D) keys and (B, Hkv, S, Dv) values that come
+/// before the packed rows (slots 0..S): the first tokens, which most queries attend to
+/// (attention sinks), and a cache's ring of recent positions.
 pub struct PackedKv<'a> {
     pub k: &'a Array,
     pub v: &'a Array,

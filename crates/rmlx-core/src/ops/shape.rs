@@ -1,6 +1,6 @@
 //! Shape ops. Reshape, transpose, slice and broadcast are views (no copy where strides allow).
 
-use crate::array::Array;
+use crate::array::{Array, State};
 use crate::error::{Error, Result};
 use crate::primitive::Primitive;
 use crate::shape::{broadcast_shapes, checked_numel, normalize_axis, Shape};
@@ -12,9 +12,21 @@ impl Array {
         if shape == self.shape() {
             return Ok(self.clone());
         }
+        // A reshape of a pending reshape is one reshape of its input (row-major order is
+        // all a reshape keeps): one graph node, not a chain.
+        let input = match &*self.lock() {
+            State::Pending {
+                prim: Primitive::Reshape(_),
+                inputs,
+            } => inputs[0].clone(),
+            _ => self.clone(),
+        };
+        if shape == input.shape() {
+            return Ok(input);
+        }
         Ok(Array::new_op(
             Primitive::Reshape(shape.clone()),
-            vec![self.clone()],
+            vec![input],
             shape,
             self.dtype(),
         ))
@@ -35,7 +47,18 @@ impl Array {
         if perm.iter().enumerate().all(|(i, &p)| i == p) {
             return Ok(self.clone());
         }
-        let shape = perm.iter().map(|&p| self.shape()[p]).collect();
+        let shape: Shape = perm.iter().map(|&p| self.shape()[p]).collect();
+        // Moving only axes of size 1 keeps the row-major order: a reshape (decode's
+        // (1, 1, H, D) ↔ (1, H, 1, D)), which folds into a neighbouring reshape.
+        let moved: Vec<usize> = perm
+            .iter()
+            .copied()
+            .filter(|&p| self.shape()[p] != 1)
+            .collect();
+        if moved.windows(2).all(|w| w[0] < w[1]) {
+            let to: Vec<isize> = shape.iter().map(|&x| x as isize).collect();
+            return self.reshape(&to);
+        }
         Ok(Array::new_op(
             Primitive::Transpose(perm.to_vec()),
             vec![self.clone()],

@@ -152,23 +152,12 @@ impl Llama {
             c.head_dim,
         );
         let heads = |y: Array, n: isize, norm: &Option<Array>| -> Result<Array> {
-            // One position (decode): (1, 1, H, D) and (1, H, 1, D) are the same memory, so a
-            // reshape alone gives the heads (one graph node fewer per tensor and layer).
-            let shape = if t == 1 {
-                [1, n, 1, d as isize]
-            } else {
-                [1, t, n, d as isize]
-            };
-            let y = y.reshape(&shape)?;
+            let y = y.reshape(&[1, t, n, d as isize])?; // (1, T, H, D)
             let y = match norm {
                 Some(w) => y.rms_norm(w, c.rms_norm_eps)?,
                 None => y,
             };
-            if t == 1 {
-                Ok(y)
-            } else {
-                y.transpose(&[0, 2, 1, 3]) // (1, H, T, D)
-            }
+            y.transpose(&[0, 2, 1, 3]) // (1, H, T, D)
         };
         let qkv = a.qkv_proj.forward(x)?; // (T, (Hq + 2·Hkv)·D)
         let (qe, ke) = ((nq as usize) * d, (nq + nkv) as usize * d);
@@ -190,12 +179,7 @@ impl Llama {
             &mask,
             None,
         )?;
-        let o = if t == 1 {
-            o
-        } else {
-            o.transpose(&[0, 2, 1, 3])?
-        };
-        let o = o.reshape(&[t, nq * d as isize])?; // (T, Hq·D)
+        let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[t, nq * d as isize])?; // (T, Hq·D)
         a.o_proj.forward(&o)
     }
 }
