@@ -17,6 +17,7 @@ pub mod primitive;
 pub mod profile;
 pub mod quant;
 pub mod shape;
+pub mod testing;
 
 pub use array::Array;
 pub use buffer::{Buffer, HostBuffer};

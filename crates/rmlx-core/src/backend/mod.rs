@@ -2,7 +2,10 @@
 //! already resident on that device. On a GPU, `eval_primitive` enqueues work on the device's
 //! stream and returns at once; `synchronize` waits. Model code never sees backends.
 
+pub mod common;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 use crate::array::Data;
 use crate::device::Device;
@@ -54,7 +57,14 @@ pub trait Backend: Send + Sync {
 pub fn for_device(device: Device) -> Result<&'static dyn Backend> {
     match device {
         Device::Cpu => Ok(&cpu::CPU),
-        Device::Cuda(_) | Device::Gpu(_) => Err(Error::NotImplemented {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => Ok(cuda::backend(i)?),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(Error::NotImplemented {
+            op: "backend".into(),
+            device: format!("{device} (this build has no CUDA backend)"),
+        }),
+        Device::Gpu(_) => Err(Error::NotImplemented {
             op: "backend".into(),
             device: format!("{device} (this build has no backend for it)"),
         }),

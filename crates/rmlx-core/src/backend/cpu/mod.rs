@@ -15,10 +15,11 @@ mod simd;
 #[cfg(target_arch = "x86_64")]
 mod simd_avx2;
 pub mod spin;
-pub mod strided;
+pub use super::common::strided;
 mod unary;
 mod views;
 
+use super::common::views as common_views;
 use super::{Arg, Backend};
 use crate::array::Data;
 use crate::buffer::{Buffer, HostBuffer};
@@ -111,9 +112,11 @@ impl Backend for CpuBackend {
             Primitive::LogSumExp => reduce::logsumexp(&inputs[0], s, d),
             Primitive::TopK { k } => reduce::topk(*k, &inputs[0], s),
             Primitive::Reshape(_) => views::reshape(&inputs[0], s),
-            Primitive::Transpose(perm) => views::transpose(&inputs[0], perm),
-            Primitive::Slice { start, step, .. } => views::slice(&inputs[0], start, step),
-            Primitive::BroadcastTo(_) => views::broadcast_to(&inputs[0], s),
+            Primitive::Transpose(perm) => Ok(common_views::transpose(&inputs[0], perm)),
+            Primitive::Slice { start, step, .. } => {
+                Ok(common_views::slice(&inputs[0], start, step))
+            }
+            Primitive::BroadcastTo(_) => Ok(common_views::broadcast_to(&inputs[0], s)),
             Primitive::Contiguous => contiguous(&inputs[0]),
             Primitive::ToDevice(_) => Ok(inputs[0].data.clone()),
             Primitive::Concat { axis } => indexing::concat(*axis, &inputs, s, d),

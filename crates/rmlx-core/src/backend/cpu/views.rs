@@ -1,51 +1,17 @@
-//! Views: new strides over the same buffer, no copy. `copy_contiguous` materializes any view.
+//! The CPU's half of views: the strides come from `backend::common::views`; `copy_contiguous`
+//! materializes any view.
 
 use super::{alloc, finish, strided};
 use crate::array::Data;
+use crate::backend::common::views as common;
 use crate::backend::Arg;
 use crate::error::Result;
-use crate::shape::contiguous_strides;
 
 pub fn reshape(x: &Arg, out_shape: &[usize]) -> Result<Data> {
-    let data = if x.is_contiguous() {
-        x.data.clone()
-    } else {
-        copy_contiguous(x)?
-    };
-    Ok(Data {
-        buffer: data.buffer,
-        offset: data.offset,
-        strides: contiguous_strides(out_shape),
-    })
-}
-
-pub fn transpose(x: &Arg, perm: &[usize]) -> Result<Data> {
-    let strides = perm.iter().map(|&p| x.data.strides[p]).collect();
-    Ok(Data {
-        buffer: x.data.buffer.clone(),
-        offset: x.data.offset,
-        strides,
-    })
-}
-
-pub fn slice(x: &Arg, start: &[usize], step: &[usize]) -> Result<Data> {
-    let s = &x.data.strides;
-    let offset = x.data.offset + start.iter().zip(s).map(|(a, b)| a * b).sum::<usize>();
-    let strides = s.iter().zip(step).map(|(a, b)| a * b).collect();
-    Ok(Data {
-        buffer: x.data.buffer.clone(),
-        offset,
-        strides,
-    })
-}
-
-pub fn broadcast_to(x: &Arg, out_shape: &[usize]) -> Result<Data> {
-    let strides = strided::broadcast_strides(&x.shape, &x.data.strides, out_shape);
-    Ok(Data {
-        buffer: x.data.buffer.clone(),
-        offset: x.data.offset,
-        strides,
-    })
+    match common::reshape(x, out_shape) {
+        Some(d) => Ok(d),
+        None => Ok(common::reshape_contiguous(copy_contiguous(x)?, out_shape)),
+    }
 }
 
 /// A row-major copy of a strided view.

@@ -1,0 +1,259 @@
+//! One CUDA device: its primary context, the stream all of its work is queued on, the memory
+//! allocator, the compiled kernels and the pinned staging buffers for uploads.
+
+use super::alloc::{Allocator, CudaBuffer};
+use super::nvrtc;
+use crate::error::{Error, Result};
+use cudarc::driver::{result, sys, CudaContext, CudaStream};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A kernel entry point. Raw driver handles are plain pointers, valid for the device's life
+/// (modules are never unloaded).
+#[derive(Clone, Copy)]
+pub(crate) struct Func(pub(crate) sys::CUfunction);
+// SAFETY: a CUfunction is an immutable handle; the driver allows using it from any thread
+// with its context current.
+unsafe impl Send for Func {}
+// SAFETY: as above.
+unsafe impl Sync for Func {}
+
+pub struct CudaDevice {
+    pub(crate) ordinal: usize,
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    /// Compute capability (major, minor): kernels are compiled for exactly this.
+    pub(crate) arch: (i32, i32),
+    pub(crate) name: String,
+    pub(crate) total_mem: usize,
+    pub(crate) alloc: Allocator,
+    functions: Mutex<HashMap<String, Func>>,
+    staging: Mutex<Option<Staging>>,
+}
+
+impl CudaDevice {
+    /// Opens device `ordinal` (primary context, one non-blocking stream).
+    pub(crate) fn open(ordinal: usize) -> Result<Arc<CudaDevice>> {
+        let err = |what: &str, e: &dyn std::fmt::Display| {
+            Error::msg(format!("cuda:{ordinal}: {what}: {e}"))
+        };
+        let ctx = CudaContext::new(ordinal).map_err(|e| err("cannot open the device", &e))?;
+        let arch = ctx
+            .compute_capability()
+            .map_err(|e| err("cannot read its compute capability", &e))?;
+        if arch.0 < 8 {
+            return Err(Error::msg(format!(
+                "cuda:{ordinal}: compute capability {}.{} is older than the 8.0 (Ampere) that \
+                 rmlx's kernels need",
+                arch.0, arch.1
+            )));
+        }
+        let name = ctx.name().unwrap_or_else(|_| "NVIDIA GPU".into());
+        let total_mem = ctx
+            .total_mem()
+            .map_err(|e| err("cannot read its memory", &e))?;
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| err("cannot create a stream", &e))?;
+        Ok(Arc::new(CudaDevice {
+            ordinal,
+            ctx,
+            stream,
+            arch,
+            name,
+            total_mem,
+            alloc: Allocator::new(total_mem),
+            functions: Mutex::new(HashMap::new()),
+            staging: Mutex::new(None),
+        }))
+    }
+
+    /// Makes the context current on the calling thread (cheap; needed before raw driver calls).
+    pub(crate) fn bind(&self) -> Result<()> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| Error::msg(format!("cuda:{}: cannot bind context: {e}", self.ordinal)))
+    }
+
+    pub(crate) fn cu_stream(&self) -> sys::CUstream {
+        self.stream.cu_stream()
+    }
+
+    pub(crate) fn error(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::msg(format!("cuda:{}: {what}: {e}", self.ordinal))
+    }
+
+    /// Uninitialized device memory for `bytes`.
+    pub(crate) fn alloc(self: &Arc<Self>, bytes: usize) -> Result<CudaBuffer> {
+        self.alloc.alloc(self, bytes)
+    }
+
+    /// The kernel `entry` of the source `source()` builds, compiled once per `key` (a key
+    /// names the source exactly: family, op, dtypes…; the source is only built on a miss).
+    pub(crate) fn function(
+        &self,
+        key: &str,
+        source: impl FnOnce() -> String,
+        entry: &str,
+    ) -> Result<Func> {
+        let full_key = format!("{key}::{entry}");
+        if let Some(f) = self.lock_functions().get(&full_key) {
+            return Ok(*f);
+        }
+        let src = source();
+        let cubin = nvrtc::compile_cubin(&src, key, self.arch)?;
+        self.bind()?;
+        // SAFETY: `cubin` is a complete image NVRTC produced for this device's architecture
+        // (or a checksummed cache entry of one); the context is current.
+        let module = unsafe { result::module::load_data(cubin.as_ptr() as *const _) }
+            .map_err(|e| self.error(&format!("loading kernel {key}"), e))?;
+        let mut functions = self.lock_functions();
+        // Every entry of the module is registered, so sibling kernels do not reload it.
+        for name in entries(&src) {
+            let cname = std::ffi::CString::new(name.as_str()).expect("identifiers have no NUL");
+            // SAFETY: `module` is loaded and stays loaded for the device's life.
+            if let Ok(f) = unsafe { result::module::get_function(module, cname) } {
+                functions.insert(format!("{key}::{name}"), Func(f));
+            }
+        }
+        functions
+            .get(&full_key)
+            .copied()
+            .ok_or_else(|| Error::msg(format!("cuda: kernel {key} has no entry {entry}")))
+    }
+
+    fn lock_functions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Func>> {
+        self.functions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Copies host bytes into a new device buffer. Large copies go through two pinned staging
+    /// buffers in turn, so reading the source (an mmap'd file) overlaps the DMA.
+    pub(crate) fn upload(self: &Arc<Self>, bytes: &[u8]) -> Result<CudaBuffer> {
+        self.bind()?;
+        let buf = self.alloc(bytes.len())?;
+        if bytes.len() < STAGING_MIN {
+            // SAFETY: `buf` holds at least `bytes.len()` bytes; a copy from pageable memory
+            // has consumed the source when the call returns.
+            unsafe { result::memcpy_htod_async(buf.ptr(), bytes, self.cu_stream()) }
+                .map_err(|e| self.error("upload", e))?;
+            return Ok(buf);
+        }
+        let mut guard = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(Staging::new(self)?);
+        }
+        let staging = guard.as_mut().expect("created above");
+        for (i, chunk) in bytes.chunks(STAGING_CHUNK).enumerate() {
+            let slot = &mut staging.slots[i % 2];
+            // SAFETY: the event was recorded after the last copy out of this slot (or never).
+            unsafe { result::event::synchronize(slot.done) }
+                .map_err(|e| self.error("upload wait", e))?;
+            // SAFETY: the slot holds STAGING_CHUNK pinned bytes, no copy reads it any more.
+            let pinned = unsafe { std::slice::from_raw_parts_mut(slot.ptr, chunk.len()) };
+            pinned.copy_from_slice(chunk);
+            // SAFETY: destination is inside `buf`; the pinned source stays untouched until the
+            // event recorded right after the copy completes.
+            unsafe {
+                result::memcpy_htod_async(
+                    buf.ptr() + (i * STAGING_CHUNK) as u64,
+                    &*pinned,
+                    self.cu_stream(),
+                )
+                .map_err(|e| self.error("upload", e))?;
+                result::event::record(slot.done, self.cu_stream())
+                    .map_err(|e| self.error("upload event", e))?;
+            }
+        }
+        Ok(buf)
+    }
+
+    /// Copies `out.len()` bytes at device address `src` to the host and waits for them.
+    pub(crate) fn download(&self, src: sys::CUdeviceptr, out: &mut [u8]) -> Result<()> {
+        self.bind()?;
+        // SAFETY: the caller passes an address inside a live buffer with `out.len()` bytes;
+        // the stream is synchronized before `out` is read.
+        unsafe { result::memcpy_dtoh_async(out, src, self.cu_stream()) }
+            .map_err(|e| self.error("download", e))?;
+        self.synchronize()
+    }
+
+    /// Waits for all work queued on the device's stream; reports a kernel fault here.
+    pub(crate) fn synchronize(&self) -> Result<()> {
+        self.bind()?;
+        self.stream
+            .synchronize()
+            .map_err(|e| self.error("a kernel failed", e))
+    }
+
+    pub(crate) fn memory_in_use(&self) -> usize {
+        self.alloc.in_use()
+    }
+}
+
+/// The `extern "C" __global__ void NAME(` entries of a source.
+fn entries(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    while let Some(i) = rest.find("__global__") {
+        rest = &rest[i + "__global__".len()..];
+        let head = rest.split('(').next().unwrap_or("");
+        if let Some(name) = head.split_whitespace().last() {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+const STAGING_MIN: usize = 1 << 20;
+const STAGING_CHUNK: usize = 16 << 20;
+
+struct Slot {
+    ptr: *mut u8,
+    done: sys::CUevent,
+}
+
+/// Two pinned host buffers that uploads alternate between.
+struct Staging {
+    slots: [Slot; 2],
+}
+
+// SAFETY: the pinned pointers and events are only used under the device's staging mutex.
+unsafe impl Send for Staging {}
+
+impl Staging {
+    fn new(dev: &CudaDevice) -> Result<Staging> {
+        let slot = || -> Result<Slot> {
+            // SAFETY: plain pinned allocation of STAGING_CHUNK bytes; freed never (it lives as
+            // long as the device, i.e. the process).
+            let ptr = unsafe { result::malloc_host(STAGING_CHUNK, 0) }
+                .map_err(|e| dev.error("pinned staging buffer", e))?
+                as *mut u8;
+            let done = result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)
+                .map_err(|e| dev.error("event", e))?;
+            Ok(Slot { ptr, done })
+        };
+        Ok(Staging {
+            slots: [slot()?, slot()?],
+        })
+    }
+}
+
+/// Process-wide device table: each ordinal is opened on first use and kept.
+pub(crate) fn get(ordinal: usize) -> Result<Arc<CudaDevice>> {
+    type Slot = OnceLock<std::result::Result<Arc<CudaDevice>, String>>;
+    static DEVICES: OnceLock<Vec<Slot>> = OnceLock::new();
+    let table = DEVICES.get_or_init(|| {
+        (0..super::device_count())
+            .map(|_| OnceLock::new())
+            .collect()
+    });
+    let slot = table.get(ordinal).ok_or_else(|| {
+        Error::msg(format!(
+            "cuda:{ordinal}: no such device ({} CUDA device(s) usable here)",
+            table.len()
+        ))
+    })?;
+    slot.get_or_init(|| CudaDevice::open(ordinal).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(Error::msg)
+}

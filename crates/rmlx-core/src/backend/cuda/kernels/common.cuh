@@ -1,0 +1,151 @@
+// Shared by every rmlx CUDA kernel: element types, conversions and strided indexing.
+// Self-contained (no CUDA headers): NVRTC compiles it without a toolkit's include folder.
+#pragma once
+
+typedef long long i64;
+typedef unsigned long long u64;
+typedef unsigned int u32;
+typedef unsigned char u8;
+
+// 16-bit floats are stored as their bits and converted with PTX instructions (sm_80+).
+struct f16_t { unsigned short bits; };
+struct bf16_t { unsigned short bits; };
+
+__device__ __forceinline__ float f16_to_f32(unsigned short h) {
+  float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;
+}
+__device__ __forceinline__ unsigned short f32_to_f16(float f) {
+  unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
+}
+__device__ __forceinline__ float bf16_to_f32(unsigned short b) {
+  return __uint_as_float(((unsigned)b) << 16);
+}
+__device__ __forceinline__ unsigned short f32_to_bf16(float f) {
+  unsigned short h; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
+}
+
+// Num<T>: how an element type loads into its compute type C and stores back.
+// Floats compute in f32 (as the CPU backend does); integers in their own type.
+template <class T> struct Num;
+template <> struct Num<float> {
+  typedef float C;
+  static __device__ __forceinline__ float load(float x) { return x; }
+  static __device__ __forceinline__ float store(float x) { return x; }
+  static __device__ __forceinline__ float to_f32(float x) { return x; }
+  static __device__ __forceinline__ float from_f32(float x) { return x; }
+  static __device__ __forceinline__ double to_f64(float x) { return x; }
+  static __device__ __forceinline__ float from_f64(double x) { return (float)x; }
+};
+template <> struct Num<f16_t> {
+  typedef float C;
+  static __device__ __forceinline__ float load(f16_t x) { return f16_to_f32(x.bits); }
+  static __device__ __forceinline__ f16_t store(float x) { f16_t r; r.bits = f32_to_f16(x); return r; }
+  static __device__ __forceinline__ float to_f32(f16_t x) { return f16_to_f32(x.bits); }
+  static __device__ __forceinline__ f16_t from_f32(float x) { return store(x); }
+  static __device__ __forceinline__ double to_f64(f16_t x) { return f16_to_f32(x.bits); }
+  static __device__ __forceinline__ f16_t from_f64(double x) { return store((float)x); }
+};
+template <> struct Num<bf16_t> {
+  typedef float C;
+  static __device__ __forceinline__ float load(bf16_t x) { return bf16_to_f32(x.bits); }
+  static __device__ __forceinline__ bf16_t store(float x) { bf16_t r; r.bits = f32_to_bf16(x); return r; }
+  static __device__ __forceinline__ float to_f32(bf16_t x) { return bf16_to_f32(x.bits); }
+  static __device__ __forceinline__ bf16_t from_f32(float x) { return store(x); }
+  static __device__ __forceinline__ double to_f64(bf16_t x) { return bf16_to_f32(x.bits); }
+  static __device__ __forceinline__ bf16_t from_f64(double x) { return store((float)x); }
+};
+// Integer conversions follow Rust's `as` from f32/f64: truncation toward zero, saturating,
+// NaN to 0 (the cvt.rzi instructions do exactly that).
+#define RMLX_INT_NUM(T)                                                                   \
+  template <> struct Num<T> {                                                            \
+    typedef T C;                                                                         \
+    static __device__ __forceinline__ T load(T x) { return x; }                          \
+    static __device__ __forceinline__ T store(T x) { return x; }                         \
+    static __device__ __forceinline__ float to_f32(T x) { return (float)x; }             \
+    static __device__ __forceinline__ T from_f32(float x) { return rmlx_sat<T>((double)x); } \
+    static __device__ __forceinline__ double to_f64(T x) { return (double)x; }           \
+    static __device__ __forceinline__ T from_f64(double x) { return rmlx_sat<T>(x); }    \
+  };
+template <class T> __device__ __forceinline__ T rmlx_sat(double x);
+template <> __device__ __forceinline__ int rmlx_sat<int>(double x) {
+  if (x != x) return 0;
+  if (x <= -2147483648.0) return (int)0x80000000;
+  if (x >= 2147483647.0) return 2147483647;
+  return (int)x;
+}
+template <> __device__ __forceinline__ u32 rmlx_sat<u32>(double x) {
+  if (!(x > 0.0)) return 0u;
+  if (x >= 4294967295.0) return 4294967295u;
+  return (u32)x;
+}
+template <> __device__ __forceinline__ u8 rmlx_sat<u8>(double x) {
+  if (!(x > 0.0)) return 0;
+  if (x >= 255.0) return 255;
+  return (u8)x;
+}
+RMLX_INT_NUM(int)
+RMLX_INT_NUM(u32)
+RMLX_INT_NUM(u8)
+
+// bool is one byte, 0 or 1; from a number it is `x != 0` (NaN is true), as on the CPU.
+struct bool_t { u8 v; };
+template <> struct Num<bool_t> {
+  typedef float C;
+  static __device__ __forceinline__ float load(bool_t x) { return x.v ? 1.f : 0.f; }
+  static __device__ __forceinline__ bool_t store(float x) { bool_t r; r.v = x != 0.f; return r; }
+  static __device__ __forceinline__ float to_f32(bool_t x) { return load(x); }
+  static __device__ __forceinline__ bool_t from_f32(float x) { return store(x); }
+  static __device__ __forceinline__ double to_f64(bool_t x) { return load(x); }
+  static __device__ __forceinline__ bool_t from_f64(double x) { bool_t r; r.v = x != 0.0; return r; }
+};
+
+// A strided view: element offset, shape and strides (in elements), up to 8 dims.
+// Mirrors `backend::cuda::launch::Layout` on the Rust side.
+#define RMLX_MAX_DIMS 8
+struct Layout {
+  int ndim;
+  int pad;
+  i64 offset;
+  i64 shape[RMLX_MAX_DIMS];
+  i64 strides[RMLX_MAX_DIMS];
+};
+
+// The element offset of the i-th element (row-major order) of the view.
+__device__ __forceinline__ i64 layout_offset(const Layout& l, i64 i) {
+  i64 off = l.offset;
+  for (int d = l.ndim - 1; d >= 0; --d) {
+    i64 n = l.shape[d];
+    off += (i % n) * l.strides[d];
+    i /= n;
+  }
+  return off;
+}
+
+// Grid-stride loop over n elements.
+#define RMLX_FOR_EACH(i, n) \
+  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
+
+// Math shared by elementwise kernels (and, later, fused ones).
+// erf as the CPU backend computes it (Numerical Recipes' erfc, in double), so GELU agrees.
+__device__ __forceinline__ float rmlx_erf(float xf) {
+  double x = xf, z = fabs(x), t = 1.0 / (1.0 + 0.5 * z);
+  double r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+             t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+             t * (-0.82215223 + t * 0.17087277)))))))));
+  return (float)(x >= 0.0 ? 1.0 - r : r - 1.0);
+}
+__device__ __forceinline__ float rmlx_round_even(float x) { return rintf(x); }
+// Rust's i64 div_euclid, with x / 0 = 0 as the CPU backend defines it.
+__device__ __forceinline__ i64 rmlx_div_euclid(i64 a, i64 b) {
+  if (b == 0) return 0;
+  i64 q = a / b, r = a % b;
+  if (r < 0) q = b > 0 ? q - 1 : q + 1;
+  return q;
+}
+__device__ __forceinline__ i64 rmlx_ipow(i64 a, i64 b) {
+  u64 e = b < 0 ? 0 : (b > 4294967295LL ? 4294967295ULL : (u64)b);
+  u64 base = (u64)a, r = 1;
+  while (e) { if (e & 1) r *= base; base *= base; e >>= 1; }
+  return (i64)r;
+}
+

@@ -1,0 +1,198 @@
+//! Launching kernels: parameters by value (device addresses, scalars, `Layout`s), a grid sized
+//! for the work, and the error of a failed launch named after the kernel.
+
+use super::alloc::CudaBuffer;
+use super::device::{CudaDevice, Func};
+use crate::array::Data;
+use crate::backend::Arg;
+use crate::buffer::Buffer;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use cudarc::driver::result;
+use std::sync::Arc;
+
+pub(crate) const MAX_DIMS: usize = 8;
+
+/// A strided view as kernels see it (`common.cuh`'s `Layout`): element offset, shape, strides.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    ndim: i32,
+    pad: i32,
+    offset: i64,
+    shape: [i64; MAX_DIMS],
+    strides: [i64; MAX_DIMS],
+}
+
+impl Layout {
+    /// The view of `data` over `shape`. Size-1 dims are dropped (they never move the index).
+    pub(crate) fn new(shape: &[usize], strides: &[usize], offset: usize) -> Result<Layout> {
+        let dims: Vec<(usize, usize)> = shape
+            .iter()
+            .zip(strides)
+            .filter(|(&d, _)| d != 1)
+            .map(|(&d, &s)| (d, s))
+            .collect();
+        if dims.len() > MAX_DIMS {
+            return Err(Error::shape(format!(
+                "cuda: views of more than {MAX_DIMS} non-unit dims are not supported, found {shape:?}"
+            )));
+        }
+        let mut l = Layout {
+            ndim: dims.len() as i32,
+            pad: 0,
+            offset: offset as i64,
+            shape: [1; MAX_DIMS],
+            strides: [0; MAX_DIMS],
+        };
+        for (i, (d, s)) in dims.into_iter().enumerate() {
+            l.shape[i] = d as i64;
+            l.strides[i] = s as i64;
+        }
+        Ok(l)
+    }
+
+    pub(crate) fn of(arg: &Arg) -> Result<Layout> {
+        Layout::new(&arg.shape, &arg.data.strides, arg.data.offset)
+    }
+}
+
+/// Values a kernel takes by value.
+///
+/// # Safety
+/// Implementors are plain old data with the same layout as the kernel's parameter type.
+pub(crate) unsafe trait KernelParam: Copy {}
+// SAFETY: primitive scalars match their C counterparts.
+unsafe impl KernelParam for u64 {}
+// SAFETY: as above.
+unsafe impl KernelParam for i64 {}
+// SAFETY: as above.
+unsafe impl KernelParam for u32 {}
+// SAFETY: as above.
+unsafe impl KernelParam for i32 {}
+// SAFETY: as above.
+unsafe impl KernelParam for f32 {}
+// SAFETY: `#[repr(C)]` mirror of `common.cuh`'s Layout.
+unsafe impl KernelParam for Layout {}
+
+/// Parameters of one launch, each stored in its own 8-byte aligned box.
+pub(crate) struct Launch {
+    func: Func,
+    name: &'static str,
+    params: Vec<Box<[u64]>>,
+}
+
+impl Launch {
+    pub(crate) fn new(func: Func, name: &'static str) -> Self {
+        Launch {
+            func,
+            name,
+            params: Vec::with_capacity(8),
+        }
+    }
+
+    pub(crate) fn arg<T: KernelParam>(mut self, v: T) -> Self {
+        let words = std::mem::size_of::<T>().div_ceil(8).max(1);
+        let mut b = vec![0u64; words].into_boxed_slice();
+        // SAFETY: `b` holds at least size_of::<T>() bytes and is 8-aligned (≥ align of T for
+        // every KernelParam); T is plain data.
+        unsafe { std::ptr::write(b.as_mut_ptr() as *mut T, v) };
+        self.params.push(b);
+        self
+    }
+
+    /// Launches on the device's stream; returns at once.
+    pub(crate) fn run(
+        mut self,
+        dev: &CudaDevice,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared: u32,
+    ) -> Result<()> {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+            return Ok(()); // nothing to do (empty arrays)
+        }
+        let mut ptrs: Vec<*mut std::ffi::c_void> = self
+            .params
+            .iter_mut()
+            .map(|b| b.as_mut_ptr() as *mut std::ffi::c_void)
+            .collect();
+        // SAFETY: `ptrs` points at one value per kernel parameter, in order, each matching the
+        // kernel's declared type (the family that builds the launch owns both sides); the
+        // device addresses passed are live buffers of the sizes the kernel indexes.
+        unsafe {
+            result::launch_kernel(self.func.0, grid, block, shared, dev.cu_stream(), &mut ptrs)
+        }
+        .map_err(|e| dev.error(&format!("launching {}", self.name), e))
+    }
+
+    /// A 1-D launch of `n` threads in blocks of 256, grid-stride beyond 65k blocks.
+    pub(crate) fn run_1d(self, dev: &CudaDevice, n: usize) -> Result<()> {
+        let blocks = n.div_ceil(256).clamp(1, 1 << 16) as u32;
+        if n == 0 {
+            return Ok(());
+        }
+        self.run(dev, (blocks, 1, 1), (256, 1, 1), 0)
+    }
+}
+
+/// The device buffer behind an input (an error if it is not on this backend's device).
+pub(crate) fn cuda_buffer<'a>(data: &'a Data, dev: &CudaDevice) -> Result<&'a CudaBuffer> {
+    match &*data.buffer {
+        Buffer::Device(d) => d
+            .as_any()
+            .downcast_ref::<CudaBuffer>()
+            .filter(|b| b.device().ordinal == dev.ordinal)
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "cuda:{}: input lives on {}",
+                    dev.ordinal,
+                    d.device()
+                ))
+            }),
+        Buffer::Host(_) => Err(Error::msg(format!(
+            "cuda:{}: input lives in host memory (eval moves inputs first)",
+            dev.ordinal
+        ))),
+    }
+}
+
+/// The device address of the view's first element (its buffer's base plus the offset).
+pub(crate) fn ptr_at(arg: &Arg, dev: &CudaDevice) -> Result<u64> {
+    Ok(cuda_buffer(&arg.data, dev)?.ptr() + (arg.data.offset * arg.dtype.size()) as u64)
+}
+
+/// The device address of the buffer's first element (kernels add a Layout's offset).
+pub(crate) fn base_ptr(arg: &Arg, dev: &CudaDevice) -> Result<u64> {
+    Ok(cuda_buffer(&arg.data, dev)?.ptr())
+}
+
+/// A new contiguous output of `shape`/`dtype` (uninitialized: the kernel writes every element).
+pub(crate) fn output(dev: &Arc<CudaDevice>, shape: &[usize], dtype: DType) -> Result<(Data, u64)> {
+    let bytes = crate::shape::numel(shape) * dtype.size();
+    let buf = dev.alloc(bytes)?;
+    let ptr = buf.ptr();
+    Ok((Data::contiguous(Buffer::Device(Box::new(buf)), shape), ptr))
+}
+
+/// The C type name of a dtype in kernel sources (`common.cuh`).
+pub(crate) fn c_type(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "float",
+        DType::F16 => "f16_t",
+        DType::BF16 => "bf16_t",
+        DType::I32 => "int",
+        DType::U32 => "u32",
+        DType::U8 => "u8",
+        DType::Bool => "bool_t",
+    }
+}
+
+/// `common.cuh` followed by `body`: the start of every kernel source.
+pub(crate) fn source(body: &str) -> String {
+    let mut s = String::with_capacity(body.len() + 8192);
+    s.push_str(include_str!("kernels/common.cuh"));
+    s.push('\n');
+    s.push_str(body);
+    s
+}

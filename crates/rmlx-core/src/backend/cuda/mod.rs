@@ -1,0 +1,241 @@
+//! The CUDA backend (NVIDIA): one file per primitive family, kernels in `kernels/*.cu`
+//! compiled at run time by NVRTC for the device's architecture and cached on disk.
+//!
+//! Everything is loaded dynamically (cudarc's `dynamic-loading`): a binary built without a
+//! toolkit runs here on the CPU, and on the GPU wherever a driver is installed. Work is queued on
+//! one stream per device and `eval_primitive` returns as soon as its kernels are queued; reading
+//! data (`download`) waits.
+
+mod alloc;
+mod device;
+mod elementwise;
+mod launch;
+pub mod libs;
+pub mod nvrtc;
+
+pub use alloc::CudaBuffer;
+
+use super::{Arg, Backend};
+use crate::array::Data;
+use crate::backend::common::views;
+use crate::buffer::{Buffer, HostBuffer};
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::primitive::Primitive;
+use device::CudaDevice;
+use std::sync::{Arc, OnceLock};
+
+/// Whether the CUDA driver library can be loaded on this machine.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to open the shared library; calls nothing in it.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// How many CUDA devices are usable (0 without a driver or a GPU). Never panics.
+pub fn device_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        if !driver_present() {
+            return 0;
+        }
+        // cudarc's loader panics on a missing symbol (a driver far older than CUDA 13's API):
+        // that is "no usable device", not a crash.
+        std::panic::catch_unwind(|| {
+            cudarc::driver::result::init().ok()?;
+            cudarc::driver::result::device::get_count().ok()
+        })
+        .ok()
+        .flatten()
+        .map_or(0, |n| n.max(0) as usize)
+    })
+}
+
+/// Whether CUDA device `ordinal` can run rmlx's kernels (driver, device, NVRTC all present).
+pub fn is_available(ordinal: usize) -> bool {
+    ordinal < device_count() && nvrtc::is_available() && device::get(ordinal).is_ok()
+}
+
+/// Why CUDA device `ordinal` cannot be used, or its name ("NVIDIA H100 80GB HBM3").
+pub fn describe(ordinal: usize) -> Result<String> {
+    if !driver_present() {
+        return Err(Error::msg(
+            "cuda: no NVIDIA driver (libcuda) was found on this machine",
+        ));
+    }
+    if !nvrtc::is_available() {
+        return Err(Error::msg(
+            "cuda: NVRTC (libnvrtc) was not found: install the CUDA toolkit, or run \
+             `rmlx fetch-nvrtc` to unpack the PyPI package nvidia-cuda-nvrtc",
+        ));
+    }
+    Ok(device::get(ordinal)?.name.clone())
+}
+
+/// Every kernel module the backend can build, as (key, source): the NVRTC compile test
+/// compiles them all for each supported architecture, without a GPU.
+pub fn kernel_sources() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    out.extend(elementwise::sources());
+    out
+}
+
+/// Bytes of device memory held by live arrays on `ordinal`.
+pub fn memory_in_use(ordinal: usize) -> Result<usize> {
+    Ok(device::get(ordinal)?.memory_in_use())
+}
+
+/// Total memory of `ordinal` and the most rmlx will use of it (bytes).
+pub fn memory_limits(ordinal: usize) -> Result<(usize, usize)> {
+    let dev = device::get(ordinal)?;
+    Ok((dev.total_mem, dev.alloc.limit()))
+}
+
+/// Frees the cached (unused) device memory of `ordinal`.
+pub fn clear_cache(ordinal: usize) -> Result<()> {
+    let dev = device::get(ordinal)?;
+    dev.bind()?;
+    dev.alloc.clear_cache();
+    Ok(())
+}
+
+/// The backend for one device ordinal; the device itself is opened on first use.
+pub struct CudaBackend {
+    ordinal: usize,
+}
+
+/// The backend of `Device::Cuda(ordinal)`.
+pub fn backend(ordinal: usize) -> Result<&'static CudaBackend> {
+    static BACKENDS: OnceLock<Vec<CudaBackend>> = OnceLock::new();
+    let all = BACKENDS.get_or_init(|| {
+        (0..device_count())
+            .map(|ordinal| CudaBackend { ordinal })
+            .collect()
+    });
+    match all.get(ordinal) {
+        Some(b) => {
+            describe(ordinal)?;
+            Ok(b)
+        }
+        None if all.is_empty() => Err(Error::msg(format!(
+            "cuda:{ordinal}: no CUDA device is usable here ({})",
+            describe(0)
+                .err()
+                .map_or("no GPU found".into(), |e| e.to_string())
+        ))),
+        None => Err(Error::msg(format!(
+            "cuda:{ordinal}: no such device ({} CUDA device(s) here)",
+            all.len()
+        ))),
+    }
+}
+
+impl CudaBackend {
+    fn dev(&self) -> Result<Arc<CudaDevice>> {
+        let dev = device::get(self.ordinal)?;
+        dev.bind()?;
+        Ok(dev)
+    }
+}
+
+fn todo(prim: &Primitive, ordinal: usize) -> Result<Data> {
+    Err(Error::NotImplemented {
+        op: prim.name(),
+        device: format!("cuda:{ordinal}"),
+    })
+}
+
+impl Backend for CudaBackend {
+    fn device(&self) -> Device {
+        Device::Cuda(self.ordinal)
+    }
+
+    fn eval_primitive(
+        &self,
+        prim: &Primitive,
+        inputs: Vec<Arg>,
+        out_shape: &[usize],
+        out_dtype: DType,
+    ) -> Result<Data> {
+        let dev = self.dev()?;
+        let (s, d) = (out_shape, out_dtype);
+        let x = &inputs[0];
+        match prim {
+            Primitive::AsType(_) => elementwise::astype(&dev, x, s, d),
+            Primitive::Unary(op) => elementwise::unary(&dev, *op, x, s, d),
+            Primitive::Binary(op) => elementwise::binary(&dev, *op, x, &inputs[1], s, d),
+            Primitive::Where => elementwise::select(&dev, x, &inputs[1], &inputs[2], s, d),
+            Primitive::Reshape(_) => match views::reshape(x, s) {
+                Some(v) => Ok(v),
+                None => Ok(views::reshape_contiguous(
+                    elementwise::copy_contiguous(&dev, x)?,
+                    s,
+                )),
+            },
+            Primitive::Transpose(perm) => Ok(views::transpose(x, perm)),
+            Primitive::Slice { start, step, .. } => Ok(views::slice(x, start, step)),
+            Primitive::BroadcastTo(_) => Ok(views::broadcast_to(x, s)),
+            Primitive::Contiguous => elementwise::contiguous(&dev, x),
+            Primitive::ToDevice(_) => Ok(x.data.clone()),
+            Primitive::Reduce { .. }
+            | Primitive::ArgReduce { .. }
+            | Primitive::Softmax
+            | Primitive::Swiglu
+            | Primitive::LogSumExp
+            | Primitive::TopK { .. }
+            | Primitive::Concat { .. }
+            | Primitive::SliceUpdate { .. }
+            | Primitive::Take { .. }
+            | Primitive::TakeAlongAxis { .. }
+            | Primitive::Matmul
+            | Primitive::QuantizedMatmul { .. }
+            | Primitive::GatherQmm { .. }
+            | Primitive::QuantizedTake { .. }
+            | Primitive::RmsNorm { .. }
+            | Primitive::Rope { .. }
+            | Primitive::ScaledDotProductAttention { .. }
+            | Primitive::QuantizeKv(_)
+            | Primitive::DequantizeKv { .. }
+            | Primitive::QuantizedSdpa { .. }
+            | Primitive::Custom(_) => todo(prim, self.ordinal),
+        }
+    }
+
+    fn download(&self, arg: &Arg) -> Result<Data> {
+        let dev = self.dev()?;
+        let data = elementwise::contiguous(&dev, arg)?;
+        let bytes = arg.numel() * arg.dtype.size();
+        let mut host = HostBuffer::zeroed(bytes)?;
+        let src = launch::cuda_buffer(&data, &dev)?.ptr() + (data.offset * arg.dtype.size()) as u64;
+        dev.download(src, host.bytes_mut().expect("owned buffer"))?;
+        Ok(Data::contiguous(Buffer::Host(host), &arg.shape))
+    }
+
+    fn upload(&self, arg: &Arg) -> Result<Data> {
+        let dev = self.dev()?;
+        let host = crate::backend::cpu::contiguous(arg)?;
+        let bytes = arg.numel() * arg.dtype.size();
+        let all = host.host()?.bytes();
+        let start = host.offset * arg.dtype.size();
+        let src = all
+            .get(start..start + bytes)
+            .ok_or_else(|| Error::msg("cuda: upload: view extends past its host buffer"))?;
+        let buf = dev.upload(src)?;
+        Ok(Data::contiguous(Buffer::Device(Box::new(buf)), &arg.shape))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.dev()?.synchronize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_gpu_is_not_a_panic() {
+        // Whatever the machine, these answer without panicking.
+        let n = super::device_count();
+        let _ = super::describe(n);
+        assert!(super::backend(n + 1).is_err());
+    }
+}

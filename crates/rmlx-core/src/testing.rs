@@ -1,0 +1,59 @@
+//! Helpers for tests that run on every device present (candle's `test_device!` idea): the CPU
+//! always, CUDA devices when a usable GPU is here. A test loops over `devices()` and compares
+//! each device with the CPU or a reference; a missing GPU is said once, never a silent pass.
+
+use crate::device::Device;
+
+/// The CPU, then every usable GPU. Prints why GPUs are skipped when there are none.
+pub fn devices() -> Vec<Device> {
+    let mut out = vec![Device::Cpu];
+    out.extend(gpus());
+    out
+}
+
+/// Usable GPUs only (empty, with a message, on machines without one).
+pub fn gpus() -> Vec<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        let n = crate::backend::cuda::device_count();
+        let usable: Vec<Device> = (0..n)
+            .filter(|&i| crate::backend::cuda::is_available(i))
+            .map(Device::Cuda)
+            .collect();
+        if usable.is_empty() {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let why = crate::backend::cuda::describe(0)
+                    .err()
+                    .map_or("no usable GPU".to_string(), |e| e.to_string());
+                eprintln!("GPU tests skipped: no usable CUDA device ({why})");
+            });
+        }
+        usable
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        eprintln!("GPU tests skipped: built without the `cuda` feature");
+        Vec::new()
+    }
+}
+
+/// Relative L2 distance ‖a − b‖ / ‖b‖ (0 when both are zero); NaN anywhere gives infinity.
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "rel_l2: lengths differ");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        if x.is_nan() != y.is_nan() {
+            return f64::INFINITY;
+        }
+        if x.is_nan() {
+            continue;
+        }
+        num += (*x as f64 - *y as f64).powi(2);
+        den += (*y as f64).powi(2);
+    }
+    if den == 0.0 {
+        return num.sqrt();
+    }
+    (num / den).sqrt()
+}

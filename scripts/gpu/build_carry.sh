@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the test binaries (and the rmlx CLI) in release mode, strips them and copies them into
+# .gpu/ (ignored by git), to carry to the GPU machine, which has no Rust toolchain.
+# Usage: scripts/gpu/build_carry.sh [cargo test selectors...]   (default: the whole workspace)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=.gpu
+rm -rf "$out/bin" && mkdir -p "$out/bin"
+sel=("$@"); [ ${#sel[@]} -eq 0 ] && sel=(--workspace)
+cargo test --release --no-run --message-format=json "${sel[@]}" 2>/dev/null \
+  | python3 -c '
+import json, sys, os, shutil
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except Exception: continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        name = m["target"]["name"]
+        # unit tests of a lib get the crate name; integration tests their file name
+        kind = "lib" if m["target"]["kind"] == ["lib"] else ""
+        dst = os.path.join(sys.argv[1], "bin", (name + "-" + kind if kind else name))
+        shutil.copy(m["executable"], dst); print(dst)
+' "$out"
+cargo build --release -p rmlx-cli
+cp target/release/rmlx "$out/bin/rmlx"
+strip "$out"/bin/*
+du -sh "$out"
