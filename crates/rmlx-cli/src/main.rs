@@ -12,6 +12,10 @@ pub struct Cli {
     #[arg(short = 't', long, global = true)]
     threads: Option<usize>,
 
+    /// Where models run: cpu, cuda, cuda:N, or auto (the first usable CUDA GPU, else the CPU).
+    #[arg(long, global = true, default_value = "auto")]
+    device: String,
+
     #[command(subcommand)]
     command: commands::Command,
 }
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         if let Some(n) = cli.threads {
             rmlx_core::backend::cpu::set_num_threads(n)?;
         }
+        let device = rmlx_core::Device::parse(&cli.device)?;
+        rmlx_core::set_default_device(device)?;
         commands::run(cli.command)
     })();
     match result {

@@ -3,7 +3,7 @@
 //! compute it. Ops build nodes; `eval` turns pending nodes into data and detaches them.
 
 use crate::buffer::{Buffer, HostBuffer, SharedBytes};
-use crate::device::Device;
+use crate::device::{default_device, Device, Stream};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::primitive::Primitive;
@@ -17,8 +17,13 @@ pub struct Array(pub(crate) Arc<Node>);
 pub(crate) struct Node {
     pub(crate) shape: Shape,
     pub(crate) dtype: DType,
-    pub(crate) device: Device,
+    /// Where the node is computed (pending) or belongs (ready: its data may still sit on another
+    /// device until first used here).
+    pub(crate) stream: Stream,
     pub(crate) state: Mutex<State>,
+    /// A copy of the ready data on another device, made by the first consumer there and kept
+    /// for the next ones: a weight crosses to the GPU once.
+    pub(crate) moved: Mutex<Option<Data>>,
 }
 
 pub(crate) enum State {
@@ -78,20 +83,30 @@ impl Array {
         Array(Arc::new(Node {
             shape,
             dtype,
-            device,
+            stream: Stream::default_for(device),
             state: Mutex::new(state),
+            moved: Mutex::new(None),
         }))
     }
 
-    /// Records a new graph node. Ops validate before calling this.
+    /// Records a new graph node. Ops validate before calling this. It runs on the first input
+    /// that lives on a GPU, else on the default device (see `device`).
     pub(crate) fn new_op(prim: Primitive, inputs: Vec<Array>, shape: Shape, dtype: DType) -> Array {
-        let device = inputs.first().map(|a| a.device()).unwrap_or_default();
+        let device = inputs
+            .iter()
+            .map(|a| a.device())
+            .find(|d| d.is_gpu())
+            .unwrap_or_else(default_device);
         Array::from_node(shape, dtype, device, State::Pending { prim, inputs })
     }
 
-    /// An evaluated array over existing data.
+    /// An evaluated array over existing data: a device buffer belongs to its device, host data
+    /// to the default device (uploaded on first use there).
     pub fn from_data(data: Data, shape: Shape, dtype: DType) -> Array {
-        let device = data.buffer.device();
+        let device = match data.buffer.device() {
+            Device::Cpu => default_device(),
+            gpu => gpu,
+        };
         Array::from_node(shape, dtype, device, State::Ready(data))
     }
 
@@ -216,7 +231,12 @@ impl Array {
     }
 
     pub fn device(&self) -> Device {
-        self.0.device
+        self.0.stream.device
+    }
+
+    /// The stream the node runs on.
+    pub fn stream(&self) -> Stream {
+        self.0.stream
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -245,6 +265,23 @@ impl Array {
             State::Ready(d) => Ok(d.clone()),
             _ => Err(Error::msg("array: node was not evaluated")),
         }
+    }
+
+    /// Moves the data to the array's device now (see `eval::place`).
+    pub fn place(&self) -> Result<()> {
+        crate::eval::place(self)
+    }
+
+    /// Whether the evaluated data lives on `device` (its own data or a cached copy).
+    pub fn is_resident_on(&self, device: Device) -> bool {
+        let here = matches!(&*self.lock(), State::Ready(d) if d.buffer.device() == device);
+        here || self
+            .0
+            .moved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|d| d.buffer.device() == device)
     }
 
     pub fn eval(&self) -> Result<()> {

@@ -1,24 +1,46 @@
-//! `eval`: run the pending part of a graph in topological order, node by node on each node's
-//! device, detaching evaluated nodes (dropping their primitive and inputs) so memory is freed
-//! as we go. Iterative throughout: deep graphs do not touch the stack.
+//! `eval`: schedule the pending part of a graph in topological order and hand each node to its
+//! stream's backend, which *encodes* it: the CPU computes it there and then, a GPU queues its
+//! kernels and returns (MLX's `eval_impl`). Evaluated nodes are detached (primitive and inputs
+//! dropped) so memory is freed as we go. Iterative throughout: deep graphs do not touch the stack.
+//!
+//! Donation: the tape visits each node once and takes its handle out of the tape before it
+//! runs, and a consumer drops its inputs once encoded; so when a node's last consumer runs and
+//! nobody outside the graph holds the node, that consumer receives the node's data by value
+//! with a uniquely held buffer, which a kernel may write in place (KV-cache writes). The GPU
+//! encoder never holds device inputs (its allocator reuses memory in stream order, see
+//! `backend/cuda/alloc.rs`), so keeping buffers alive for the device never blocks donation.
+//!
+//! Transfers: an input that lives on another device than its consumer is moved there once and
+//! the copy is kept on the input's node (`Node::moved`): a weight crosses to the GPU once.
 
-use crate::array::{Array, State};
+use crate::array::{Array, Data, State};
 use crate::backend::{self, Arg};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
+/// Evaluates `outputs` and waits until their data is computed on every device involved.
 pub fn eval(outputs: &[&Array]) -> Result<()> {
+    let devices = async_eval(outputs)?;
+    for d in devices {
+        backend::for_device(d)?.synchronize()?;
+    }
+    Ok(())
+}
+
+/// Encodes the work that computes `outputs` and returns without waiting for GPUs (reading the
+/// data waits). Returns the GPUs that received work. On the CPU the work is done on return.
+pub fn async_eval(outputs: &[&Array]) -> Result<Vec<Device>> {
     let tape = build_tape(outputs);
     if tape.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // Run the tape on a pool worker: kernels' small parallel loops then execute inline instead
     // of paying a cross-thread hand-off per op (which dominates decode of small models).
     rayon::scope(|_| run_tape(tape))
 }
-
 /// Hashes node ids (addresses) with one multiply: SipHash's DoS resistance buys nothing for
 /// our own pointers and cost ~0.4% of a small model's decode.
 #[derive(Default)]
@@ -68,7 +90,8 @@ fn build_tape(outputs: &[&Array]) -> Vec<Option<Array>> {
     tape
 }
 
-fn run_tape(mut tape: Vec<Option<Array>>) -> Result<()> {
+fn run_tape(mut tape: Vec<Option<Array>>) -> Result<Vec<Device>> {
+    let mut gpus: Vec<Device> = Vec::new();
     for slot in tape.iter_mut() {
         // Take the tape's handle so that a node's only remaining holders are its consumers:
         // the last consumer may then take over (donate) its buffer.
@@ -81,6 +104,9 @@ fn run_tape(mut tape: Vec<Option<Array>>) -> Result<()> {
             }
         };
         let device = a.device();
+        if device.is_gpu() && !gpus.contains(&device) {
+            gpus.push(device);
+        }
         let backend = backend::for_device(device)?;
         let mut args = Vec::with_capacity(inputs.len());
         for inp in inputs {
@@ -95,13 +121,39 @@ fn run_tape(mut tape: Vec<Option<Array>>) -> Result<()> {
         }
         *a.lock() = State::Ready(data);
     }
-    Ok(())
+    Ok(gpus)
 }
 
-/// The input's data, moved out of the node when this consumer is its last holder.
-fn take_input(inp: Array, device: crate::Device) -> Result<Arg> {
+/// The input's data on `device`: moved out of the node when this consumer is its last holder
+/// (donation), copied to `device` once and cached on the node when it lives elsewhere.
+fn take_input(inp: Array, device: Device) -> Result<Arg> {
     let shape = inp.shape().to_vec();
     let dtype = inp.dtype();
+    let elsewhere = match &*inp.lock() {
+        State::Ready(d) if d.buffer.device() == device => None,
+        State::Ready(d) => Some(d.clone()),
+        _ => return Err(Error::msg("eval: input was not evaluated")),
+    };
+    if let Some(src) = elsewhere {
+        let mut moved = inp.0.moved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = moved.as_ref().filter(|d| d.buffer.device() == device) {
+            return Ok(Arg {
+                data: d.clone(),
+                shape,
+                dtype,
+            });
+        }
+        let data = transfer(
+            Arg {
+                data: src,
+                shape: shape.clone(),
+                dtype,
+            },
+            device,
+        )?;
+        *moved = Some(data.clone());
+        return Ok(Arg { data, shape, dtype });
+    }
     let data = match Arc::try_unwrap(inp.0) {
         Ok(mut node) => match std::mem::replace(
             node.state.get_mut().unwrap_or_else(|p| p.into_inner()),
@@ -115,33 +167,45 @@ fn take_input(inp: Array, device: crate::Device) -> Result<Arg> {
             _ => return Err(Error::msg("eval: input was not evaluated")),
         },
     };
-    let arg = Arg { data, shape, dtype };
+    Ok(Arg { data, shape, dtype })
+}
+
+/// Copies `arg` to `device`, through the host when neither side is the CPU.
+fn transfer(arg: Arg, device: Device) -> Result<Data> {
     let from = arg.data.buffer.device();
-    if from == device {
-        return Ok(arg);
-    }
-    // Automatic transfer, through the host when neither side is the CPU.
     let host = if from.is_cpu() {
         arg
     } else {
-        to_host(arg, from)?
+        let data = backend::for_device(from)?.download(&arg)?;
+        Arg {
+            data,
+            shape: arg.shape,
+            dtype: arg.dtype,
+        }
     };
     if device.is_cpu() {
-        return Ok(host);
+        return Ok(host.data);
     }
-    let data = backend::for_device(device)?.upload(&host)?;
-    Ok(Arg {
-        data,
-        shape: host.shape,
-        dtype: host.dtype,
-    })
+    backend::for_device(device)?.upload(&host)
 }
 
-fn to_host(arg: Arg, from: crate::Device) -> Result<Arg> {
-    let data = backend::for_device(from)?.download(&arg)?;
-    Ok(Arg {
-        data,
-        shape: arg.shape,
-        dtype: arg.dtype,
-    })
+/// Moves an array's data to the array's own device now (evaluating it first if pending): a
+/// weight loaded for a GPU is uploaded here, once, instead of at its first use. The host view
+/// (an mmap) is released.
+pub fn place(a: &Array) -> Result<()> {
+    a.eval()?;
+    let src = match &*a.lock() {
+        State::Ready(d) if d.buffer.device() != a.device() => d.clone(),
+        _ => return Ok(()),
+    };
+    let data = transfer(
+        Arg {
+            data: src,
+            shape: a.shape().to_vec(),
+            dtype: a.dtype(),
+        },
+        a.device(),
+    )?;
+    *a.lock() = State::Ready(data);
+    Ok(())
 }

@@ -21,10 +21,10 @@ pub mod testing;
 
 pub use array::Array;
 pub use buffer::{Buffer, HostBuffer};
-pub use device::Device;
+pub use device::{default_device, set_default_device, with_default_device, Device, Stream};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
-pub use eval::eval;
+pub use eval::{async_eval, eval};
 pub use ops::concat;
 pub use primitive::Primitive;
 pub use quant::{GgmlType, QuantFormat};

@@ -28,7 +28,7 @@ pub mod weights;
 pub use chat_template::ChatTemplate;
 pub use engine::{Engine, Prompt};
 pub use generate::{ChatSession, FinishReason, GenerateOptions, Generation, GenerationStats};
-pub use load::{load_model, LoadedModel};
+pub use load::{load_model, load_model_on, LoadedModel, Progress};
 pub use model::{Logits, Model, ModelInfo};
 pub use sample::{Sampler, SamplerConfig};
 pub use tokenizer::{GgufVocab, StreamDecoder, Tokenizer, TokenizerConfig};

@@ -1,7 +1,8 @@
 //! Logits of tiny random checkpoints against Hugging Face transformers (float32, eager), made
 //! by scripts/reference/transformers_logits.py: all at once and through the KV cache in chunks.
 
-use rmlx_lm::{load_model, npy, Logits};
+use rmlx_core::{with_default_device, Device};
+use rmlx_lm::{load_model_on, npy, Logits};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
@@ -14,20 +15,28 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
-/// Our logits for `tokens`, fed `chunk` at a time (None: all at once).
-pub fn run(dir: &Path, tokens: &[u32], chunk: Option<usize>) -> Vec<f32> {
-    let m = load_model(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut cache = m.model.make_cache();
-    let mut out = vec![];
-    for c in tokens.chunks(chunk.unwrap_or(tokens.len())) {
-        let l = m.model.forward(c, &mut cache, Logits::All).unwrap();
-        out.extend(l.to_vec::<f32>().unwrap());
-    }
-    out
+/// Our logits for `tokens` on `device`, fed `chunk` at a time (None: all at once).
+pub fn run(dir: &Path, tokens: &[u32], chunk: Option<usize>, device: Device) -> Vec<f32> {
+    let m = load_model_on(dir, device, None).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    with_default_device(device, || {
+        let mut cache = m.model.make_cache();
+        let mut out = vec![];
+        for c in tokens.chunks(chunk.unwrap_or(tokens.len())) {
+            let l = m.model.forward(c, &mut cache, Logits::All).unwrap();
+            assert_eq!(
+                l.device(),
+                device,
+                "logits computed on {} instead",
+                l.device()
+            );
+            out.extend(l.to_vec::<f32>().unwrap());
+        }
+        out
+    })
 }
 
-/// Relative L2 error allowed against transformers. The Llama family runs in f32 on both sides
-/// (we reach ~1e-6). gpt-oss experts are computed from MXFP4 with activations quantized to
+/// Relative L2 error allowed against transformers, on every device. The Llama family runs in
+/// f32 on both sides (we reach ~1e-6; cuBLAS in f32 compute mode, no TF32). gpt-oss experts are computed from MXFP4 with activations quantized to
 /// 8 bits per block, as llama.cpp does (we reach ~5e-3; the bound is 1e-2). Rows of
 /// 288–320 inputs (`gpt_oss_long_rows`) reach 1.16e-2 from that rounding alone: with the
 /// experts dequantized and multiplied in f32 (an experiment, not shipped) every gpt-oss
@@ -47,14 +56,16 @@ fn check(name: &str) {
         serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap();
     let (shape, want) = npy::read_f32(&dir.join("logits.npy")).unwrap();
     assert_eq!(shape[0], tokens.len());
-    for chunk in [None, Some(1), Some(5)] {
-        let got = run(&dir, &tokens, chunk);
-        let err = rel_l2(&got, &want);
-        eprintln!("{name} chunk {chunk:?}: relative L2 error {err:.2e}");
-        assert!(
-            err < tolerance(name),
-            "{name} chunk {chunk:?}: relative L2 error {err:.3e}"
-        );
+    for device in rmlx_core::testing::devices() {
+        for chunk in [None, Some(1), Some(5)] {
+            let got = run(&dir, &tokens, chunk, device);
+            let err = rel_l2(&got, &want);
+            eprintln!("{name} on {device} chunk {chunk:?}: relative L2 error {err:.2e}");
+            assert!(
+                err < tolerance(name),
+                "{name} on {device} chunk {chunk:?}: relative L2 error {err:.3e}"
+            );
+        }
     }
 }
 

@@ -96,11 +96,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     let (pp, tg) = (median(pp), if tg.is_empty() { 0.0 } else { median(tg) });
     let threads = rmlx_core::backend::cpu::num_threads();
+    let device = device_name(rmlx_core::default_device());
     if a.json {
         let j = serde_json::json!({
             "model": path.display().to_string(),
             "architecture": info.architecture,
-            "device": "cpu",
+            "device": device,
             "threads": threads,
             "load_s": load_s,
             "prompt_tokens": a.prompt,
@@ -121,13 +122,24 @@ pub fn run(a: Args) -> Result<()> {
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
         println!(
-            "| {name} | {} | cpu | {threads} | {load_s:.3} | pp{} | {pp:.2} |",
+            "| {name} | {} | {device} | {threads} | {load_s:.3} | pp{} | {pp:.2} |",
             info.architecture, a.prompt
         );
         println!(
-            "| {name} | {} | cpu | {threads} | {load_s:.3} | tg{} | {tg:.2} |",
+            "| {name} | {} | {device} | {threads} | {load_s:.3} | tg{} | {tg:.2} |",
             info.architecture, a.gen
         );
     }
     Ok(())
+}
+
+/// "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)".
+fn device_name(d: rmlx_core::Device) -> String {
+    match d {
+        rmlx_core::Device::Cuda(i) => match rmlx_core::backend::cuda::describe(i) {
+            Ok(name) => format!("{d} ({name})"),
+            Err(_) => d.to_string(),
+        },
+        other => other.to_string(),
+    }
 }

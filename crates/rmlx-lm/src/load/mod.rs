@@ -8,8 +8,8 @@ pub use source::{to_weight, FilesSource};
 
 use crate::model::{Model, ModelInfo};
 use crate::models::{gpt_oss::GptOss, llama::Llama};
-use crate::weights::Weights;
-use rmlx_core::{Error, Result};
+use crate::weights::{Tensor, WeightSource, Weights};
+use rmlx_core::{Device, Error, Result};
 use rmlx_io::ModelFiles;
 use std::path::Path;
 use std::sync::Arc;
@@ -23,19 +23,83 @@ pub struct LoadedModel {
 /// The architectures rmlx runs, by Hugging Face `model_type` or GGUF `general.architecture`.
 pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gpt_oss"];
 
+/// Loads a model onto the default device (`rmlx_core::default_device()`): see `load_model_on`.
 pub fn load_model(path: impl AsRef<Path>) -> Result<LoadedModel> {
-    let files = Arc::new(ModelFiles::open(path.as_ref())?);
+    load_model_on(path, rmlx_core::default_device(), None)
+}
+
+/// Progress of an upload: (bytes done, bytes in all).
+pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
+
+/// Loads a model onto `device`: each weight is uploaded once, straight from the mmap, while the
+/// model is built (`progress` in bytes), and the model's computation then runs there (ops
+/// follow their GPU inputs). On the CPU this is `load_model`.
+pub fn load_model_on(
+    path: impl AsRef<Path>,
+    device: Device,
+    progress: Option<Progress>,
+) -> Result<LoadedModel> {
+    device.check()?;
+    if device.is_cpu() {
+        return rmlx_core::with_default_device(device, || load_model_with(path.as_ref(), None));
+    }
+    let progress = progress.unwrap_or_else(|| Box::new(|_, _| {}));
+    rmlx_core::with_default_device(device, || load_model_with(path.as_ref(), Some(progress)))
+}
+
+/// A source that moves every tensor it hands out to its device (the default device while the
+/// model loads) as it goes.
+struct Placing {
+    inner: Arc<FilesSource>,
+    total: u64,
+    done: std::sync::Mutex<(u64, Progress)>,
+}
+
+impl WeightSource for Placing {
+    fn get(&self, name: &str) -> Result<Option<Tensor>> {
+        let t = self.inner.get(name)?;
+        if let Some(t) = &t {
+            let arrays: Vec<&rmlx_core::Array> = match t {
+                Tensor::Dense(a) => vec![a],
+                Tensor::Quantized(q) => q.parts.iter().collect(),
+            };
+            for a in arrays {
+                a.place()
+                    .map_err(|e| e.context(format!("uploading {name}")))?;
+            }
+            let mut g = self.done.lock().unwrap_or_else(|p| p.into_inner());
+            g.0 = (g.0 + t.nbytes() as u64).min(self.total);
+            let done = g.0;
+            (g.1)(done, self.total);
+        }
+        Ok(t)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+fn load_model_with(path: &Path, progress: Option<Progress>) -> Result<LoadedModel> {
+    let path_ref = path;
+    let files = Arc::new(ModelFiles::open(path)?);
     let arch = files
         .architecture()
         .map(|a| a.replace('-', "_"))
         .ok_or_else(|| {
             Error::format(format!(
                 "model {}: no architecture (model_type or general.architecture)",
-                path.as_ref().display()
+                path_ref.display()
             ))
         })?;
     let source = Arc::new(FilesSource::new(files.clone(), &arch));
-    let w = Weights::new(source.clone());
+    let w = match progress {
+        None => Weights::new(source.clone()),
+        Some(p) => Weights::new(Arc::new(Placing {
+            inner: source.clone(),
+            total: files.tensors().iter().map(|t| t.nbytes).sum(),
+            done: std::sync::Mutex::new((0, p)),
+        })),
+    };
     let model: Box<dyn Model> = match arch.as_str() {
         "llama" | "mistral" | "qwen2" | "qwen3" => {
             let cfg = configs::llama(&files, &arch)?;
@@ -64,7 +128,7 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<LoadedModel> {
         other => {
             return Err(Error::format(format!(
                 "model {}: unknown architecture `{other}` (supported: {})",
-                path.as_ref().display(),
+                path_ref.display(),
                 SUPPORTED.join(", ")
             )))
         }

@@ -1,0 +1,112 @@
+//! The stream core: where ops run (default device, GPU inputs), cached transfers, async eval.
+
+use rmlx_core::primitive::BinaryOp;
+use rmlx_core::testing::gpus;
+use rmlx_core::{async_eval, default_device, with_default_device, Array, Device};
+
+#[test]
+fn ops_follow_gpu_inputs_else_the_default_device() {
+    // Placement needs no GPU: nodes record their device when built, before any eval.
+    let x = Array::from_slice(&[1f32, 2.0], &[2]).unwrap();
+    assert_eq!(x.device(), Device::Cpu);
+    with_default_device(Device::Cuda(3), || {
+        assert_eq!(default_device(), Device::Cuda(3));
+        let c = Array::from_slice(&[1f32], &[1]).unwrap();
+        assert_eq!(
+            c.device(),
+            Device::Cuda(3),
+            "new arrays belong to the default device"
+        );
+        assert_eq!(
+            x.add(&x).unwrap().device(),
+            Device::Cuda(3),
+            "CPU inputs: default"
+        );
+        assert_eq!(x.device(), Device::Cpu, "existing arrays keep their device");
+    });
+    assert_eq!(
+        default_device(),
+        Device::Cpu,
+        "the scope restores the default"
+    );
+    let g = x.to_device(Device::Cuda(1)).unwrap();
+    assert_eq!(g.add(&x).unwrap().device(), Device::Cuda(1));
+    assert_eq!(
+        x.add(&g).unwrap().device(),
+        Device::Cuda(1),
+        "any GPU input pulls the op"
+    );
+}
+
+#[test]
+fn device_names_parse() {
+    assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
+    assert_eq!(Device::parse("cuda").unwrap(), Device::Cuda(0));
+    assert_eq!(Device::parse("cuda:2").unwrap(), Device::Cuda(2));
+    for bad in ["", "cuda:", "cuda:x", "tpu", "cpu:1"] {
+        let e = Device::parse(bad).unwrap_err().to_string();
+        assert!(e.contains("device: expected"), "{bad:?}: {e}");
+    }
+    // `auto` is the first usable CUDA device, else the CPU: never an error.
+    let auto = Device::parse("auto").unwrap();
+    assert!(auto == Device::Cpu || auto == Device::Cuda(0));
+}
+
+#[test]
+fn a_missing_gpu_is_a_clear_error() {
+    if !gpus().is_empty() {
+        return; // this machine has one: nothing to check here
+    }
+    let e = Device::Cuda(0).check().unwrap_err().to_string();
+    assert!(e.contains("cuda"), "{e}");
+    let x = Array::from_slice(&[1f32], &[1]).unwrap();
+    let y = x.to_device(Device::Cuda(0)).unwrap();
+    assert!(
+        y.to_vec::<f32>().is_err(),
+        "no GPU: evaluating on cuda must fail, not panic"
+    );
+    assert!(rmlx_core::set_default_device(Device::Cuda(0)).is_err());
+}
+
+#[test]
+fn a_weight_moves_to_the_gpu_once() {
+    for d in gpus() {
+        let w = Array::from_slice(&[1f32, 2.0, 3.0], &[3]).unwrap();
+        assert!(!w.is_resident_on(d));
+        let wg = w.to_device(d).unwrap();
+        let y1 = wg.add(&wg).unwrap();
+        assert_eq!(y1.to_vec::<f32>().unwrap(), vec![2.0, 4.0, 6.0]);
+        // Used by a GPU op directly (the op follows the GPU input), `w` is uploaded once and
+        // the copy stays on `w`'s node.
+        let y2 = wg.binary(BinaryOp::Mul, &w).unwrap();
+        assert_eq!(y2.to_vec::<f32>().unwrap(), vec![1.0, 4.0, 9.0]);
+        assert!(
+            w.is_resident_on(d),
+            "the device copy is cached on the source"
+        );
+        // Loaded for a device (default device set), `place` uploads now.
+        let p = with_default_device(d, || Array::from_slice(&[5f32], &[1]).unwrap());
+        assert!(!p.is_resident_on(d));
+        p.place().unwrap();
+        assert!(p.is_resident_on(d));
+        assert_eq!(p.to_vec::<f32>().unwrap(), vec![5.0]);
+    }
+}
+
+#[test]
+fn async_eval_returns_and_reading_waits() {
+    for d in gpus() {
+        let x = Array::from_slice(&vec![1.5f32; 1 << 20], &[1 << 20])
+            .unwrap()
+            .to_device(d)
+            .unwrap();
+        let mut y = x.clone();
+        for _ in 0..50 {
+            y = y.add(&x).unwrap();
+        }
+        let used = async_eval(&[&y]).unwrap();
+        assert_eq!(used, vec![d]);
+        let v = y.to_vec::<f32>().unwrap();
+        assert!(v.iter().all(|&e| e == 1.5 * 51.0));
+    }
+}
