@@ -92,8 +92,19 @@ thread_local! {
     static THREAD_DEVICE: Cell<Option<Device>> = const { Cell::new(None) };
 }
 
-/// The device new arrays and input-less ops go to on this thread.
+/// The device new arrays and input-less ops go to on this thread. The process starts on the
+/// CPU, or on `$RMLX_DEVICE` (`cpu`, `cuda`, `cuda:N`, `auto`) when set: that runs a whole
+/// program, or the whole test suite, on a GPU.
 pub fn default_device() -> Device {
+    static FROM_ENV: std::sync::Once = std::sync::Once::new();
+    FROM_ENV.call_once(|| {
+        if let Ok(v) = std::env::var("RMLX_DEVICE") {
+            match Device::parse(&v) {
+                Ok(d) => DEFAULT_DEVICE.store(encode(d), Ordering::Relaxed),
+                Err(e) => eprintln!("RMLX_DEVICE ignored: {e}"),
+            }
+        }
+    });
     THREAD_DEVICE
         .with(|d| d.get())
         .unwrap_or_else(|| decode(DEFAULT_DEVICE.load(Ordering::Relaxed)))
@@ -102,6 +113,7 @@ pub fn default_device() -> Device {
 /// Sets the process-wide default device (after checking it is usable).
 pub fn set_default_device(device: Device) -> Result<()> {
     device.check()?;
+    let _ = default_device(); // read $RMLX_DEVICE first, so it cannot override this later
     DEFAULT_DEVICE.store(encode(device), Ordering::Relaxed);
     Ok(())
 }
