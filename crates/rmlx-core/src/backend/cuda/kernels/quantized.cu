@@ -48,7 +48,8 @@ __device__ __forceinline__ void scale_min_k4(int j, const u8* q, float* sc, floa
   }
 }
 
-// Elements i0..i0+8 (i0 a multiple of 8) of row `row`, dequantized exactly.
+// Elements i0..i0+8 (i0 a multiple of 8) of row `row`, dequantized exactly as the reference
+// (quant/decode.rs) does: s·u + o with one rounding (zeros come out +0 as there).
 __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v) {
 #if defined(FMT_Q4_0) || defined(FMT_Q4_1) || defined(FMT_Q5_0) || defined(FMT_Q5_1) || \
     defined(FMT_Q8_0) || defined(FMT_GMXFP4)
@@ -75,12 +76,12 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
 #pragma unroll
   for (int t = 0; t < 8; ++t) v[t] = d * (float)qs[j + t];
 #elif defined(FMT_GMXFP4)
-  const float s = e8m0_half(b[0]);
+  const float s = e8m0_half(b[0]), o = -12.f * s;
   const u8* qs = b + 1;
 #pragma unroll
   for (int t = 0; t < 8; ++t) {
     u32 q = j < 16 ? (qs[j + t] & 0xF) : (qs[j - 16 + t] >> 4);
-    v[t] = e2m1_x2(q) * s;
+    v[t] = fmaf(s, e2m1_x2(q) + 12.f, o);
   }
 #else
   const float d = ld_f16(b);
@@ -103,9 +104,9 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
     q |= ((qh >> (j + t)) & 1u) << 4;
 #endif
 #if defined(FMT_Q4_0)
-    v[t] = d * (float)((int)q - 8);
+    v[t] = fmaf(d, (float)q, -8.f * d);
 #elif defined(FMT_Q5_0)
-    v[t] = d * (float)((int)q - 16);
+    v[t] = fmaf(d, (float)q, -16.f * d);
 #else
     v[t] = fmaf(d, (float)q, m);
 #endif
@@ -151,7 +152,7 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
 #pragma unroll
   for (int t = 0; t < 8; ++t) {
     int q = ((qs[t] >> (2 * jj)) & 3) + ((hm[t] & mask) ? 4 : 0);
-    v[t] = s * (float)(q - 4);
+    v[t] = fmaf(s, (float)q, -4.f * s);
   }
 #elif defined(FMT_Q4_K) || defined(FMT_Q5_K)
   const int c = i / 64, hi = (i % 64) / 32, l = i % 32;
@@ -180,7 +181,7 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
 #pragma unroll
   for (int t = 0; t < 8; ++t) {
     int q = (quarter < 2 ? (ql[t] & 0xF) : (ql[t] >> 4)) | (((qh[t] >> (2 * quarter)) & 3) << 4);
-    v[t] = s * (float)(q - 32);
+    v[t] = fmaf(s, (float)q, -32.f * s);
   }
 #else  // Q8_K: f32 d, 256 i8
   const float d = __uint_as_float((u32)b[0] | ((u32)b[1] << 8) | ((u32)b[2] << 16) | ((u32)b[3] << 24));
@@ -192,11 +193,11 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
 #elif defined(FMT_MXFP4)
   // Hugging Face layout: blocks (rows, K/32, 16) low nibble = even element; scales (rows, K/32).
   const u8* q = w.p0 + (row * w.k + i0) / 2;
-  const float s = e8m0_half(w.p1[row * (w.k / 32) + i0 / 32]);
+  const float s = e8m0_half(w.p1[row * (w.k / 32) + i0 / 32]), o = -12.f * s;
 #pragma unroll
   for (int t = 0; t < 4; ++t) {
-    v[2 * t] = e2m1_x2(q[t] & 0xF) * s;
-    v[2 * t + 1] = e2m1_x2(q[t] >> 4) * s;
+    v[2 * t] = fmaf(s, e2m1_x2(q[t] & 0xF) + 12.f, o);
+    v[2 * t + 1] = fmaf(s, e2m1_x2(q[t] >> 4) + 12.f, o);
   }
 
 #elif defined(FMT_AFFINE)
