@@ -12,6 +12,7 @@ mod elementwise;
 mod launch;
 pub mod libs;
 pub mod nvrtc;
+mod quantized;
 
 pub use alloc::CudaBuffer;
 
@@ -77,6 +78,7 @@ pub fn describe(ordinal: usize) -> Result<String> {
 pub fn kernel_sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
     out.extend(elementwise::sources());
+    out.extend(quantized::sources());
     out
 }
 
@@ -177,6 +179,15 @@ impl Backend for CudaBackend {
             Primitive::BroadcastTo(_) => Ok(views::broadcast_to(x, s)),
             Primitive::Contiguous => elementwise::contiguous(&dev, x),
             Primitive::ToDevice(_) => Ok(x.data.clone()),
+            Primitive::QuantizedMatmul { format, n, k } => {
+                quantized::quantized_matmul(&dev, *format, *n, *k, &inputs, s, d)
+            }
+            Primitive::GatherQmm { format, n, k } => {
+                quantized::gather_qmm(&dev, *format, *n, *k, &inputs, s, d)
+            }
+            Primitive::QuantizedTake { format, k } => {
+                quantized::quantized_take(&dev, *format, *k, &inputs, s, d)
+            }
             Primitive::Reduce { .. }
             | Primitive::ArgReduce { .. }
             | Primitive::Softmax
@@ -188,9 +199,6 @@ impl Backend for CudaBackend {
             | Primitive::Take { .. }
             | Primitive::TakeAlongAxis { .. }
             | Primitive::Matmul
-            | Primitive::QuantizedMatmul { .. }
-            | Primitive::GatherQmm { .. }
-            | Primitive::QuantizedTake { .. }
             | Primitive::RmsNorm { .. }
             | Primitive::Rope { .. }
             | Primitive::ScaledDotProductAttention { .. }

@@ -1,0 +1,452 @@
+// Quantized matmul (x · Wᵀ), expert-gathered matmul and quantized row lookup, straight from
+// packed weights. Weights are dequantized in registers 8 elements at a time (`deq8`) and every
+// product is computed in f32 from the exact dequantized values (no activation quantization).
+//
+// The Rust side (quantized.rs) defines, before this text:
+//   T              the x / output element type (float, f16_t, bf16_t)
+//   TS             affine scales/biases element type (affine only)
+//   one FMT_* macro naming the format, and for affine BITS (2, 3, 4, 5, 6, 8)
+// The weight is addressed as a table of rows (E·N rows of K elements); its parts are p0, p1,
+// p2 (GGUF: p0 the rows of blocks; HF MXFP4: p0 blocks, p1 scales; affine: p0 words,
+// p1 scales, p2 biases). `gs` is the affine group size (unused by the others).
+
+struct WParts {
+  const u8* p0;
+  const u8* p1;
+  const u8* p2;
+  i64 k;
+  i64 gs;
+};
+
+__device__ __forceinline__ float ld_f16(const u8* p) {
+  return f16_to_f32((unsigned short)(p[0] | (p[1] << 8)));
+}
+
+// 2^(e − 128) (the E8M0 scale halved: E2M1 values are doubled to integers), exact.
+__device__ __forceinline__ float e8m0_half(u8 e) {
+  if (e == 0) return __uint_as_float(1u << 21);
+  if (e == 1) return __uint_as_float(1u << 22);
+  return __uint_as_float(((u32)e - 1u) << 23);
+}
+
+// Twice the E2M1 value of a 4-bit code.
+__device__ __forceinline__ float e2m1_x2(u32 q) {
+  // LUT [0, 1, 2, 3, 4, 6, 8, 12] without a local array.
+  const u32 m = q & 7;
+  const float v = (float)(m < 4 ? m : ((m & 3) == 3 ? 12u : 4u + 2u * (m & 3)));
+  return (q & 8) ? -v : v;
+}
+
+// Q4_K / Q5_K packed 6-bit (scale, min) pair j of 8 (ggml's get_scale_min_k4).
+__device__ __forceinline__ void scale_min_k4(int j, const u8* q, float* sc, float* m) {
+  if (j < 4) {
+    *sc = (float)(q[j] & 63);
+    *m = (float)(q[j + 4] & 63);
+  } else {
+    *sc = (float)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = (float)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// Elements i0..i0+8 (i0 a multiple of 8) of row `row`, dequantized exactly as the reference
+// (quant/decode.rs) does: s·u + o with one rounding (zeros come out +0 as there).
+__device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v) {
+#if defined(FMT_Q4_0) || defined(FMT_Q4_1) || defined(FMT_Q5_0) || defined(FMT_Q5_1) || \
+    defined(FMT_Q8_0) || defined(FMT_GMXFP4)
+  // 32-element blocks.
+#if defined(FMT_Q4_0)
+  const int bs = 18;
+#elif defined(FMT_Q4_1)
+  const int bs = 20;
+#elif defined(FMT_Q5_0)
+  const int bs = 22;
+#elif defined(FMT_Q5_1)
+  const int bs = 24;
+#elif defined(FMT_Q8_0)
+  const int bs = 34;
+#else
+  const int bs = 17;
+#endif
+  const i64 nb = w.k / 32;
+  const u8* b = w.p0 + (row * nb + i0 / 32) * bs;
+  const int j = (int)(i0 & 31);
+#if defined(FMT_Q8_0)
+  const float d = ld_f16(b);
+  const signed char* qs = (const signed char*)(b + 2);
+#pragma unroll
+  for (int t = 0; t < 8; ++t) v[t] = d * (float)qs[j + t];
+#elif defined(FMT_GMXFP4)
+  const float s = e8m0_half(b[0]), o = -12.f * s;
+  const u8* qs = b + 1;
+#pragma unroll
+  for (int t = 0; t < 8; ++t) {
+    u32 q = j < 16 ? (qs[j + t] & 0xF) : (qs[j - 16 + t] >> 4);
+    v[t] = fmaf(s, e2m1_x2(q) + 12.f, o);
+  }
+#else
+  const float d = ld_f16(b);
+#if defined(FMT_Q4_1) || defined(FMT_Q5_1)
+  const float m = ld_f16(b + 2);
+  const u8* after = b + 4;
+#else
+  const u8* after = b + 2;
+#endif
+#if defined(FMT_Q5_0) || defined(FMT_Q5_1)
+  const u32 qh = (u32)after[0] | ((u32)after[1] << 8) | ((u32)after[2] << 16) | ((u32)after[3] << 24);
+  const u8* qs = after + 4;
+#else
+  const u8* qs = after;
+#endif
+#pragma unroll
+  for (int t = 0; t < 8; ++t) {
+    u32 q = j < 16 ? (qs[j + t] & 0xF) : (qs[j - 16 + t] >> 4);
+#if defined(FMT_Q5_0) || defined(FMT_Q5_1)
+    q |= ((qh >> (j + t)) & 1u) << 4;
+#endif
+#if defined(FMT_Q4_0)
+    v[t] = fmaf(d, (float)q, -8.f * d);
+#elif defined(FMT_Q5_0)
+    v[t] = fmaf(d, (float)q, -16.f * d);
+#else
+    v[t] = fmaf(d, (float)q, m);
+#endif
+  }
+#endif
+
+#elif defined(FMT_Q2_K) || defined(FMT_Q3_K) || defined(FMT_Q4_K) || defined(FMT_Q5_K) || \
+    defined(FMT_Q6_K) || defined(FMT_Q8_K)
+  // 256-element super-blocks.
+#if defined(FMT_Q2_K)
+  const int bs = 84;
+#elif defined(FMT_Q3_K)
+  const int bs = 110;
+#elif defined(FMT_Q4_K)
+  const int bs = 144;
+#elif defined(FMT_Q5_K)
+  const int bs = 176;
+#elif defined(FMT_Q6_K)
+  const int bs = 210;
+#else
+  const int bs = 292;
+#endif
+  const i64 nb = w.k / 256;
+  const u8* b = w.p0 + (row * nb + i0 / 256) * bs;
+  const int i = (int)(i0 & 255);  // first element in the super-block; 8 share a 16-group
+#if defined(FMT_Q2_K)
+  const int half = i / 128, jj = (i % 128) / 32, l = i % 32;
+  const u8 sc = b[i / 16];
+  const float d = ld_f16(b + 80), dmin = ld_f16(b + 82);
+  const float s = d * (float)(sc & 0xF), o = -(dmin * (float)(sc >> 4));
+  const u8* qs = b + 16 + half * 32 + l;
+#pragma unroll
+  for (int t = 0; t < 8; ++t) v[t] = fmaf(s, (float)((qs[t] >> (2 * jj)) & 3), o);
+#elif defined(FMT_Q3_K)
+  const int half = i / 128, jj = (i % 128) / 32, l = i % 32, g = i / 16;
+  const u8* sp = b + 96;
+  const int low = g < 8 ? (sp[g] & 0xF) : (sp[g - 8] >> 4);
+  const int high = (sp[8 + g % 4] >> (2 * (g / 4))) & 3;
+  const float s = ld_f16(b + 108) * (float)((low | (high << 4)) - 32);
+  const u8 mask = (u8)(1u << (half * 4 + jj));
+  const u8* qs = b + 32 + half * 32 + l;
+  const u8* hm = b + l;
+#pragma unroll
+  for (int t = 0; t < 8; ++t) {
+    int q = ((qs[t] >> (2 * jj)) & 3) + ((hm[t] & mask) ? 4 : 0);
+    v[t] = fmaf(s, (float)q, -4.f * s);
+  }
+#elif defined(FMT_Q4_K) || defined(FMT_Q5_K)
+  const int c = i / 64, hi = (i % 64) / 32, l = i % 32;
+  float sc, mn;
+  scale_min_k4(2 * c + hi, b + 4, &sc, &mn);
+  const float s = ld_f16(b) * sc, o = -(ld_f16(b + 2) * mn);
+#if defined(FMT_Q4_K)
+  const u8* qs = b + 16 + c * 32 + l;
+#else
+  const u8* qh = b + 16 + l;
+  const u8* qs = b + 48 + c * 32 + l;
+#endif
+#pragma unroll
+  for (int t = 0; t < 8; ++t) {
+    u32 q = hi ? (qs[t] >> 4) : (qs[t] & 0xF);
+#if defined(FMT_Q5_K)
+    q |= ((qh[t] >> (2 * c + hi)) & 1u) << 4;
+#endif
+    v[t] = fmaf(s, (float)q, o);
+  }
+#elif defined(FMT_Q6_K)
+  const int half = i / 128, quarter = (i % 128) / 32, l = i % 32;
+  const float s = ld_f16(b + 208) * (float)((const signed char*)(b + 192))[i / 16];
+  const u8* ql = b + half * 64 + l + (quarter & 1) * 32;
+  const u8* qh = b + 128 + half * 32 + l;
+#pragma unroll
+  for (int t = 0; t < 8; ++t) {
+    int q = (quarter < 2 ? (ql[t] & 0xF) : (ql[t] >> 4)) | (((qh[t] >> (2 * quarter)) & 3) << 4);
+    v[t] = fmaf(s, (float)q, -32.f * s);
+  }
+#else  // Q8_K: f32 d, 256 i8
+  const float d = __uint_as_float((u32)b[0] | ((u32)b[1] << 8) | ((u32)b[2] << 16) | ((u32)b[3] << 24));
+  const signed char* qs = (const signed char*)(b + 4) + i;
+#pragma unroll
+  for (int t = 0; t < 8; ++t) v[t] = d * (float)qs[t];
+#endif
+
+#elif defined(FMT_MXFP4)
+  // Hugging Face layout: blocks (rows, K/32, 16) low nibble = even element; scales (rows, K/32).
+  const u8* q = w.p0 + (row * w.k + i0) / 2;
+  const float s = e8m0_half(w.p1[row * (w.k / 32) + i0 / 32]), o = -12.f * s;
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    v[2 * t] = fmaf(s, e2m1_x2(q[t] & 0xF) + 12.f, o);
+    v[2 * t + 1] = fmaf(s, e2m1_x2(q[t] >> 4) + 12.f, o);
+  }
+
+#elif defined(FMT_AFFINE)
+  // MLX: a little-endian bit stream per row (K·BITS/32 words), value = scale·q + bias.
+  const u32* words = (const u32*)w.p0 + row * (w.k * BITS / 32);
+  const i64 bit = i0 * BITS;
+  const i64 wi = bit / 32;
+  const int sh = (int)(bit % 32);
+  unsigned long long win = words[wi];
+  if (sh + 8 * BITS > 32) win |= ((unsigned long long)words[wi + 1]) << 32;
+  win >>= sh;
+  const i64 g = row * (w.k / w.gs) + i0 / w.gs;
+  const float s = Num<TS>::to_f32(((const TS*)w.p1)[g]);
+  const float o = Num<TS>::to_f32(((const TS*)w.p2)[g]);
+#pragma unroll
+  for (int t = 0; t < 8; ++t) v[t] = fmaf(s, (float)((win >> (t * BITS)) & ((1u << BITS) - 1u)), o);
+#else
+#error "no quantized format defined"
+#endif
+}
+
+__device__ __forceinline__ float rmlx_nan() { return __uint_as_float(0x7fc00000u); }
+
+// ---- GEMV (few rows): one warp per output feature n, for a group of R ≤ 8 rows that share
+// one expert. Plain matmul: one group of all M rows (expert 0). Gather: one group per
+// (row, expert) pair. Lanes stride over 8-element chunks of K, so neighbours read neighbouring
+// bytes; x is read through L1 (every warp of the block reads the same rows).
+#define QMV_WARPS 8
+#define QMV_MAX_R 8
+extern "C" __global__ void qmv(const T* __restrict__ x, const u8* p0, const u8* p1, const u8* p2,
+                               T* __restrict__ out, const u32* __restrict__ idx, i64 n_feat, i64 k,
+                               i64 gs, i64 rows, int gather, i64 top_k, int shared_x, i64 experts) {
+  WParts w = {p0, p1, p2, k, gs};
+  const int lane = threadIdx.x & 31;
+  const i64 n = (i64)blockIdx.x * QMV_WARPS + (threadIdx.x >> 5);
+  const i64 group = blockIdx.y;
+  if (n >= n_feat) return;
+  i64 e = 0;
+  i64 first = group * rows;  // first output row of the group
+  if (gather) {
+    e = idx[first];
+    if (e >= experts) {
+      if (lane == 0) out[first * n_feat + n] = Num<T>::from_f32(rmlx_nan());
+      return;
+    }
+  }
+  const i64 wrow = e * n_feat + n;
+  float acc[QMV_MAX_R];
+#pragma unroll
+  for (int r = 0; r < QMV_MAX_R; ++r) acc[r] = 0.f;
+  const i64 chunks = k / 8;
+  for (i64 c = lane; c < chunks; c += 32) {
+    float wv[8];
+    deq8(w, wrow, c * 8, wv);
+#pragma unroll
+    for (int r = 0; r < QMV_MAX_R; ++r) {
+      if (r < rows) {
+        const i64 o = first + r;
+        const i64 xr = (gather && shared_x) ? o / top_k : o;
+        const T* xp = x + xr * k + c * 8;
+        float a = acc[r];
+#pragma unroll
+        for (int t = 0; t < 8; ++t) a = fmaf(Num<T>::to_f32(xp[t]), wv[t], a);
+        acc[r] = a;
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < QMV_MAX_R; ++r) {
+    if (r < rows) {
+      float a = acc[r];
+#pragma unroll
+      for (int m = 16; m > 0; m >>= 1) a += __shfl_xor_sync(0xffffffffu, a, m);
+      if (lane == 0) out[(first + r) * n_feat + n] = Num<T>::from_f32(a);
+    }
+  }
+}
+
+// ---- Sorting (row, expert) pairs by expert for the tiled kernel (one block).
+// scratch (u32): counts[E] | row_start[E+1] | tile_start[E+1] | cursor[E] | sorted[P].
+// Pairs whose expert is out of range get NaN rows here and are left out of the sort.
+#define QMM_BM 64
+#define QMM_BN 64
+#define QMM_BK 32
+extern "C" __global__ void moe_sort(const u32* __restrict__ idx, u32* scratch, T* __restrict__ out,
+                                    i64 pairs, i64 experts, i64 n_feat) {
+  u32* counts = scratch;
+  u32* row_start = counts + experts;
+  u32* tile_start = row_start + experts + 1;
+  u32* cursor = tile_start + experts + 1;
+  u32* sorted = cursor + experts;
+  for (i64 e = threadIdx.x; e < experts; e += blockDim.x) counts[e] = 0;
+  __syncthreads();
+  for (i64 o = threadIdx.x; o < pairs; o += blockDim.x) {
+    const u32 e = idx[o];
+    if (e < experts) {
+      atomicAdd(&counts[e], 1u);
+    } else {
+      for (i64 n = 0; n < n_feat; ++n) out[o * n_feat + n] = Num<T>::from_f32(rmlx_nan());
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    u32 r = 0, t = 0;
+    for (i64 e = 0; e < experts; ++e) {
+      row_start[e] = r;
+      tile_start[e] = t;
+      cursor[e] = r;
+      r += counts[e];
+      t += (counts[e] + QMM_BM - 1) / QMM_BM;
+    }
+    row_start[experts] = r;
+    tile_start[experts] = t;
+  }
+  __syncthreads();
+  for (i64 o = threadIdx.x; o < pairs; o += blockDim.x) {
+    const u32 e = idx[o];
+    if (e < experts) sorted[atomicAdd(&cursor[e], 1u)] = (u32)o;
+  }
+}
+
+// ---- Tiled matmul (many rows): a block computes a 64×64 tile of (rows × features); per
+// 32-wide K slice, each thread dequantizes 8 weights and loads 8 x values into shared memory
+// (as f32), then accumulates a 4×4 sub-tile. Plain matmul: rows are blockIdx.y's 64 rows of x
+// (expert 0). Gather (scratch non-null): blockIdx.y is a tile of one expert's sorted pairs.
+extern "C" __global__ void qmm(const T* __restrict__ x, const u8* p0, const u8* p1, const u8* p2, T* __restrict__ out,
+        const u32* __restrict__ scratch, i64 n_feat, i64 k, i64 gs, i64 rows, i64 top_k,
+        int shared_x, i64 experts) {
+  __shared__ float xs[QMM_BK][QMM_BM + 1];
+  __shared__ float ws[QMM_BK][QMM_BN + 1];
+  __shared__ i64 orow[QMM_BM];  // output row of each tile row, −1 when past the end
+  __shared__ i64 xrow[QMM_BM];
+  WParts w = {p0, p1, p2, k, gs};
+  const int tid = threadIdx.x;
+  const i64 n0 = (i64)blockIdx.x * QMM_BN;
+  i64 e = 0;
+  if (scratch) {
+    const u32* row_start = scratch + experts;
+    const u32* tile_start = row_start + experts + 1;
+    const u32* sorted = tile_start + experts + 1 + experts;
+    const u32 y = blockIdx.y;
+    if (y >= tile_start[experts]) return;
+    // The expert whose tiles contain y (binary search over tile_start).
+    i64 lo = 0, hi = experts;  // tile_start[lo] <= y < tile_start[hi]
+    while (hi - lo > 1) {
+      const i64 mid = (lo + hi) / 2;
+      if (tile_start[mid] <= y) lo = mid; else hi = mid;
+    }
+    e = lo;
+    if (tid < QMM_BM) {
+      const i64 r = (i64)(y - tile_start[e]) * QMM_BM + tid;
+      const i64 cnt = row_start[e + 1] - row_start[e];
+      if (r < cnt) {
+        const i64 o = sorted[row_start[e] + r];
+        orow[tid] = o;
+        xrow[tid] = shared_x ? o / top_k : o;
+      } else {
+        orow[tid] = -1;
+        xrow[tid] = -1;
+      }
+    }
+  } else if (tid < QMM_BM) {
+    const i64 o = (i64)blockIdx.y * QMM_BM + tid;
+    orow[tid] = o < rows ? o : -1;
+    xrow[tid] = o < rows ? o : -1;
+  }
+  __syncthreads();
+  const int tx = tid % 16, ty = tid / 16;
+  float acc[4][4];
+#pragma unroll
+  for (int a = 0; a < 4; ++a)
+#pragma unroll
+    for (int b = 0; b < 4; ++b) acc[a][b] = 0.f;
+  // Loader roles: tile row lr (0..63), 8-element chunk lc (0..3) of the K slice.
+  const int lr = tid / 4, lc = tid % 4;
+  const i64 wn = n0 + lr;
+  const i64 xr = xrow[lr];
+  for (i64 k0 = 0; k0 < k; k0 += QMM_BK) {
+    float v[8];
+    if (wn < n_feat) {
+      deq8(w, e * n_feat + wn, k0 + lc * 8, v);
+    } else {
+#pragma unroll
+      for (int t = 0; t < 8; ++t) v[t] = 0.f;
+    }
+#pragma unroll
+    for (int t = 0; t < 8; ++t) ws[lc * 8 + t][lr] = v[t];
+    if (xr >= 0) {
+      const T* xp = x + xr * k + k0 + lc * 8;
+#pragma unroll
+      for (int t = 0; t < 8; ++t) xs[lc * 8 + t][lr] = Num<T>::to_f32(xp[t]);
+    } else {
+#pragma unroll
+      for (int t = 0; t < 8; ++t) xs[lc * 8 + t][lr] = 0.f;
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int kk = 0; kk < QMM_BK; ++kk) {
+      float xv[4], wv[4];
+#pragma unroll
+      for (int a = 0; a < 4; ++a) xv[a] = xs[kk][ty + 16 * a];
+#pragma unroll
+      for (int b = 0; b < 4; ++b) wv[b] = ws[kk][tx + 16 * b];
+#pragma unroll
+      for (int a = 0; a < 4; ++a)
+#pragma unroll
+        for (int b = 0; b < 4; ++b) acc[a][b] = fmaf(xv[a], wv[b], acc[a][b]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int a = 0; a < 4; ++a) {
+    const i64 o = orow[ty + 16 * a];
+    if (o < 0) continue;
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      const i64 n = n0 + tx + 16 * b;
+      if (n < n_feat) out[o * n_feat + n] = Num<T>::from_f32(acc[a][b]);
+    }
+  }
+}
+
+// ---- Row lookup: out[i, :] = dequantized row idx[i] (u32 or i32), in T. Rows out of range
+// come back as NaN.
+template <class IDX>
+__device__ __forceinline__ void qtake_body(const WParts& w, const IDX* __restrict__ idx,
+                                           T* __restrict__ out, i64 count, i64 n_rows) {
+  const i64 k = w.k, chunks = k / 8;
+  RMLX_FOR_EACH(c, count * chunks) {
+    const i64 i = c / chunks, j = (c % chunks) * 8;
+    const i64 r = (i64)idx[i];
+    float v[8];
+    if (r >= 0 && r < n_rows) {
+      deq8(w, r, j, v);
+    } else {
+#pragma unroll
+      for (int t = 0; t < 8; ++t) v[t] = rmlx_nan();
+    }
+#pragma unroll
+    for (int t = 0; t < 8; ++t) out[i * k + j + t] = Num<T>::from_f32(v[t]);
+  }
+}
+extern "C" __global__ void qtake_u32(const u8* p0, const u8* p1, const u8* p2, const u32* __restrict__ idx,
+                                     T* __restrict__ out, i64 count, i64 n_rows, i64 k, i64 gs) {
+  WParts w = {p0, p1, p2, k, gs};
+  qtake_body<u32>(w, idx, out, count, n_rows);
+}
+extern "C" __global__ void qtake_i32(const u8* p0, const u8* p1, const u8* p2, const int* __restrict__ idx,
+                                     T* __restrict__ out, i64 count, i64 n_rows, i64 k, i64 gs) {
+  WParts w = {p0, p1, p2, k, gs};
+  qtake_body<int>(w, idx, out, count, n_rows);
+}

@@ -1,0 +1,377 @@
+//! Quantized primitives on CUDA: `QuantizedMatmul`, `GatherQmm` and `QuantizedTake`, straight
+//! from packed weights (GGUF block formats, Hugging Face MXFP4, MLX affine).
+//!
+//! Unlike the CPU backend, activations are not quantized: weights are dequantized exactly in
+//! registers and multiplied with x in f32 (closer to the dequantize-then-f32-matmul reference).
+//! Few rows (decode) run a GEMV kernel, one warp per output feature; many rows a tiled kernel
+//! that dequantizes each weight K-slice into shared memory once per 64 rows. `GatherQmm` with
+//! many (row, expert) pairs first sorts the pairs by expert on the device (no host sync), so a
+//! tile of rows shares one expert's weights. Expert or row indices out of range give NaN rows
+//! (the CPU reports an error; the GPU cannot without synchronizing).
+
+use super::device::CudaDevice;
+use super::elementwise;
+use super::launch::{c_type, output, ptr_at, source, Launch};
+use crate::array::Data;
+use crate::backend::Arg;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::quant::{GgmlType, QuantFormat};
+use std::sync::Arc;
+
+const BODY: &str = include_str!("kernels/quantized.cu");
+
+/// Rows of x (or pairs of a gather) up to which the GEMV kernel runs.
+const GEMV_ROWS: usize = 8;
+/// The tiled kernel's tile (must match `QMM_BM`/`QMM_BN` in quantized.cu).
+const TILE_M: usize = 64;
+const TILE_N: usize = 64;
+/// Warps (output features) per GEMV block (`QMV_WARPS`).
+const GEMV_WARPS: usize = 8;
+
+/// The `FMT_*` define of a format, or an error for formats without a kernel.
+fn format_define(f: QuantFormat) -> Result<String> {
+    use GgmlType::*;
+    Ok(match f {
+        QuantFormat::Gguf(t) => {
+            let name = match t {
+                Q4_0 => "Q4_0",
+                Q4_1 => "Q4_1",
+                Q5_0 => "Q5_0",
+                Q5_1 => "Q5_1",
+                Q8_0 => "Q8_0",
+                Q2_K => "Q2_K",
+                Q3_K => "Q3_K",
+                Q4_K => "Q4_K",
+                Q5_K => "Q5_K",
+                Q6_K => "Q6_K",
+                Q8_K => "Q8_K",
+                MXFP4 => "GMXFP4",
+                other => {
+                    return Err(Error::NotImplemented {
+                        op: format!("quantized kernels ({})", other.name()),
+                        device: "cuda".into(),
+                    })
+                }
+            };
+            format!("#define FMT_{name}\n")
+        }
+        QuantFormat::Mxfp4 => "#define FMT_MXFP4\n".into(),
+        QuantFormat::Affine { bits, .. } => format!("#define FMT_AFFINE\n#define BITS {bits}\n"),
+    })
+}
+
+/// The module key and source for a format, x/output type `t` and affine scale type `ts`.
+fn module(f: QuantFormat, t: DType, ts: DType) -> Result<(String, impl FnOnce() -> String)> {
+    let fmt = format_define(f)?;
+    // The group size is a kernel argument: one module serves every group size of a bit width.
+    let (name, ts) = match f {
+        QuantFormat::Affine { bits, .. } => (format!("affine{bits}"), ts),
+        _ => (f.to_string(), DType::F32),
+    };
+    let key = format!("quantized/{name}/{t}/{ts}");
+    let src = move || {
+        source(&format!(
+            "#define T {}\n#define TS {}\n{fmt}{BODY}",
+            c_type(t),
+            c_type(ts)
+        ))
+    };
+    Ok((key, src))
+}
+
+/// A contiguous view of an input (a copy when it is strided).
+fn contig(dev: &Arc<CudaDevice>, a: &Arg) -> Result<Arg> {
+    Ok(Arg {
+        data: elementwise::contiguous(dev, a)?,
+        shape: a.shape.clone(),
+        dtype: a.dtype,
+    })
+}
+
+/// The weight's parts, contiguous, with their device addresses (0 for parts a format lacks),
+/// the affine group size (0 otherwise) and the affine scales' dtype.
+struct Parts {
+    _keep: Vec<Arg>,
+    ptrs: [u64; 3],
+    gs: i64,
+    ts: DType,
+}
+
+impl Parts {
+    fn new(dev: &Arc<CudaDevice>, f: QuantFormat, args: &[Arg]) -> Result<Self> {
+        let keep = args
+            .iter()
+            .map(|a| contig(dev, a))
+            .collect::<Result<Vec<_>>>()?;
+        let mut ptrs = [0u64; 3];
+        for (p, a) in ptrs.iter_mut().zip(&keep) {
+            *p = ptr_at(a, dev)?;
+        }
+        let (gs, ts) = match f {
+            QuantFormat::Affine { group_size, .. } => (group_size as i64, keep[1].dtype),
+            _ => (0, DType::F32),
+        };
+        Ok(Parts {
+            _keep: keep,
+            ptrs,
+            gs,
+            ts,
+        })
+    }
+}
+
+fn check_float(op: &str, d: DType) -> Result<()> {
+    if !d.is_float() {
+        return Err(Error::dtype(format!(
+            "{op}: expected a float dtype, found {d}"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn quantized_matmul(
+    dev: &Arc<CudaDevice>,
+    f: QuantFormat,
+    n: usize,
+    k: usize,
+    inputs: &[Arg],
+    s: &[usize],
+    d: DType,
+) -> Result<Data> {
+    check_float("quantized_matmul", d)?;
+    let x = contig(dev, &inputs[0])?;
+    let parts = Parts::new(dev, f, &inputs[1..])?;
+    let m = x.numel() / k;
+    let (data, out) = output(dev, s, d)?;
+    let (key, src) = module(f, d, parts.ts)?;
+    let [p0, p1, p2] = parts.ptrs;
+    if m <= GEMV_ROWS {
+        let func = dev.function(&key, src, "qmv")?;
+        Launch::new(func, "qmv")
+            .arg(ptr_at(&x, dev)?)
+            .arg(p0)
+            .arg(p1)
+            .arg(p2)
+            .arg(out)
+            .arg(0u64)
+            .arg(n as i64)
+            .arg(k as i64)
+            .arg(parts.gs)
+            .arg(m as i64)
+            .arg(0i32)
+            .arg(1i64)
+            .arg(0i32)
+            .arg(1i64)
+            .run(
+                dev,
+                (n.div_ceil(GEMV_WARPS) as u32, (m > 0) as u32, 1),
+                (32 * GEMV_WARPS as u32, 1, 1),
+                0,
+            )?;
+    } else {
+        let func = dev.function(&key, src, "qmm")?;
+        Launch::new(func, "qmm")
+            .arg(ptr_at(&x, dev)?)
+            .arg(p0)
+            .arg(p1)
+            .arg(p2)
+            .arg(out)
+            .arg(0u64)
+            .arg(n as i64)
+            .arg(k as i64)
+            .arg(parts.gs)
+            .arg(m as i64)
+            .arg(1i64)
+            .arg(0i32)
+            .arg(1i64)
+            .run(dev, tile_grid(n, m.div_ceil(TILE_M))?, (256, 1, 1), 0)?;
+    }
+    Ok(data)
+}
+
+fn tile_grid(n: usize, tiles_m: usize) -> Result<(u32, u32, u32)> {
+    if tiles_m > 65535 {
+        return Err(Error::shape(format!(
+            "cuda quantized matmul: {tiles_m} row tiles exceed the grid's 65535"
+        )));
+    }
+    Ok((n.div_ceil(TILE_N) as u32, tiles_m as u32, 1))
+}
+
+pub(crate) fn gather_qmm(
+    dev: &Arc<CudaDevice>,
+    f: QuantFormat,
+    n: usize,
+    k: usize,
+    inputs: &[Arg],
+    s: &[usize],
+    d: DType,
+) -> Result<Data> {
+    check_float("gather_qmm", d)?;
+    let (idx_arg, wargs) = inputs[1..].split_last().expect("op gives x, parts, idx");
+    if idx_arg.dtype != DType::U32 {
+        return Err(Error::dtype(format!(
+            "gather_qmm: expected u32 indices, found {}",
+            idx_arg.dtype
+        )));
+    }
+    let experts = wargs[0].shape[0];
+    let x = contig(dev, &inputs[0])?;
+    let idx = contig(dev, idx_arg)?;
+    let parts = Parts::new(dev, f, wargs)?;
+    let pairs = idx.numel();
+    let top_k = *idx.shape.last().unwrap_or(&1);
+    let shared_x = (x.numel() / k != pairs) as i32; // x (…, K) shared by its top_k experts
+    let (data, out) = output(dev, s, d)?;
+    if pairs == 0 {
+        return Ok(data);
+    }
+    let (key, src) = module(f, d, parts.ts)?;
+    let [p0, p1, p2] = parts.ptrs;
+    let idx_ptr = ptr_at(&idx, dev)?;
+    if pairs <= GEMV_ROWS {
+        let func = dev.function(&key, src, "qmv")?;
+        Launch::new(func, "qmv")
+            .arg(ptr_at(&x, dev)?)
+            .arg(p0)
+            .arg(p1)
+            .arg(p2)
+            .arg(out)
+            .arg(idx_ptr)
+            .arg(n as i64)
+            .arg(k as i64)
+            .arg(parts.gs)
+            .arg(1i64)
+            .arg(1i32)
+            .arg(top_k as i64)
+            .arg(shared_x)
+            .arg(experts as i64)
+            .run(
+                dev,
+                (n.div_ceil(GEMV_WARPS) as u32, pairs as u32, 1),
+                (32 * GEMV_WARPS as u32, 1, 1),
+                0,
+            )?;
+        return Ok(data);
+    }
+    // Sort the pairs by expert, then one tile of ≤ 64 pairs of one expert per block row.
+    let scratch_words = 4 * experts + 2 + pairs;
+    let scratch = dev.alloc(scratch_words * 4)?;
+    let sort = dev.function(&key, src, "moe_sort")?;
+    Launch::new(sort, "moe_sort")
+        .arg(idx_ptr)
+        .arg(scratch.ptr())
+        .arg(out)
+        .arg(pairs as i64)
+        .arg(experts as i64)
+        .arg(n as i64)
+        .run(dev, (1, 1, 1), (512, 1, 1), 0)?;
+    let (key, src) = module(f, d, parts.ts)?;
+    let func = dev.function(&key, src, "qmm")?;
+    Launch::new(func, "qmm")
+        .arg(ptr_at(&x, dev)?)
+        .arg(p0)
+        .arg(p1)
+        .arg(p2)
+        .arg(out)
+        .arg(scratch.ptr())
+        .arg(n as i64)
+        .arg(k as i64)
+        .arg(parts.gs)
+        .arg(pairs as i64)
+        .arg(top_k as i64)
+        .arg(shared_x)
+        .arg(experts as i64)
+        .run(
+            dev,
+            tile_grid(n, pairs.div_ceil(TILE_M) + experts)?,
+            (256, 1, 1),
+            0,
+        )?;
+    // Dropping `scratch` now is safe: its next user is queued behind these kernels.
+    drop(scratch);
+    Ok(data)
+}
+
+pub(crate) fn quantized_take(
+    dev: &Arc<CudaDevice>,
+    f: QuantFormat,
+    k: usize,
+    inputs: &[Arg],
+    s: &[usize],
+    d: DType,
+) -> Result<Data> {
+    check_float("quantized_take", d)?;
+    let (idx_arg, wargs) = inputs.split_last().expect("op gives parts, idx");
+    let entry = match idx_arg.dtype {
+        DType::U32 => "qtake_u32",
+        DType::I32 => "qtake_i32",
+        other => {
+            return Err(Error::dtype(format!(
+                "quantized_take: expected u32/i32 indices, found {other}"
+            )))
+        }
+    };
+    let rows = wargs[0].shape[0];
+    let idx = contig(dev, idx_arg)?;
+    let parts = Parts::new(dev, f, wargs)?;
+    let count = idx.numel();
+    let (data, out) = output(dev, s, d)?;
+    let (key, src) = module(f, d, parts.ts)?;
+    let func = dev.function(&key, src, entry)?;
+    let [p0, p1, p2] = parts.ptrs;
+    Launch::new(func, entry)
+        .arg(p0)
+        .arg(p1)
+        .arg(p2)
+        .arg(ptr_at(&idx, dev)?)
+        .arg(out)
+        .arg(count as i64)
+        .arg(rows as i64)
+        .arg(k as i64)
+        .arg(parts.gs)
+        .run_1d(dev, count * (k / 8))?;
+    Ok(data)
+}
+
+/// One source per kernel module this family can build, for the NVRTC compile test: every
+/// format in f32, the common ones in bf16/f16, affine with each scale dtype.
+pub(crate) fn sources() -> Vec<(String, String)> {
+    use DType::{BF16, F16, F32};
+    use GgmlType::{MXFP4, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, Q8_K};
+    let mut out = Vec::new();
+    let mut add = |f: QuantFormat, t: DType, ts: DType| {
+        let (key, src) = module(f, t, ts).expect("every listed format has a kernel");
+        out.push((key, src()));
+    };
+    let gguf = [
+        Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, MXFP4,
+    ];
+    for t in gguf {
+        add(QuantFormat::Gguf(t), F32, F32);
+    }
+    add(QuantFormat::Mxfp4, F32, F32);
+    for t in [BF16, F16] {
+        add(QuantFormat::Mxfp4, t, F32);
+        add(QuantFormat::Gguf(Q4_1), t, F32);
+        add(QuantFormat::Gguf(Q8_0), t, F32);
+        add(QuantFormat::Gguf(Q4_K), t, F32);
+        add(QuantFormat::Gguf(Q6_K), t, F32);
+    }
+    for bits in [2u8, 3, 4, 5, 6, 8] {
+        let f = QuantFormat::Affine {
+            bits,
+            group_size: 64,
+        };
+        add(f, F32, F32);
+    }
+    for (t, ts) in [(BF16, BF16), (F16, F16), (BF16, F32), (F32, F16)] {
+        let f = QuantFormat::Affine {
+            bits: 4,
+            group_size: 64,
+        };
+        add(f, t, ts);
+    }
+    out
+}
