@@ -9,10 +9,14 @@
 mod alloc;
 mod device;
 mod elementwise;
+mod indexing;
 mod launch;
 pub mod libs;
+mod norm;
 pub mod nvrtc;
 mod quantized;
+mod reduce;
+mod rope;
 
 pub use alloc::CudaBuffer;
 
@@ -79,6 +83,10 @@ pub fn kernel_sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
     out.extend(elementwise::sources());
     out.extend(quantized::sources());
+    out.extend(reduce::sources());
+    out.extend(norm::sources());
+    out.extend(rope::sources());
+    out.extend(indexing::sources());
     out
 }
 
@@ -188,19 +196,25 @@ impl Backend for CudaBackend {
             Primitive::QuantizedTake { format, k } => {
                 quantized::quantized_take(&dev, *format, *k, &inputs, s, d)
             }
-            Primitive::Reduce { .. }
-            | Primitive::ArgReduce { .. }
-            | Primitive::Softmax
-            | Primitive::Swiglu
-            | Primitive::LogSumExp
-            | Primitive::TopK { .. }
-            | Primitive::Concat { .. }
-            | Primitive::SliceUpdate { .. }
-            | Primitive::Take { .. }
-            | Primitive::TakeAlongAxis { .. }
-            | Primitive::Matmul
-            | Primitive::RmsNorm { .. }
-            | Primitive::Rope { .. }
+            Primitive::Reduce { op, axes } => reduce::reduce(&dev, *op, axes, x, s, d),
+            Primitive::ArgReduce { op, axis } => reduce::arg_reduce(&dev, *op, *axis, x, s),
+            Primitive::Softmax => reduce::softmax(&dev, x, s, d),
+            Primitive::Swiglu => reduce::swiglu(&dev, x, s, d),
+            Primitive::LogSumExp => reduce::logsumexp(&dev, x, s, d),
+            Primitive::TopK { k } => reduce::topk(&dev, *k, x, s),
+            Primitive::RmsNorm { eps } => norm::rms_norm(&dev, *eps, x, &inputs[1], s, d),
+            Primitive::Rope {
+                layout,
+                dims,
+                mscale,
+            } => rope::rope(&dev, *layout, *dims, *mscale, &inputs, s, d),
+            Primitive::Concat { axis } => indexing::concat(&dev, *axis, &inputs, s, d),
+            Primitive::Take { axis } => indexing::take(&dev, *axis, x, &inputs[1], s, d),
+            Primitive::TakeAlongAxis { axis } => {
+                indexing::take_along_axis(&dev, *axis, x, &inputs[1], s, d)
+            }
+            Primitive::SliceUpdate { start } => indexing::slice_update(&dev, start, inputs, s, d),
+            Primitive::Matmul
             | Primitive::ScaledDotProductAttention { .. }
             | Primitive::QuantizeKv(_)
             | Primitive::DequantizeKv { .. }
