@@ -7,10 +7,12 @@
 //! data (`download`) waits.
 
 mod alloc;
+mod attention;
 mod device;
 mod elementwise;
 mod launch;
 pub mod libs;
+mod matmul;
 pub mod nvrtc;
 
 pub use alloc::CudaBuffer;
@@ -77,6 +79,7 @@ pub fn describe(ordinal: usize) -> Result<String> {
 pub fn kernel_sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
     out.extend(elementwise::sources());
+    out.extend(attention::sources());
     out
 }
 
@@ -177,6 +180,12 @@ impl Backend for CudaBackend {
             Primitive::BroadcastTo(_) => Ok(views::broadcast_to(x, s)),
             Primitive::Contiguous => elementwise::contiguous(&dev, x),
             Primitive::ToDevice(_) => Ok(x.data.clone()),
+            Primitive::Matmul => matmul::matmul(&dev, x, &inputs[1], s, d),
+            Primitive::ScaledDotProductAttention {
+                scale,
+                window,
+                has_sinks,
+            } => attention::sdpa(&dev, *scale, *window, *has_sinks, &inputs, s, d),
             Primitive::Reduce { .. }
             | Primitive::ArgReduce { .. }
             | Primitive::Softmax
@@ -187,13 +196,11 @@ impl Backend for CudaBackend {
             | Primitive::SliceUpdate { .. }
             | Primitive::Take { .. }
             | Primitive::TakeAlongAxis { .. }
-            | Primitive::Matmul
             | Primitive::QuantizedMatmul { .. }
             | Primitive::GatherQmm { .. }
             | Primitive::QuantizedTake { .. }
             | Primitive::RmsNorm { .. }
             | Primitive::Rope { .. }
-            | Primitive::ScaledDotProductAttention { .. }
             | Primitive::QuantizeKv(_)
             | Primitive::DequantizeKv { .. }
             | Primitive::QuantizedSdpa { .. }
