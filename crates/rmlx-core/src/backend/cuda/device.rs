@@ -29,7 +29,17 @@ pub struct CudaDevice {
     pub(crate) alloc: Allocator,
     functions: Mutex<HashMap<String, Func>>,
     staging: Mutex<Option<Staging>>,
+    /// The device's cuBLAS handle (bound to `stream`), created on first use.
+    blas: OnceLock<std::result::Result<BlasHandle, String>>,
 }
+
+/// A cuBLAS handle, used only under `CudaDevice::blas`'s mutex.
+pub(crate) struct BlasHandle(pub(crate) Mutex<cudarc::cublas::sys::cublasHandle_t>);
+// SAFETY: the raw handle is only used while holding its mutex (cuBLAS handles may move between
+// threads; they must not be used by two threads at once), with the device's context current.
+unsafe impl Send for BlasHandle {}
+// SAFETY: as above: every access goes through the mutex.
+unsafe impl Sync for BlasHandle {}
 
 impl CudaDevice {
     /// Opens device `ordinal` (primary context, one non-blocking stream).
@@ -65,6 +75,7 @@ impl CudaDevice {
             alloc: Allocator::new(total_mem),
             functions: Mutex::new(HashMap::new()),
             staging: Mutex::new(None),
+            blas: OnceLock::new(),
         }))
     }
 
@@ -183,6 +194,33 @@ impl CudaDevice {
         self.stream
             .synchronize()
             .map_err(|e| self.error("a kernel failed", e))
+    }
+
+    /// The device's cuBLAS handle, created (and bound to the device's stream) on first use; a
+    /// clear error where libcublas cannot be loaded.
+    pub(crate) fn blas(&self) -> Result<&BlasHandle> {
+        self.blas
+            .get_or_init(|| {
+                use cudarc::cublas::{result as blas, sys as blas_sys};
+                // SAFETY: only tries to open the shared library; calls nothing in it.
+                if !unsafe { blas_sys::is_culib_present() } {
+                    return Err(format!(
+                        "cuda:{}: cuBLAS (libcublas) was not found: install the CUDA toolkit's \
+                         cuBLAS, or the PyPI package nvidia-cublas, and put it on the library path",
+                        self.ordinal
+                    ));
+                }
+                self.bind().map_err(|e| e.to_string())?;
+                let h = blas::create_handle().map_err(|e| {
+                    format!("cuda:{}: cannot create a cuBLAS handle: {e}", self.ordinal)
+                })?;
+                // SAFETY: `h` was just created; the stream lives as long as the device.
+                unsafe { blas::set_stream(h, self.cu_stream() as _) }
+                    .map_err(|e| format!("cuda:{}: cuBLAS set_stream: {e}", self.ordinal))?;
+                Ok(BlasHandle(Mutex::new(h)))
+            })
+            .as_ref()
+            .map_err(|e| Error::msg(e.clone()))
     }
 
     pub(crate) fn memory_in_use(&self) -> usize {

@@ -7,12 +7,14 @@
 //! data (`download`) waits.
 
 mod alloc;
+mod attention;
 mod device;
 mod elementwise;
 mod indexing;
 mod launch;
 pub mod libs;
 mod norm;
+mod matmul;
 pub mod nvrtc;
 mod quantized;
 mod reduce;
@@ -87,6 +89,7 @@ pub fn kernel_sources() -> Vec<(String, String)> {
     out.extend(norm::sources());
     out.extend(rope::sources());
     out.extend(indexing::sources());
+    out.extend(attention::sources());
     out
 }
 
@@ -214,9 +217,13 @@ impl Backend for CudaBackend {
                 indexing::take_along_axis(&dev, *axis, x, &inputs[1], s, d)
             }
             Primitive::SliceUpdate { start } => indexing::slice_update(&dev, start, inputs, s, d),
-            Primitive::Matmul
-            | Primitive::ScaledDotProductAttention { .. }
-            | Primitive::QuantizeKv(_)
+            Primitive::Matmul => matmul::matmul(&dev, x, &inputs[1], s, d),
+            Primitive::ScaledDotProductAttention {
+                scale,
+                window,
+                has_sinks,
+            } => attention::sdpa(&dev, *scale, *window, *has_sinks, &inputs, s, d),
+            Primitive::QuantizeKv(_)
             | Primitive::DequantizeKv { .. }
             | Primitive::QuantizedSdpa { .. }
             | Primitive::Custom(_) => todo(prim, self.ordinal),

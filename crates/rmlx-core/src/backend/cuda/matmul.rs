@@ -1,0 +1,227 @@
+//! Matmul on CUDA through cuBLAS: (…, M, K) @ (…, K, N) with broadcast batch dims, f32 / f16 /
+//! bf16 with f32 accumulation (`CUBLAS_COMPUTE_32F`, no TF32, so f32 agrees with the CPU), the
+//! output in the output dtype. Row-major C = A·B is computed column-major as Cᵀ = Bᵀ·Aᵀ; either
+//! operand may be a transposed view (a weight passed as `w.transpose`), read in place.
+//! Operands of another float dtype than the output are converted first (as the CPU does in f32).
+
+use super::device::CudaDevice;
+use super::elementwise;
+use super::launch::{output, ptr_at};
+use crate::array::Data;
+use crate::backend::common::broadcast_strides;
+use crate::backend::Arg;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use cudarc::cublas::{result as blas, sys as bsys};
+use std::sync::Arc;
+
+/// How cuBLAS reads one operand: its data, whether it is stored transposed (column-major
+/// in row-major terms), its leading dimension and its stride between batches.
+struct Operand {
+    arg: Arg,
+    col_major: bool,
+    ld: usize,
+    batch_stride: usize,
+}
+
+/// `(col_major, ld)` of a rows×cols matrix with strides (s0, s1), if cuBLAS can read it.
+fn mat_layout(rows: usize, cols: usize, s0: usize, s1: usize) -> Option<(bool, usize)> {
+    if s1 == 1 || cols == 1 {
+        let ld = if rows == 1 { cols } else { s0 };
+        if ld >= cols.max(1) {
+            return Some((false, ld));
+        }
+    }
+    if s0 == 1 || rows == 1 {
+        let ld = if cols == 1 { rows } else { s1 };
+        if ld >= rows.max(1) {
+            return Some((true, ld));
+        }
+    }
+    None
+}
+
+/// The one stride between consecutive batches (flattened row-major over `batch`), if the
+/// broadcast strides `st` admit one.
+fn single_stride(batch: &[usize], st: &[usize]) -> Option<usize> {
+    let Some(last) = (0..batch.len()).rev().find(|&i| batch[i] != 1) else {
+        return Some(0);
+    };
+    let s = st[last];
+    let mut inner = 1usize;
+    for i in (0..batch.len()).rev() {
+        if batch[i] != 1 && st[i] != s * inner {
+            return None;
+        }
+        inner *= batch[i];
+    }
+    Some(s)
+}
+
+/// `x` (rows×cols matrices over its own batch dims) as cuBLAS will read it for output batch
+/// dims `batch`: in place when possible, else converted / made contiguous / broadcast first.
+fn operand(dev: &Arc<CudaDevice>, x: &Arg, batch: &[usize], dtype: DType) -> Result<Operand> {
+    let nd = x.shape.len();
+    let (rows, cols) = (x.shape[nd - 2], x.shape[nd - 1]);
+    let view = |data: Data, shape: &[usize]| Arg {
+        data,
+        shape: shape.to_vec(),
+        dtype,
+    };
+    let mut arg = if x.dtype != dtype {
+        view(elementwise::astype(dev, x, &x.shape, dtype)?, &x.shape)
+    } else {
+        view(x.data.clone(), &x.shape)
+    };
+    for attempt in 0..3 {
+        let st = &arg.data.strides;
+        let nd = arg.shape.len();
+        let bst = broadcast_strides(&arg.shape[..nd - 2], &st[..nd - 2], batch);
+        if let (Some((col_major, ld)), Some(batch_stride)) = (
+            mat_layout(rows, cols, st[nd - 2], st[nd - 1]),
+            single_stride(batch, &bst),
+        ) {
+            return Ok(Operand {
+                arg,
+                col_major,
+                ld,
+                batch_stride,
+            });
+        }
+        arg = match attempt {
+            // Strided matrices or batches: a row-major copy.
+            0 => {
+                let shape = arg.shape.clone();
+                view(elementwise::copy_contiguous(dev, &arg)?, &shape)
+            }
+            // Batch dims broadcast in ways one stride cannot say: materialize the broadcast.
+            _ => {
+                let mut shape = batch.to_vec();
+                shape.extend([rows, cols]);
+                let b = view(
+                    crate::backend::common::views::broadcast_to(&arg, &shape),
+                    &shape,
+                );
+                view(elementwise::copy_contiguous(dev, &b)?, &shape)
+            }
+        };
+    }
+    Err(Error::msg(
+        "cuda: matmul: cannot lay out an operand for cuBLAS",
+    ))
+}
+
+fn cuda_type(dtype: DType) -> Result<bsys::cudaDataType> {
+    Ok(match dtype {
+        DType::F32 => bsys::cudaDataType::CUDA_R_32F,
+        DType::F16 => bsys::cudaDataType::CUDA_R_16F,
+        DType::BF16 => bsys::cudaDataType::CUDA_R_16BF,
+        other => {
+            return Err(Error::dtype(format!(
+                "cuda: matmul: expected a float output dtype, found {other}"
+            )))
+        }
+    })
+}
+
+fn int(v: usize, what: &str) -> Result<i32> {
+    i32::try_from(v)
+        .map_err(|_| Error::shape(format!("cuda: matmul: {what} ({v}) exceeds cuBLAS's i32")))
+}
+
+pub(crate) fn matmul(
+    dev: &Arc<CudaDevice>,
+    a: &Arg,
+    b: &Arg,
+    shape: &[usize],
+    out_dtype: DType,
+) -> Result<Data> {
+    let nd = shape.len();
+    let (m, n) = (shape[nd - 2], shape[nd - 1]);
+    let k = a.shape[a.shape.len() - 1];
+    let batch = &shape[..nd - 2];
+    let count: usize = batch.iter().product();
+    let ty = cuda_type(out_dtype)?;
+    let (data, out) = output(dev, shape, out_dtype)?;
+    if m == 0 || n == 0 || count == 0 {
+        return Ok(data);
+    }
+    if k == 0 {
+        // An empty sum: zeros.
+        let bytes = m * n * count * out_dtype.size();
+        // SAFETY: `out` is a fresh buffer of exactly `bytes` bytes, written on the stream.
+        unsafe { cudarc::driver::result::memset_d8_async(out, 0, bytes, dev.cu_stream()) }
+            .map_err(|e| dev.error("matmul: zero fill", e))?;
+        return Ok(data);
+    }
+    let oa = operand(dev, a, batch, out_dtype)?;
+    let ob = operand(dev, b, batch, out_dtype)?;
+    let handle = dev.blas()?;
+    let pa = ptr_at(&oa.arg, dev)?;
+    let pb = ptr_at(&ob.arg, dev)?;
+    use bsys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+    let op = |col_major: bool| if col_major { CUBLAS_OP_T } else { CUBLAS_OP_N };
+    let (alpha, beta) = (1.0f32, 0.0f32);
+    let (mi, ni, ki) = (int(m, "M")?, int(n, "N")?, int(k, "K")?);
+    let (lda, ldb) = (int(ob.ld, "ld")?, int(oa.ld, "ld")?);
+    let h = handle.0.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: the handle is bound to this device's stream (context current via `dev`); A′ = b
+    // and B′ = a are live device views that the (op, ld, batch stride) triples describe within
+    // their buffers; C is a fresh contiguous (count, M, N) buffer of the output dtype; alpha
+    // and beta are host f32 scalars, as COMPUTE_32F wants.
+    let r = unsafe {
+        if count == 1 {
+            blas::gemm_ex(
+                *h,
+                op(ob.col_major),
+                op(oa.col_major),
+                ni,
+                mi,
+                ki,
+                &alpha as *const f32 as *const _,
+                pb as *const _,
+                ty,
+                lda,
+                pa as *const _,
+                ty,
+                ldb,
+                &beta as *const f32 as *const _,
+                out as *mut _,
+                ty,
+                ni,
+                bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                bsys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        } else {
+            blas::gemm_strided_batched_ex(
+                *h,
+                op(ob.col_major),
+                op(oa.col_major),
+                ni,
+                mi,
+                ki,
+                &alpha as *const f32 as *const _,
+                pb as *const _,
+                ty,
+                lda,
+                ob.batch_stride as i64,
+                pa as *const _,
+                ty,
+                ldb,
+                oa.batch_stride as i64,
+                &beta as *const f32 as *const _,
+                out as *mut _,
+                ty,
+                ni,
+                (m * n) as i64,
+                int(count, "batch count")?,
+                bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                bsys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+    };
+    r.map_err(|e| dev.error("matmul (cuBLAS)", format!("{e:?}")))?;
+    // The operands' temporaries (if any) are freed stream-ordered after the gemm.
+    drop((oa, ob));
+    Ok(data)
+}
