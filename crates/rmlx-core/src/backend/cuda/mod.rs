@@ -10,6 +10,7 @@ mod alloc;
 mod attention;
 mod device;
 mod elementwise;
+mod kv_quant;
 mod launch;
 pub mod libs;
 mod matmul;
@@ -80,6 +81,7 @@ pub fn kernel_sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
     out.extend(elementwise::sources());
     out.extend(attention::sources());
+    out.extend(kv_quant::sources());
     out
 }
 
@@ -181,6 +183,33 @@ impl Backend for CudaBackend {
             Primitive::Contiguous => elementwise::contiguous(&dev, x),
             Primitive::ToDevice(_) => Ok(x.data.clone()),
             Primitive::Matmul => matmul::matmul(&dev, x, &inputs[1], s, d),
+            Primitive::QuantizeKv(spec) => kv_quant::quantize(&dev, *spec, x, s),
+            Primitive::DequantizeKv {
+                spec,
+                dim,
+                centered,
+            } => kv_quant::dequantize(&dev, *spec, *dim, x, centered.then(|| &inputs[1]), s),
+            Primitive::QuantizedSdpa {
+                scale,
+                window,
+                has_sinks,
+                k_centered,
+                head,
+                k,
+                v,
+            } => kv_quant::quantized_sdpa(
+                &dev,
+                *scale,
+                *window,
+                *has_sinks,
+                *k_centered,
+                *head,
+                *k,
+                *v,
+                inputs,
+                s,
+                d,
+            ),
             Primitive::ScaledDotProductAttention {
                 scale,
                 window,
@@ -201,9 +230,6 @@ impl Backend for CudaBackend {
             | Primitive::QuantizedTake { .. }
             | Primitive::RmsNorm { .. }
             | Primitive::Rope { .. }
-            | Primitive::QuantizeKv(_)
-            | Primitive::DequantizeKv { .. }
-            | Primitive::QuantizedSdpa { .. }
             | Primitive::Custom(_) => todo(prim, self.ordinal),
         }
     }
