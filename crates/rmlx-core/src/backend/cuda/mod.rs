@@ -11,6 +11,7 @@ mod attention;
 mod device;
 mod elementwise;
 mod indexing;
+mod kv_quant;
 mod launch;
 pub mod libs;
 mod norm;
@@ -90,6 +91,7 @@ pub fn kernel_sources() -> Vec<(String, String)> {
     out.extend(rope::sources());
     out.extend(indexing::sources());
     out.extend(attention::sources());
+    out.extend(kv_quant::sources());
     out
 }
 
@@ -218,15 +220,39 @@ impl Backend for CudaBackend {
             }
             Primitive::SliceUpdate { start } => indexing::slice_update(&dev, start, inputs, s, d),
             Primitive::Matmul => matmul::matmul(&dev, x, &inputs[1], s, d),
+            Primitive::QuantizeKv(spec) => kv_quant::quantize(&dev, *spec, x, s),
+            Primitive::DequantizeKv {
+                spec,
+                dim,
+                centered,
+            } => kv_quant::dequantize(&dev, *spec, *dim, x, centered.then(|| &inputs[1]), s),
+            Primitive::QuantizedSdpa {
+                scale,
+                window,
+                has_sinks,
+                k_centered,
+                head,
+                k,
+                v,
+            } => kv_quant::quantized_sdpa(
+                &dev,
+                *scale,
+                *window,
+                *has_sinks,
+                *k_centered,
+                *head,
+                *k,
+                *v,
+                inputs,
+                s,
+                d,
+            ),
             Primitive::ScaledDotProductAttention {
                 scale,
                 window,
                 has_sinks,
             } => attention::sdpa(&dev, *scale, *window, *has_sinks, &inputs, s, d),
-            Primitive::QuantizeKv(_)
-            | Primitive::DequantizeKv { .. }
-            | Primitive::QuantizedSdpa { .. }
-            | Primitive::Custom(_) => todo(prim, self.ordinal),
+            Primitive::Custom(_) => todo(prim, self.ordinal),
         }
     }
 
