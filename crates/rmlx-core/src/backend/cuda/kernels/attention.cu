@@ -13,7 +13,7 @@
 #define SDPA_TILE 64
 #define SDPA_NEG_INF (__int_as_float(0xff800000u))
 
-extern "C" __global__ void __launch_bounds__(SDPA_THREADS)
+extern "C" __global__ void
 sdpa_rows(const TQ* __restrict__ q,        // (B, Hq, Tq, D) contiguous
           const TK* __restrict__ k,        // k[b*ksb + h*ksh + j*kst + d]
           const TK* __restrict__ v,        // v[b*vsb + h*vsh + j*vst + d]
@@ -117,7 +117,7 @@ sdpa_rows(const TQ* __restrict__ q,        // (B, Hq, Tq, D) contiguous
 }
 
 // Merges the splits of each row (flash-decoding): one block per output row.
-extern "C" __global__ void __launch_bounds__(SDPA_THREADS)
+extern "C" __global__ void
 sdpa_combine(const float* __restrict__ part, const float* __restrict__ sinks, TQ* __restrict__ out,
              int hq, int tq, int dv, int splits) {
   const i64 row = blockIdx.x;
