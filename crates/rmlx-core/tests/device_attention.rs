@@ -132,6 +132,25 @@ fn attention_matches_the_cpu() {
             d: 1,
             dv: 200,
         },
+        // Decode over long caches: keys split over blocks and merged (flash-decoding).
+        Case {
+            b: 1,
+            hq: 4,
+            hkv: 2,
+            tq: 1,
+            tk: 1000,
+            d: 64,
+            dv: 64,
+        },
+        Case {
+            b: 2,
+            hq: 2,
+            hkv: 1,
+            tq: 2,
+            tk: 611,
+            d: 96,
+            dv: 80,
+        },
     ];
     for d in gpus() {
         for (ci, c) in cases.iter().enumerate() {

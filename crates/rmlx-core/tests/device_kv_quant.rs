@@ -126,8 +126,9 @@ fn packed_attention_matches_the_reference() {
             let sinks = random(&[hq], seed + 3);
             let mask = AttentionMask::causal(tk - tq, tq, window).unwrap();
             let scale = 1.0 / (d as f32).sqrt();
+            let kgroup = if d.is_multiple_of(32) { 32 } else { 16 };
             for (ks, vs) in [
-                (spec(8, 32, false), spec(8, 16, false)),
+                (spec(8, kgroup, false), spec(8, 16, false)),
                 (spec(4, 16, true), spec(4, 16, true)),
             ] {
                 for qdt in [DType::F32, DType::BF16] {

@@ -2,7 +2,8 @@
 //! sliding-window masks, GQA, attention sinks, q/k/v in f32, f16 or bf16 with f32 math, the
 //! output in q's dtype. Semantics follow `cpu/attention.rs`: q is scaled before the dot products,
 //! a query that sees no key (and has no sink) gives zeros. K/V are read in place when their rows
-//! are contiguous (any stride along B, H, T: a KV-cache view is not copied).
+//! are contiguous (any stride along B, H, T: a KV-cache view is not copied). Decode-shaped calls
+//! (few rows, many keys) split the keys over blocks and merge the partial softmax sums.
 
 use super::device::CudaDevice;
 use super::elementwise;
@@ -159,6 +160,22 @@ pub(crate) fn sdpa(
         || build(q.dtype, k.dtype, dv_per),
         "sdpa_rows",
     )?;
+    // Few rows over many keys (decode): split the keys over more blocks and merge their
+    // partial softmax sums (flash-decoding), so a few heads still fill the GPU.
+    let rows = b * hq * tq;
+    let splits = if rows < 256 && tk >= 256 {
+        tk.div_ceil(128).min(512usize.div_ceil(rows)).clamp(1, 64)
+    } else {
+        1
+    };
+    let part = if splits > 1 {
+        Some(dev.alloc(rows * splits * (dv + 2) * 4)?)
+    } else {
+        None
+    };
+    let part_ptr = part.as_ref().map_or(0, |p| p.ptr());
+    let grid_x = u32::try_from(tq * splits)
+        .map_err(|_| Error::shape(format!("cuda: sdpa: too many query rows ({tq})")))?;
     let shared = (d * 4) as u32;
     if shared > 48 * 1024 {
         return Err(Error::shape(format!(
@@ -187,14 +204,32 @@ pub(crate) fn sdpa(
         .arg(int(dv, "Dv")?)
         .arg(scale)
         .arg(window.map_or(-1i64, |w| w.min(i64::MAX as usize) as i64))
+        .arg(splits as i32)
+        .arg(part_ptr)
         .run(
             dev,
-            (tq as u32, hq as u32, b as u32),
+            (grid_x, hq as u32, b as u32),
             (THREADS as u32, 1, 1),
             shared,
         )?;
+    if splits > 1 {
+        let f = dev.function(
+            &key(q.dtype, k.dtype, dv_per),
+            || build(q.dtype, k.dtype, dv_per),
+            "sdpa_combine",
+        )?;
+        Launch::new(f, "sdpa_combine")
+            .arg(part_ptr)
+            .arg(sptr)
+            .arg(out)
+            .arg(int(hq, "q heads")?)
+            .arg(int(tq, "Tq")?)
+            .arg(int(dv, "Dv")?)
+            .arg(splits as i32)
+            .run(dev, (rows as u32, 1, 1), (THREADS as u32, 1, 1), 0)?;
+    }
     // Temporaries (contiguous copies, f32 sinks) are freed stream-ordered after the kernel.
-    drop((qc, kr, vr, qp, kp, sinks));
+    drop((qc, kr, vr, qp, kp, sinks, part));
     Ok(data)
 }
 

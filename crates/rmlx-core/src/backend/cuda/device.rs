@@ -295,3 +295,22 @@ pub(crate) fn get(ordinal: usize) -> Result<Arc<CudaDevice>> {
         .clone()
         .map_err(Error::msg)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every kernel source's entries are found by name (a qualifier such as
+    /// `__launch_bounds__` between `void` and the name would register the wrong one).
+    #[test]
+    fn kernel_entries_are_found_by_name() {
+        for (key, src) in super::super::kernel_sources() {
+            let names = super::entries(&src);
+            assert!(!names.is_empty(), "{key}: no entries");
+            for n in names {
+                assert!(
+                    !n.starts_with("__") && n.chars().all(|c| c.is_alphanumeric() || c == '_'),
+                    "{key}: entry parsed as {n:?}"
+                );
+            }
+        }
+    }
+}

@@ -122,29 +122,30 @@ fn dequantize_into(
     if rows == 0 {
         return Ok(());
     }
-    // (B, H, T) and byte strides of the rows.
-    let four = nd == 4 && (x.data.strides[3] == 1 || rb == 1);
-    let (xa, hh, t, s) = if four {
+    // (B, H, T) and byte strides of the rows: 4-D views are read in place when their rows
+    // are contiguous (a cache sliced over T), else copied; other ranks are copied and read as
+    // (1, 1, rows).
+    let in_place = nd == 4 && (x.data.strides[3] == 1 || rb == 1);
+    let xa = Arg {
+        data: if in_place {
+            x.data.clone()
+        } else {
+            elementwise::contiguous(dev, x)?
+        },
+        shape: x.shape.clone(),
+        dtype: DType::U8,
+    };
+    let (hh, t, s) = if nd == 4 {
         let st = |i: usize| {
-            if x.shape[i] == 1 {
+            if xa.shape[i] == 1 {
                 0
             } else {
-                x.data.strides[i] as i64
+                xa.data.strides[i] as i64
             }
         };
-        let xa = Arg {
-            data: x.data.clone(),
-            shape: x.shape.clone(),
-            dtype: DType::U8,
-        };
-        (xa, x.shape[1], x.shape[2], [st(0), st(1), st(2)])
+        (x.shape[1], x.shape[2], [st(0), st(1), st(2)])
     } else {
-        let xa = Arg {
-            data: elementwise::contiguous(dev, x)?,
-            shape: x.shape.clone(),
-            dtype: DType::U8,
-        };
-        (xa, 1, rows, [0, 0, rb as i64])
+        (1, rows, [0, 0, rb as i64])
     };
     let cptr = match center {
         Some(c) => {

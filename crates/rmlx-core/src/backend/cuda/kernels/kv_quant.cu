@@ -43,7 +43,7 @@ __device__ __forceinline__ int kvq_code(const u8* row, int bits, int d, int c) {
 
 #ifdef RMLX_KVQ
 // One block per row: x (rows, d) contiguous → out (rows, row_bytes).
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS)
+extern "C" __global__ void
 kv_quantize(const TX* __restrict__ x, u8* __restrict__ out, int d, int group, int bits,
             int rotate, int n, float norm) {
   extern __shared__ float sh[];  // d values, then groups mins, groups inverse scales
@@ -105,7 +105,7 @@ kv_quantize(const TX* __restrict__ x, u8* __restrict__ out, int d, int group, in
 // One block per packed row (b, h, t) of (B, H, T): row bytes at b·s0 + h·s1 + t·s2; the f32
 // output row goes to ((b·H + h)·t_out + head + t)·d. With a center (B, H, 1, d) f32, its row
 // (b, h) is added after un-rotating.
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS)
+extern "C" __global__ void
 kv_dequantize(const u8* __restrict__ src, const float* __restrict__ center, float* __restrict__ out,
               int hh, int t, i64 s0, i64 s1, i64 s2, int t_out, int head, int d, int group,
               int bits, int rotate, int n, float norm) {
