@@ -8,6 +8,7 @@ export RMLX_HOME=${RMLX_HOME:-/tmp/rmlx-home}
 out=${OUT:-/tmp/out}
 work=/tmp/models; mkdir -p "$work"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+[ -d .gpu/bin ] || tar -C .gpu -xJf .gpu/bin.tar.xz
 bin=.gpu/bin/rmlx
 if [ -f .gpu/layouts/smollm2.json ]; then
   python3 .gpu/tools/gguf_like.py make .gpu/layouts/smollm2.json "$work/smollm2.gguf" >/dev/null

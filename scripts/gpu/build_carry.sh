@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test binaries (and the rmlx CLI) in release mode, strips them and copies them into
-# .gpu/ (ignored by git), to carry to the GPU machine, which has no Rust toolchain.
+# .gpu/bin.tar.xz (ignored by git), to carry to the GPU machine, which has no Rust toolchain.
+# Carry: .gpu/bin.tar.xz .gpu/layouts .gpu/tools .whl
 # Usage: scripts/gpu/build_carry.sh [cargo test selectors...]   (default: the whole workspace)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,4 +24,9 @@ for line in sys.stdin:
 cargo build --release -p rmlx-cli
 cp target/release/rmlx "$out/bin/rmlx"
 strip "$out"/bin/*
-du -sh "$out"
+# Binaries that only need the CPU, or a model file that cannot travel, stay home.
+(cd "$out/bin" && rm -f buffer_cache chat_template_render common cuda_nvrtc kv_bench quant_bench \
+  smollm2_llamacpp tokenizer_* quant_dequant quantized_matmul)
+# Stripped binaries compress ~4x: the carry limit is 64 MiB with the working tree.
+tar -C "$out" -cJf "$out/bin.tar.xz" bin
+ls -la "$out/bin.tar.xz"
