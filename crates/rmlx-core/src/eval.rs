@@ -117,6 +117,10 @@ fn run_tape(mut tape: Vec<Option<Array>>) -> Result<Vec<Device>> {
             .eval_primitive(&prim, args, a.shape(), a.dtype())
             .map_err(|e| e.context(format!("{} -> {:?}", prim.name(), a.shape())))?;
         if let Some(t0) = t0 {
+            // Profiling times each op to completion: wait for a GPU's queue.
+            if device.is_gpu() {
+                backend.synchronize()?;
+            }
             crate::profile::record(format!("{} {:?}", prim.name(), a.shape()), t0.elapsed());
         }
         *a.lock() = State::Ready(data);

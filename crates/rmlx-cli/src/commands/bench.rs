@@ -64,7 +64,9 @@ pub fn run(a: Args) -> Result<()> {
         let warm = random_tokens(a.prompt.clamp(1, 64), info.vocab_size, 7);
         let l = m.model.forward(&warm, &mut cache, Logits::Last)?;
         let t = l.argmax(-1, false)?.to_vec::<u32>()?[0];
-        m.model.forward(&[t], &mut cache, Logits::Last)?.to_vec::<f32>()?;
+        m.model
+            .forward(&[t], &mut cache, Logits::Last)?
+            .to_vec::<f32>()?;
     }
     for rep in 0..a.repetitions.max(1) {
         let prompt = random_tokens(a.prompt.max(1), info.vocab_size, 42 + rep as u64);

@@ -29,6 +29,7 @@ pub struct CudaDevice {
     pub(crate) alloc: Allocator,
     functions: Mutex<HashMap<String, Func>>,
     staging: Mutex<Option<Staging>>,
+    small: Mutex<Option<SmallRing>>,
     /// The device's cuBLAS handle (bound to `stream`), created on first use.
     blas: OnceLock<std::result::Result<BlasHandle, String>>,
 }
@@ -75,15 +76,26 @@ impl CudaDevice {
             alloc: Allocator::new(total_mem),
             functions: Mutex::new(HashMap::new()),
             staging: Mutex::new(None),
+            small: Mutex::new(None),
             blas: OnceLock::new(),
         }))
     }
 
     /// Makes the context current on the calling thread (cheap; needed before raw driver calls).
     pub(crate) fn bind(&self) -> Result<()> {
+        thread_local! {
+            // The context this thread last made current (1 + ordinal; 0: none): binding is a
+            // driver call, and every op binds.
+            static BOUND: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        }
+        if BOUND.with(|b| b.get()) == self.ordinal + 1 {
+            return Ok(());
+        }
         self.ctx
             .bind_to_thread()
-            .map_err(|e| Error::msg(format!("cuda:{}: cannot bind context: {e}", self.ordinal)))
+            .map_err(|e| Error::msg(format!("cuda:{}: cannot bind context: {e}", self.ordinal)))?;
+        BOUND.with(|b| b.set(self.ordinal + 1));
+        Ok(())
     }
 
     pub(crate) fn cu_stream(&self) -> sys::CUstream {
@@ -142,6 +154,35 @@ impl CudaDevice {
     pub(crate) fn upload(self: &Arc<Self>, bytes: &[u8]) -> Result<CudaBuffer> {
         self.bind()?;
         let buf = self.alloc(bytes.len())?;
+        if bytes.len() <= SMALL_SLOT {
+            // Small uploads (token ids, positions, scalars: many per decode step) go through a
+            // pinned ring: a copy from pageable memory may wait for the whole stream, which
+            // would stall the CPU behind every queued kernel.
+            let mut guard = self.small.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                *guard = Some(SmallRing::new(self)?);
+            }
+            let ring = guard.as_mut().expect("created above");
+            let i = ring.next;
+            ring.next = (i + 1) % ring.slots.len();
+            let slot = &mut ring.slots[i];
+            // SAFETY: the event was recorded after this slot's last copy was queued (or never);
+            // once it has completed nothing reads the slot.
+            unsafe { result::event::synchronize(slot.done) }
+                .map_err(|e| self.error("upload wait", e))?;
+            // SAFETY: the slot holds SMALL_SLOT pinned bytes and no copy reads it any more.
+            let pinned = unsafe { std::slice::from_raw_parts_mut(slot.ptr, bytes.len()) };
+            pinned.copy_from_slice(bytes);
+            // SAFETY: destination inside `buf`; the pinned source stays untouched until the
+            // event recorded right after the copy completes.
+            unsafe {
+                result::memcpy_htod_async(buf.ptr(), &*pinned, self.cu_stream())
+                    .map_err(|e| self.error("upload", e))?;
+                result::event::record(slot.done, self.cu_stream())
+                    .map_err(|e| self.error("upload event", e))?;
+            }
+            return Ok(buf);
+        }
         if bytes.len() < STAGING_MIN {
             // SAFETY: `buf` holds at least `bytes.len()` bytes; a copy from pageable memory
             // has consumed the source when the call returns.
@@ -243,6 +284,26 @@ fn entries(src: &str) -> Vec<String> {
 }
 
 const STAGING_MIN: usize = 1 << 20;
+const SMALL_SLOT: usize = 16 << 10;
+const SMALL_SLOTS: usize = 256;
+
+/// Pinned slots for small uploads, used in turn.
+struct SmallRing {
+    slots: Vec<Slot>,
+    next: usize,
+}
+
+// SAFETY: the pinned pointers and events are only used under the device's `small` mutex.
+unsafe impl Send for SmallRing {}
+
+impl SmallRing {
+    fn new(dev: &CudaDevice) -> Result<SmallRing> {
+        let slots = (0..SMALL_SLOTS)
+            .map(|_| Slot::new(dev, SMALL_SLOT))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SmallRing { slots, next: 0 })
+    }
+}
 const STAGING_CHUNK: usize = 16 << 20;
 
 struct Slot {
@@ -258,20 +319,25 @@ struct Staging {
 // SAFETY: the pinned pointers and events are only used under the device's staging mutex.
 unsafe impl Send for Staging {}
 
+impl Slot {
+    fn new(dev: &CudaDevice, bytes: usize) -> Result<Slot> {
+        // SAFETY: a plain pinned allocation; never freed (it lives as long as the device, i.e.
+        // the process).
+        let ptr = unsafe { result::malloc_host(bytes, 0) }
+            .map_err(|e| dev.error("pinned staging buffer", e))? as *mut u8;
+        let done = result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)
+            .map_err(|e| dev.error("event", e))?;
+        Ok(Slot { ptr, done })
+    }
+}
+
 impl Staging {
     fn new(dev: &CudaDevice) -> Result<Staging> {
-        let slot = || -> Result<Slot> {
-            // SAFETY: plain pinned allocation of STAGING_CHUNK bytes; freed never (it lives as
-            // long as the device, i.e. the process).
-            let ptr = unsafe { result::malloc_host(STAGING_CHUNK, 0) }
-                .map_err(|e| dev.error("pinned staging buffer", e))?
-                as *mut u8;
-            let done = result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)
-                .map_err(|e| dev.error("event", e))?;
-            Ok(Slot { ptr, done })
-        };
         Ok(Staging {
-            slots: [slot()?, slot()?],
+            slots: [
+                Slot::new(dev, STAGING_CHUNK)?,
+                Slot::new(dev, STAGING_CHUNK)?,
+            ],
         })
     }
 }

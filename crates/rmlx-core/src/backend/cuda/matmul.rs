@@ -2,11 +2,14 @@
 //! bf16 with f32 accumulation (`CUBLAS_COMPUTE_32F`, no TF32, so f32 agrees with the CPU), the
 //! output in the output dtype. Row-major C = A·B is computed column-major as Cᵀ = Bᵀ·Aᵀ; either
 //! operand may be a transposed view (a weight passed as `w.transpose`), read in place.
-//! Operands of another float dtype than the output are converted first (as the CPU does in f32).
+//! Decode-sized products with a weight (`x · w.transpose`, up to 8 rows) go to our own GEMV
+//! kernel, which reads W once in its stored dtype and multiplies in f32, exact like the CPU.
+//! For cuBLAS, a 16-bit operand beside an f32 one keeps its type and the other is rounded to it
+//! (prefill with bf16 weights: the activations are rounded to bf16, as every GPU engine does).
 
 use super::device::CudaDevice;
 use super::elementwise;
-use super::launch::{output, ptr_at};
+use super::launch::{c_type, output, ptr_at, source, Launch};
 use crate::array::Data;
 use crate::backend::common::broadcast_strides;
 use crate::backend::Arg;
@@ -154,8 +157,19 @@ pub(crate) fn matmul(
             .map_err(|e| dev.error("matmul: zero fill", e))?;
         return Ok(data);
     }
-    let oa = operand(dev, a, batch, out_dtype)?;
-    let ob = operand(dev, b, batch, out_dtype)?;
+    if let Some(r) = gemv(dev, a, b, (m, n, k), count, out, out_dtype) {
+        return r.map(|()| data);
+    }
+    // cuBLAS wants one dtype for A and B: a 16-bit operand beside an f32 one keeps its type and
+    // the other (the activation, the smaller) is rounded to it; the output keeps out_dtype.
+    let ab_dtype = match (a.dtype, b.dtype) {
+        (x, y) if x == y => x,
+        (DType::F32, w) | (w, DType::F32) if w.is_float() => w,
+        _ => out_dtype,
+    };
+    let oa = operand(dev, a, batch, ab_dtype)?;
+    let ob = operand(dev, b, batch, ab_dtype)?;
+    let ab_ty = cuda_type(ab_dtype)?;
     let handle = dev.blas()?;
     let pa = ptr_at(&oa.arg, dev)?;
     let pb = ptr_at(&ob.arg, dev)?;
@@ -180,10 +194,10 @@ pub(crate) fn matmul(
                 ki,
                 &alpha as *const f32 as *const _,
                 pb as *const _,
-                ty,
+                ab_ty,
                 lda,
                 pa as *const _,
-                ty,
+                ab_ty,
                 ldb,
                 &beta as *const f32 as *const _,
                 out as *mut _,
@@ -202,11 +216,11 @@ pub(crate) fn matmul(
                 ki,
                 &alpha as *const f32 as *const _,
                 pb as *const _,
-                ty,
+                ab_ty,
                 lda,
                 ob.batch_stride as i64,
                 pa as *const _,
-                ty,
+                ab_ty,
                 ldb,
                 oa.batch_stride as i64,
                 &beta as *const f32 as *const _,
@@ -224,4 +238,91 @@ pub(crate) fn matmul(
     // The operands' temporaries (if any) are freed stream-ordered after the gemm.
     drop((oa, ob));
     Ok(data)
+}
+
+const GEMV_BODY: &str = include_str!("kernels/gemv.cu");
+/// Rows of x the GEMV kernel takes (decode); more go to cuBLAS.
+const GEMV_MAX_M: usize = 8;
+const GEMV_WARPS: usize = 4;
+
+/// y = x · Wᵀ for a few rows of x and a weight passed as `w.transpose` (W row-major), read
+/// once in its stored dtype and multiplied in f32 (what decode does with every dense weight:
+/// converting W, or rounding x to W's type for cuBLAS, would cost a pass over W or precision).
+/// `None` when the shapes are not that case.
+fn gemv(
+    dev: &Arc<CudaDevice>,
+    a: &Arg,
+    b: &Arg,
+    (m, n, k): (usize, usize, usize),
+    count: usize,
+    out: u64,
+    out_dtype: DType,
+) -> Option<Result<()>> {
+    let (na, nb) = (a.shape.len(), b.shape.len());
+    let (sa, sb) = (&a.data.strides, &b.data.strides);
+    let x_rows = sa[na - 1] == 1 || k == 1;
+    let w_rows = sb[nb - 2] == 1 || k == 1; // b (K, N) with unit stride along K: W is (N, K)
+    let floats = a.dtype.is_float() && b.dtype.is_float() && out_dtype.is_float();
+    if count != 1 || m > GEMV_MAX_M || !x_rows || !w_rows || !floats {
+        return None;
+    }
+    let ldx = if m == 1 { k } else { sa[na - 2] };
+    let ldw = if n == 1 { k } else { sb[nb - 1] };
+    Some((|| {
+        let px = ptr_at(a, dev)?;
+        let pw = ptr_at(b, dev)?;
+        let lanes = 16 / b.dtype.size();
+        let vec = k % lanes == 0 && ldw % lanes == 0 && pw % 16 == 0;
+        let key = format!("gemv/{}/{}/{out_dtype}", a.dtype, b.dtype);
+        let f = dev.function(
+            &key,
+            || {
+                source(&format!(
+                    "#define TX {}\n#define TW {}\n#define TO {}\n{GEMV_BODY}",
+                    c_type(a.dtype),
+                    c_type(b.dtype),
+                    c_type(out_dtype)
+                ))
+            },
+            "gemv",
+        )?;
+        let blocks = n.div_ceil(GEMV_WARPS);
+        if blocks > i32::MAX as usize {
+            return Err(Error::shape(format!("cuda: gemv: N = {n} is too large")));
+        }
+        Launch::new(f, "gemv")
+            .arg(px)
+            .arg(ldx as i64)
+            .arg(pw)
+            .arg(ldw as i64)
+            .arg(out)
+            .arg(m as i32)
+            .arg(n as i64)
+            .arg(k as i64)
+            .arg(vec as i32)
+            .run(
+                dev,
+                (blocks as u32, 1, 1),
+                ((32 * GEMV_WARPS) as u32, 1, 1),
+                0,
+            )
+    })())
+}
+
+/// The GEMV modules, for the NVRTC compile test.
+pub(crate) fn gemv_sources() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for w in [DType::F32, DType::BF16, DType::F16] {
+        for x in [DType::F32, DType::BF16] {
+            out.push((
+                format!("gemv/{x}/{w}/f32"),
+                source(&format!(
+                    "#define TX {}\n#define TW {}\n#define TO float\n{GEMV_BODY}",
+                    c_type(x),
+                    c_type(w)
+                )),
+            ));
+        }
+    }
+    out
 }

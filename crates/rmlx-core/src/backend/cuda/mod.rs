@@ -14,8 +14,8 @@ mod indexing;
 mod kv_quant;
 mod launch;
 pub mod libs;
-mod norm;
 mod matmul;
+mod norm;
 pub mod nvrtc;
 mod quantized;
 mod reduce;
@@ -36,8 +36,9 @@ use std::sync::{Arc, OnceLock};
 
 /// Whether the CUDA driver library can be loaded on this machine.
 pub fn driver_present() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
     // SAFETY: only tries to open the shared library; calls nothing in it.
-    unsafe { cudarc::driver::sys::is_culib_present() }
+    *PRESENT.get_or_init(|| unsafe { cudarc::driver::sys::is_culib_present() })
 }
 
 /// How many CUDA devices are usable (0 without a driver or a GPU). Never panics.
@@ -91,6 +92,7 @@ pub fn kernel_sources() -> Vec<(String, String)> {
     out.extend(rope::sources());
     out.extend(indexing::sources());
     out.extend(attention::sources());
+    out.extend(matmul::gemv_sources());
     out.extend(kv_quant::sources());
     out
 }
@@ -117,6 +119,7 @@ pub fn clear_cache(ordinal: usize) -> Result<()> {
 /// The backend for one device ordinal; the device itself is opened on first use.
 pub struct CudaBackend {
     ordinal: usize,
+    usable: OnceLock<std::result::Result<(), String>>,
 }
 
 /// The backend of `Device::Cuda(ordinal)`.
@@ -124,12 +127,19 @@ pub fn backend(ordinal: usize) -> Result<&'static CudaBackend> {
     static BACKENDS: OnceLock<Vec<CudaBackend>> = OnceLock::new();
     let all = BACKENDS.get_or_init(|| {
         (0..device_count())
-            .map(|ordinal| CudaBackend { ordinal })
+            .map(|ordinal| CudaBackend {
+                ordinal,
+                usable: OnceLock::new(),
+            })
             .collect()
     });
     match all.get(ordinal) {
         Some(b) => {
-            describe(ordinal)?;
+            // Checked once: `describe` opens shared libraries, far too slow to do per op.
+            b.usable
+                .get_or_init(|| describe(ordinal).map(|_| ()).map_err(|e| e.to_string()))
+                .clone()
+                .map_err(Error::msg)?;
             Ok(b)
         }
         None if all.is_empty() => Err(Error::msg(format!(

@@ -31,9 +31,16 @@ pub(crate) fn fnv1a(seed: u64, parts: &[&[u8]]) -> u64 {
 
 /// Whether NVRTC can be loaded (from the system, or from the PyPI wheel under the rmlx home).
 pub fn is_available() -> bool {
+    // Once found, NVRTC stays loaded: remember that (probing opens the library each time).
+    static FOUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if FOUND.load(std::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
     super::libs::ensure_nvrtc();
     // SAFETY: only probes whether the shared library can be opened; calls nothing in it.
-    unsafe { sys::is_culib_present() }
+    let found = unsafe { sys::is_culib_present() };
+    FOUND.store(found, std::sync::atomic::Ordering::Relaxed);
+    found
 }
 
 /// NVRTC's version as (major, minor).

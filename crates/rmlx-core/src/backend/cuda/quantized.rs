@@ -102,7 +102,18 @@ impl Parts {
     fn new(dev: &Arc<CudaDevice>, f: QuantFormat, args: &[Arg]) -> Result<Self> {
         let keep = args
             .iter()
-            .map(|a| contig(dev, a))
+            .map(|a| {
+                let c = contig(dev, a)?;
+                // Kernels read codes in 32-bit words (MXFP4): a view starting mid-word is
+                // copied to a fresh (aligned) buffer.
+                if ptr_at(&c, dev)? % 16 != 0 {
+                    return Ok(Arg {
+                        data: elementwise::copy_contiguous(dev, &c)?,
+                        ..c
+                    });
+                }
+                Ok(c)
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut ptrs = [0u64; 3];
         for (p, a) in ptrs.iter_mut().zip(&keep) {

@@ -192,12 +192,13 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
 
 #elif defined(FMT_MXFP4)
   // Hugging Face layout: blocks (rows, K/32, 16) low nibble = even element; scales (rows, K/32).
-  const u8* q = w.p0 + (row * w.k + i0) / 2;
+  // The 4 code bytes are one aligned 32-bit load (K is a multiple of 32, i0 of 8).
+  const u32 q = *(const u32*)(w.p0 + (row * w.k + i0) / 2);
   const float s = e8m0_half(w.p1[row * (w.k / 32) + i0 / 32]), o = -12.f * s;
 #pragma unroll
   for (int t = 0; t < 4; ++t) {
-    v[2 * t] = fmaf(s, e2m1_x2(q[t] & 0xF) + 12.f, o);
-    v[2 * t + 1] = fmaf(s, e2m1_x2(q[t] >> 4) + 12.f, o);
+    v[2 * t] = fmaf(s, e2m1_x2((q >> (8 * t)) & 0xF) + 12.f, o);
+    v[2 * t + 1] = fmaf(s, e2m1_x2((q >> (8 * t + 4)) & 0xF) + 12.f, o);
   }
 
 #elif defined(FMT_AFFINE)
@@ -249,6 +250,8 @@ extern "C" __global__ void qmv(const T* __restrict__ x, const u8* p0, const u8* 
 #pragma unroll
   for (int r = 0; r < QMV_MAX_R; ++r) acc[r] = 0.f;
   const i64 chunks = k / 8;
+  // Unrolled: several chunks' weight loads in flight per lane (decode is latency-bound here).
+#pragma unroll 4
   for (i64 c = lane; c < chunks; c += 32) {
     float wv[8];
     deq8(w, wrow, c * 8, wv);
