@@ -30,4 +30,6 @@ for t in .gpu/bin/*; do
   esac
 done
 grep -l -E "panicked|FAILED" "$out"/*.log 2>/dev/null
+# One file with every log (what comes back from the machine is limited to a few files).
+for f in "$out"/*.log; do echo "=== $f"; cat "$f"; done > /tmp/suite.log; rm -f "$out"/*.log; mv /tmp/suite.log "$out/suite.log"
 exit $fail
