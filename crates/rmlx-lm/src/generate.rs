@@ -117,7 +117,9 @@ impl Engine {
             l.eval()?;
             logits = Some(l);
         }
-        let mut logits = logits.expect("at least one chunk").to_vec::<f32>()?;
+        // The logits stay where the model computed them: the sampler reduces them there and
+        // only the candidates (greedy: the token) come back.
+        let mut logits = logits.expect("at least one chunk");
         let prefill_s = t0.elapsed().as_secs_f64();
 
         let t1 = Instant::now();
@@ -135,8 +137,8 @@ impl Engine {
             }
             // Models pad their vocabulary past the tokenizer's (gpt-oss: 201088 vs ~200k):
             // never sample an id the tokenizer cannot decode.
-            let nv = logits.len().min(self.tokenizer.vocab_size());
-            let next = sampler.sample(&logits[..nv], &history)?;
+            let nv = logits.size().min(self.tokenizer.vocab_size());
+            let next = sampler.sample_array(&logits, nv, &history)?;
             out_tokens.push(next);
             history.push(next);
             if self.tokenizer.is_eos(next) {
@@ -159,10 +161,7 @@ impl Engine {
             if out_tokens.len() == max_tokens {
                 break;
             }
-            logits = self
-                .model
-                .forward(&[next], cache, Logits::Last)?
-                .to_vec::<f32>()?;
+            logits = self.model.forward(&[next], cache, Logits::Last)?;
         }
         if finish != FinishReason::Stop {
             text.push_str(&decoder.finish()?);

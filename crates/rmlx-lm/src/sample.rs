@@ -107,6 +107,93 @@ impl Sampler {
         &self.cfg
     }
 
+    /// Picks the next token from `logits` (…, vocab), an array on any device, of which the
+    /// first `vocab` entries are sampled (models pad their vocabulary). Where the logits live,
+    /// the chain is reduced there: greedy without penalties is an argmax, and with `top_k` the
+    /// device keeps the `top_k` + (penalized tokens) largest logits; only those come back, and
+    /// the chain finishes on them, exactly as `sample` would on the whole vocabulary (a
+    /// penalized token can only leave the top, never let one below the kept set in). Without
+    /// `top_k` the whole row is read back.
+    pub fn sample_array(
+        &mut self,
+        logits: &rmlx_core::Array,
+        vocab: usize,
+        history: &[u32],
+    ) -> Result<u32> {
+        let n = logits.size();
+        let row = logits.reshape(&[n as isize])?;
+        let vocab = vocab.min(n);
+        if vocab == 0 {
+            return Err(Error::msg("sampler: expected logits, found none"));
+        }
+        let row = row.slice(&[0], &[vocab], &[1])?;
+        let c = self.cfg.clone();
+        let window = &history[history.len().saturating_sub(c.penalty_last_n)..];
+        let penalized: Vec<u32> = {
+            let mut w: Vec<u32> = window
+                .iter()
+                .copied()
+                .filter(|&t| (t as usize) < vocab)
+                .collect();
+            w.sort_unstable();
+            w.dedup();
+            w
+        };
+        let active =
+            c.repetition_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+        let penalized = if active { penalized } else { Vec::new() };
+        // A NaN logit is an error, as in `sample`: a NaN sum sends the row down that path
+        // (which names it; +inf beside -inf also sums to NaN and is sampled there correctly).
+        if row.sum(&[0], false)?.item::<f32>()?.is_nan() {
+            return self.sample(&row.to_vec::<f32>()?, history);
+        }
+        if c.temperature == 0.0 && penalized.is_empty() {
+            return row.argmax(0, false)?.item::<u32>();
+        }
+        let k = if c.temperature == 0.0 { 1 } else { c.top_k };
+        if k == 0 || k + penalized.len() >= vocab {
+            return self.sample(&row.to_vec::<f32>()?, history);
+        }
+        let kk = k + penalized.len();
+        let idx = row.topk_indices(kk)?;
+        let ids = idx.to_vec::<u32>()?;
+        let vals = row.take(&idx, 0)?.to_vec::<f32>()?;
+        let mut sparse: Vec<(u32, f32)> = ids.into_iter().zip(vals).collect();
+        if !penalized.is_empty() {
+            let w = rmlx_core::Array::from_slice(&penalized, &[penalized.len()])?;
+            let wv = row.take(&w, 0)?.to_vec::<f32>()?;
+            sparse.extend(penalized.iter().copied().zip(wv));
+        }
+        // Id order, as `sample` sees the vocabulary; duplicates (a penalized token in the top)
+        // once.
+        sparse.sort_unstable_by_key(|x| x.0);
+        sparse.dedup_by_key(|x| x.0);
+        self.sample_sparse(sparse, window)
+    }
+
+    /// `sample`'s chain over a candidate set that holds every token that can matter.
+    fn sample_sparse(&mut self, mut cand: Vec<(u32, f32)>, window: &[u32]) -> Result<u32> {
+        if let Some(x) = cand.iter().find(|x| x.1.is_nan()) {
+            return Err(Error::msg(format!("sampler: logit {} is NaN", x.0)));
+        }
+        let c = &self.cfg;
+        apply_penalties_sparse(&mut cand, window, c, &mut self.counts);
+        if c.temperature == 0.0 {
+            return Ok(argmax(&cand));
+        }
+        top_k(&mut cand, c.top_k);
+        if c.top_k > 0 {
+            cand.sort_unstable_by(|a, b| desc(a, b).then(a.0.cmp(&b.0)));
+        }
+        top_p(&mut cand, c.top_p);
+        min_p(&mut cand, c.min_p);
+        let inv_t = 1.0 / c.temperature;
+        for x in cand.iter_mut() {
+            x.1 *= inv_t;
+        }
+        Ok(draw(&cand, self.rng.gen::<f64>()))
+    }
+
     /// Pick the next token from `logits` (one per vocab entry) given the tokens so far.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> Result<u32> {
         if logits.is_empty() {
@@ -125,6 +212,13 @@ impl Sampler {
             return Ok(argmax(&self.cand));
         }
         top_k(&mut self.cand, c.top_k);
+        if c.top_k > 0 {
+            // The k survivors in one order (largest first, ties by id), whatever order the
+            // selection left them in: a draw then depends only on the logits, so the device
+            // path (`sample_array`, which sees only the top candidates) draws the same token.
+            self.cand
+                .sort_unstable_by(|a, b| desc(a, b).then(a.0.cmp(&b.0)));
+        }
         top_p(&mut self.cand, c.top_p);
         min_p(&mut self.cand, c.min_p);
         let inv_t = 1.0 / c.temperature;
@@ -167,6 +261,33 @@ pub(crate) fn apply_penalties(
         let Some(x) = cand.get_mut(t as usize) else {
             continue;
         };
+        if x.1 <= 0.0 {
+            x.1 *= c.repetition_penalty;
+        } else {
+            x.1 /= c.repetition_penalty;
+        }
+        x.1 -= n as f32 * c.frequency_penalty + c.presence_penalty;
+    }
+}
+
+/// `apply_penalties` over candidates sorted by id (not indexed by it).
+fn apply_penalties_sparse(
+    cand: &mut [(u32, f32)],
+    window: &[u32],
+    c: &SamplerConfig,
+    counts: &mut HashMap<u32, u32>,
+) {
+    let active =
+        c.repetition_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+    if !active || window.is_empty() {
+        return;
+    }
+    counts.clear();
+    for &t in window {
+        *counts.entry(t).or_insert(0) += 1;
+    }
+    for x in cand.iter_mut() {
+        let Some(&n) = counts.get(&x.0) else { continue };
         if x.1 <= 0.0 {
             x.1 *= c.repetition_penalty;
         } else {
