@@ -56,6 +56,9 @@ pub fn run(a: Args) -> Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
     let info = m.model.info().clone();
     let (mut pp, mut tg) = (vec![], vec![]);
+    // Decode seconds spent building the graph, encoding it (on a GPU: queueing kernels; on the
+    // CPU: computing it), and waiting for the device afterwards.
+    let mut split = [0f64; 3];
     // Bytes one cached position takes over all layers.
     let mut kv_bytes_per_token = 0.0;
     if rmlx_core::default_device().is_gpu() {
@@ -79,8 +82,16 @@ pub fn run(a: Args) -> Result<()> {
         rmlx_core::profile::enable(a.profile);
         let t = Instant::now();
         for _ in 0..a.gen {
+            let t_build = Instant::now();
             let logits = m.model.forward(&[next], &mut cache, Logits::Last)?;
-            next = logits.argmax(-1, false)?.to_vec::<u32>()?[0];
+            let token = logits.argmax(-1, false)?;
+            let t_encode = Instant::now();
+            rmlx_core::async_eval(&[&token])?;
+            let t_wait = Instant::now();
+            next = token.to_vec::<u32>()?[0];
+            split[0] += (t_encode - t_build).as_secs_f64();
+            split[1] += (t_wait - t_encode).as_secs_f64();
+            split[2] += t_wait.elapsed().as_secs_f64();
         }
         if a.gen > 0 {
             tg.push(a.gen as f64 / t.elapsed().as_secs_f64());
@@ -107,6 +118,7 @@ pub fn run(a: Args) -> Result<()> {
     let (pp, tg) = (median(pp), if tg.is_empty() { 0.0 } else { median(tg) });
     let threads = rmlx_core::backend::cpu::num_threads();
     let device = device_name(rmlx_core::default_device());
+    let decode_tokens = (a.gen * a.repetitions.max(1)).max(1) as f64;
     if a.json {
         let j = serde_json::json!({
             "model": path.display().to_string(),
@@ -122,6 +134,11 @@ pub fn run(a: Args) -> Result<()> {
             "kv_cache": format!("{:?}", a.kv_cache).to_lowercase(),
             "kv_bytes_per_token": kv_bytes_per_token,
             "repetitions": a.repetitions.max(1),
+            "decode_ms_per_token": {
+                "build": split[0] * 1e3 / decode_tokens,
+                "encode": split[1] * 1e3 / decode_tokens,
+                "wait": split[2] * 1e3 / decode_tokens,
+            },
         });
         println!("{j}");
     } else {

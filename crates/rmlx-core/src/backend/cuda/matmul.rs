@@ -270,6 +270,7 @@ fn gemv(
         let pw = ptr_at(b, dev)?;
         let lanes = 16 / b.dtype.size();
         let vec = k % lanes == 0 && ldw % lanes == 0 && pw % 16 == 0;
+        let xvec = a.dtype == DType::F32 && (m == 1 || ldx % 4 == 0) && px % 16 == 0;
         let key = format!("gemv/{}/{}/{out_dtype}", a.dtype, b.dtype);
         let f = dev.function(
             &key,
@@ -283,7 +284,8 @@ fn gemv(
             },
             "gemv",
         )?;
-        let blocks = n.div_ceil(GEMV_WARPS);
+        // One block per output column (its warps split K).
+        let blocks = n;
         if blocks > i32::MAX as usize {
             return Err(Error::shape(format!("cuda: gemv: N = {n} is too large")));
         }
@@ -297,6 +299,7 @@ fn gemv(
             .arg(n as i64)
             .arg(k as i64)
             .arg(vec as i32)
+            .arg(xvec as i32)
             .run(
                 dev,
                 (blocks as u32, 1, 1),

@@ -35,32 +35,51 @@ template <> struct Vec16<f16_t> {
   }
 };
 
-// One warp per output column n; lanes walk K in 16-byte steps. `vec` says W's rows and x's rows
-// are 16-byte aligned with K a multiple of the vector width (else a scalar loop).
-extern "C" __global__ void gemv(const TX* __restrict__ x, i64 ldx, const TW* __restrict__ w, i64 ldw, TO* __restrict__ y,
-     int m, i64 n, i64 k, int vec) {
-  const int lane = threadIdx.x & 31;
-  const i64 col = (i64)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-  if (col >= n) return;
+// x elements j..j+n as f32: 16-byte loads when `aligned` (f32 x, rows 16-byte aligned).
+template <class T> __device__ __forceinline__ void load_x(const T* p, float* o, int n, int aligned) {
+  for (int t = 0; t < n; ++t) o[t] = Num<T>::to_f32(p[t]);
+}
+template <> __device__ __forceinline__ void load_x<float>(const float* p, float* o, int n, int aligned) {
+  if (aligned) {
+    for (int t = 0; t < n; t += 4) {
+      float4 v = *reinterpret_cast<const float4*>(p + t);
+      o[t] = v.x; o[t + 1] = v.y; o[t + 2] = v.z; o[t + 3] = v.w;
+    }
+  } else {
+    for (int t = 0; t < n; ++t) o[t] = p[t];
+  }
+}
+
+// One block per output column n; its GEMV_WARPS warps split K (so a short row or a small N
+// still has enough loads in flight), each lane reading W 16 bytes at a time, and the partial
+// sums meet in shared memory. `vec`: W's rows are 16-byte aligned and K a multiple of the
+// vector width (else a scalar loop); `xvec`: x's rows too (f32 x read 16 bytes at a time).
+extern "C" __global__ void gemv(const TX* __restrict__ x, i64 ldx, const TW* __restrict__ w, i64 ldw,
+                                TO* __restrict__ y, int m, i64 n, i64 k, int vec, int xvec) {
+  __shared__ float part[GEMV_WARPS][GEMV_MAX_M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const i64 col = blockIdx.x;
   const TW* wr = w + col * ldw;
   float acc[GEMV_MAX_M];
   for (int r = 0; r < GEMV_MAX_M; ++r) acc[r] = 0.f;
+  const i64 lane_id = (i64)warp * 32 + lane;
   if (vec) {
     const int V = Vec16<TW>::N;
-    for (i64 j = (i64)lane * V; j < k; j += 32 * V) {
-      float wv[8];
+#pragma unroll 2
+    for (i64 j = lane_id * V; j < k; j += 32 * GEMV_WARPS * V) {
+      float wv[8], xv[8];
       Vec16<TW>::load(wr + j, wv);
       for (int r = 0; r < GEMV_MAX_M; ++r) {
         if (r < m) {
-          const TX* xr = x + r * ldx + j;
+          load_x<TX>(x + r * ldx + j, xv, V, xvec);
           float s = 0.f;
-          for (int t = 0; t < V; ++t) s += wv[t] * Num<TX>::to_f32(xr[t]);
+          for (int t = 0; t < V; ++t) s = fmaf(wv[t], xv[t], s);
           acc[r] += s;
         }
       }
     }
   } else {
-    for (i64 j = lane; j < k; j += 32) {
+    for (i64 j = lane_id; j < k; j += 32 * GEMV_WARPS) {
       const float wv = Num<TW>::to_f32(wr[j]);
       for (int r = 0; r < GEMV_MAX_M; ++r)
         if (r < m) acc[r] += wv * Num<TX>::to_f32(x[r * ldx + j]);
@@ -70,7 +89,13 @@ extern "C" __global__ void gemv(const TX* __restrict__ x, i64 ldx, const TW* __r
     if (r < m) {
       float v = acc[r];
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) y[r * n + col] = Num<TO>::from_f32(v);
+      if (lane == 0) part[warp][r] = v;
     }
+  }
+  __syncthreads();
+  if (threadIdx.x < m) {
+    float v = 0.f;
+    for (int q = 0; q < GEMV_WARPS; ++q) v += part[q][threadIdx.x];
+    y[threadIdx.x * n + col] = Num<TO>::from_f32(v);
   }
 }
