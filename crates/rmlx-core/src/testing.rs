@@ -57,3 +57,32 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     }
     (num / den).sqrt()
 }
+
+/// An f32 array of `shape` with values uniform in [lo, hi), from `seed` (SplitMix64: tests
+/// need fresh, reproducible inputs, not a statistics-grade generator).
+pub fn uniform(shape: &[usize], seed: u64, lo: f32, hi: f32) -> crate::Array {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+            lo + (hi - lo) * u
+        })
+        .collect();
+    crate::Array::from_slice(&v, shape).expect("the shape holds n values")
+}
+
+/// Asserts `got` has `want`'s shape and dtype and is within `tol` of it (relative L2).
+pub fn assert_close(got: &crate::Array, want: &crate::Array, tol: f64, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
+    let g = got.to_vec::<f32>().expect("readable");
+    let w = want.to_vec::<f32>().expect("readable");
+    let e = rel_l2(&g, &w);
+    assert!(e <= tol, "{what}: rel L2 {e:.3e} > {tol:.0e}");
+}

@@ -4,15 +4,8 @@
 
 use rand::{Rng, SeedableRng};
 use rmlx_core::concat;
-use rmlx_core::testing::gpus;
+use rmlx_core::testing::{gpus, uniform as random};
 use rmlx_core::{Array, DType, Device};
-
-fn random(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Array {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.gen_range(lo..hi)).collect();
-    Array::from_slice(&v, shape).unwrap()
-}
 
 fn indices(shape: &[usize], seed: u64, bound: u32, dtype: DType) -> Array {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

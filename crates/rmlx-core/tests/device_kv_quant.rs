@@ -4,18 +4,14 @@
 //! computes from dequantized K/V with the exact q) against the composed reference, with GQA,
 //! windows, sinks, centered keys and an exact head, decode and prefill.
 
-use rand::{Rng, SeedableRng};
 use rmlx_core::ops::kv_quant::{quantized_sdpa, quantized_sdpa_reference, PackedKv};
 use rmlx_core::ops::AttentionMask;
 use rmlx_core::primitive::KvQuant;
-use rmlx_core::testing::{gpus, rel_l2};
+use rmlx_core::testing::{gpus, rel_l2, uniform};
 use rmlx_core::{Array, DType, Device};
 
 fn random(shape: &[usize], seed: u64) -> Array {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.gen_range(-2.0..2.0)).collect();
-    Array::from_slice(&v, shape).unwrap()
+    uniform(shape, seed, -2.0, 2.0)
 }
 
 fn on(a: &Array, d: Device) -> Array {

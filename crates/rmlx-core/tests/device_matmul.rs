@@ -2,28 +2,15 @@
 //! batched and broadcast batch dims, transposed and sliced operands, odd sizes, M = 1 (decode),
 //! K = 0, mixed dtypes, every float dtype.
 
-use rand::{Rng, SeedableRng};
-use rmlx_core::testing::{gpus, rel_l2};
+use rmlx_core::testing::{assert_close as close, gpus, uniform};
 use rmlx_core::{Array, DType, Device};
 
 fn random(shape: &[usize], seed: u64) -> Array {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    Array::from_slice(&v, shape).unwrap()
+    uniform(shape, seed, -1.0, 1.0)
 }
 
 fn on(a: &Array, d: Device) -> Array {
     a.to_device(d).unwrap()
-}
-
-fn close(gpu: &Array, cpu: &Array, tol: f64, what: &str) {
-    assert_eq!(gpu.shape(), cpu.shape(), "{what}: shape");
-    assert_eq!(gpu.dtype(), cpu.dtype(), "{what}: dtype");
-    let g = gpu.to_vec::<f32>().unwrap();
-    let c = cpu.to_vec::<f32>().unwrap();
-    let e = rel_l2(&g, &c);
-    assert!(e <= tol, "{what}: rel L2 {e:.3e} > {tol:.0e}");
 }
 
 fn tol(dtype: DType) -> f64 {

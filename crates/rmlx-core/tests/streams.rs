@@ -111,6 +111,31 @@ fn async_eval_returns_and_reading_waits() {
     }
 }
 
+#[test]
+fn out_of_gpu_memory_is_an_error_naming_the_device_and_size() {
+    for d in gpus() {
+        // 100 GB of f32 from a broadcast view of one element: nothing is allocated on the host;
+        // the copy's output exceeds any card rmlx runs on.
+        let one = Array::from_slice(&[1f32], &[1])
+            .unwrap()
+            .to_device(d)
+            .unwrap();
+        let huge = one
+            .broadcast_to(&[25_000_000_000])
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let e = huge.eval().unwrap_err().to_string();
+        assert!(
+            e.contains("out of memory") && e.contains(&d.to_string()),
+            "{e}"
+        );
+        // The device still works afterwards.
+        let ok = one.add(&one).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(ok, vec![2.0]);
+    }
+}
+
 /// Host cost of encoding one small op on each GPU (a benchmark, not a check: run with
 /// `--ignored --nocapture`). Decode of a small model is ~600 such ops a token.
 #[test]

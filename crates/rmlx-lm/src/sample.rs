@@ -258,16 +258,20 @@ pub(crate) fn apply_penalties(
     }
     for (&t, &n) in counts.iter() {
         // Ids outside the vocabulary cannot be penalized; ignore them.
-        let Some(x) = cand.get_mut(t as usize) else {
-            continue;
-        };
-        if x.1 <= 0.0 {
-            x.1 *= c.repetition_penalty;
-        } else {
-            x.1 /= c.repetition_penalty;
+        if let Some(x) = cand.get_mut(t as usize) {
+            penalize(&mut x.1, n, c);
         }
-        x.1 -= n as f32 * c.frequency_penalty + c.presence_penalty;
     }
+}
+
+/// One seen token's logit after the penalties (`n`: its count in the window).
+fn penalize(l: &mut f32, n: u32, c: &SamplerConfig) {
+    if *l <= 0.0 {
+        *l *= c.repetition_penalty;
+    } else {
+        *l /= c.repetition_penalty;
+    }
+    *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
 }
 
 /// `apply_penalties` over candidates sorted by id (not indexed by it).
@@ -287,13 +291,9 @@ fn apply_penalties_sparse(
         *counts.entry(t).or_insert(0) += 1;
     }
     for x in cand.iter_mut() {
-        let Some(&n) = counts.get(&x.0) else { continue };
-        if x.1 <= 0.0 {
-            x.1 *= c.repetition_penalty;
-        } else {
-            x.1 /= c.repetition_penalty;
+        if let Some(&n) = counts.get(&x.0) {
+            penalize(&mut x.1, n, c);
         }
-        x.1 -= n as f32 * c.frequency_penalty + c.presence_penalty;
     }
 }
 
