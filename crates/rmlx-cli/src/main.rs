@@ -47,6 +47,12 @@ fn main() -> ExitCode {
             rmlx_core::backend::cpu::set_num_threads(n)?;
         }
         let device = rmlx_core::Device::parse(&cli.device)?;
+        if cli.device == "auto" && device.is_cpu() && rmlx_core::backend::cuda::device_count() > 0 {
+            // A GPU is here but not usable (most often: no NVRTC): say why once.
+            if let Err(e) = rmlx_core::backend::cuda::describe(0) {
+                eprintln!("note: running on the CPU: {e}");
+            }
+        }
         rmlx_core::set_default_device(device)?;
         commands::run(cli.command)
     })();

@@ -308,7 +308,7 @@ impl Array {
             return Ok(all[data.offset..data.offset + a.size()].to_vec());
         }
         let mut out = Vec::with_capacity(a.size());
-        crate::backend::cpu::strided::for_each_offset(shape, &data.strides, data.offset, |o| {
+        crate::backend::common::strided::for_each_offset(shape, &data.strides, data.offset, |o| {
             out.push(all[o])
         });
         Ok(out)

@@ -101,10 +101,25 @@ pub fn run(a: Args) -> Result<()> {
     if a.profile {
         let rows = rmlx_core::profile::take();
         let total: f64 = rows.iter().map(|r| r.2.as_secs_f64()).sum();
+        let tokens = (a.gen * a.repetitions.max(1)).max(1);
+        // Views (reshape, transpose, slice, broadcast) change strides only: no kernel.
+        let is_view = |name: &str| {
+            ["reshape ", "transpose ", "slice ", "broadcast_to "]
+                .iter()
+                .any(|v| name.starts_with(v))
+        };
+        let ops = rows.iter().map(|r| r.1 as usize).sum::<usize>();
+        let kernels = rows
+            .iter()
+            .filter(|r| !is_view(&r.0))
+            .map(|r| r.1 as usize)
+            .sum::<usize>();
         eprintln!(
-            "decode profile: {:.1} ms in kernels over {} tokens",
+            "decode profile: {:.1} ms in kernels over {tokens} tokens; {} ops a token, {} of them \
+             not views (a kernel or more each on a GPU)",
             total * 1e3,
-            a.gen * a.repetitions.max(1)
+            ops / tokens,
+            kernels / tokens
         );
         for (name, n, d) in rows.iter().take(25) {
             eprintln!(

@@ -2,6 +2,7 @@
 
 mod bench;
 mod chat;
+mod fetch_nvrtc;
 mod generate;
 pub mod inspect;
 mod logits;
@@ -24,6 +25,8 @@ pub enum Command {
     Perplexity(perplexity::Args),
     /// Prefill and decode speed on random tokens (like llama-bench).
     Bench(bench::Args),
+    /// Fetch NVRTC (CUDA's run-time compiler) from PyPI, for a GPU without a CUDA toolkit.
+    FetchNvrtc(fetch_nvrtc::Args),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -34,5 +37,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Logits(a) => logits::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::FetchNvrtc(a) => fetch_nvrtc::run(a),
     }
 }

@@ -12,9 +12,20 @@ use std::sync::OnceLock;
 /// (cubins built by it load on every 13.x driver).
 pub const NVRTC_WHEEL: &str = "nvidia-cuda-nvrtc==13.0.88";
 
+/// The rmlx home: `$RMLX_HOME`, else `$XDG_CACHE_HOME/rmlx`, else `~/.cache/rmlx`.
+pub(crate) fn rmlx_home() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("RMLX_HOME") {
+        return Some(PathBuf::from(h));
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(x).join("rmlx"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("rmlx"))
+}
+
 /// Where a fetched wheel's libraries live.
 pub fn nvrtc_dir() -> Option<PathBuf> {
-    super::nvrtc::rmlx_home().map(|h| h.join("nvrtc").join("lib"))
+    rmlx_home().map(|h| h.join("nvrtc").join("lib"))
 }
 
 /// Opens a fetched NVRTC (if any) once, so cudarc finds it by soname.

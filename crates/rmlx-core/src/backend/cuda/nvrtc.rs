@@ -165,22 +165,11 @@ fn program_log(prog: sys::nvrtcProgram) -> String {
         .unwrap_or_default()
 }
 
-/// `$RMLX_HOME/cuda-kernels`, else the XDG cache, else `~/.cache/rmlx/cuda-kernels`.
-pub(crate) fn rmlx_home() -> Option<PathBuf> {
-    if let Some(h) = std::env::var_os("RMLX_HOME") {
-        return Some(PathBuf::from(h));
-    }
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(x).join("rmlx"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("rmlx"))
-}
-
 fn cache_dir() -> Option<PathBuf> {
     if std::env::var_os("RMLX_NO_KERNEL_CACHE").is_some() {
         return None;
     }
-    rmlx_home().map(|h| h.join("cuda-kernels"))
+    super::libs::rmlx_home().map(|h| h.join("cuda-kernels"))
 }
 
 const MAGIC: &[u8; 8] = b"RMLXCUB1";
