@@ -44,7 +44,17 @@ pub fn load_model_on(
         return rmlx_core::with_default_device(device, || load_model_with(path.as_ref(), None));
     }
     let progress = progress.unwrap_or_else(|| Box::new(|_, _| {}));
-    rmlx_core::with_default_device(device, || load_model_with(path.as_ref(), Some(progress)))
+    let loaded =
+        rmlx_core::with_default_device(device, || load_model_with(path.as_ref(), Some(progress)));
+    if loaded.is_err() {
+        // Nothing half-loaded stays behind: the weights uploaded so far were dropped with the
+        // partial model; hand their memory back to the driver, not just to our cache.
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(i) = device {
+            let _ = rmlx_core::backend::cuda::clear_cache(i);
+        }
+    }
+    loaded
 }
 
 /// A source that moves every tensor it hands out to its device (the default device while the
