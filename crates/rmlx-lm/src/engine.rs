@@ -1,7 +1,7 @@
 //! `Engine`: a loaded model with its tokenizer and chat template — the object an app embeds.
 
 use crate::chat_template::ChatTemplate;
-use crate::load::{load_model, LoadedModel};
+use crate::load::{load_model_on, LoadedModel, Progress};
 use crate::model::Model;
 use crate::tokenizer::{GgufVocab, Tokenizer};
 use rmlx_core::{Error, Result};
@@ -21,7 +21,14 @@ impl Engine {
     /// Loads a model file or directory with its tokenizer (GGUF metadata, or `tokenizer.json`
     /// next to the weights) and chat template.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let LoadedModel { model, files } = load_model(path.as_ref())?;
+        Self::load_with_progress(path, None)
+    }
+
+    /// `load` onto the default device, reporting upload progress (bytes done, total) when that
+    /// is a GPU.
+    pub fn load_with_progress(path: impl AsRef<Path>, progress: Option<Progress>) -> Result<Self> {
+        let LoadedModel { model, files } =
+            load_model_on(path.as_ref(), rmlx_core::default_device(), progress)?;
         let tokenizer = tokenizer_for(&files)?;
         let template = match tokenizer.chat_template() {
             Some(_) => Some(ChatTemplate::from_tokenizer(&tokenizer)?),

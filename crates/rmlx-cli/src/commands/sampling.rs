@@ -68,8 +68,24 @@ impl GenFlags {
 pub fn load(flags: &GenFlags) -> anyhow::Result<rmlx_lm::Engine> {
     let path = rmlx_lm::default_model::resolve(flags.model.clone())?;
     let t = std::time::Instant::now();
-    let e = rmlx_lm::Engine::load(&path)?;
-    prefault_with_bar(&e)?;
+    let e = if rmlx_core::default_device().is_gpu() {
+        // Weights are uploaded once as the model is built: show that instead of prefaulting.
+        let bar = bytes_bar("uploading");
+        let b = bar.clone();
+        let e = rmlx_lm::Engine::load_with_progress(
+            &path,
+            Some(Box::new(move |done, total| {
+                b.set_length(total);
+                b.set_position(done);
+            })),
+        )?;
+        bar.finish_and_clear();
+        e
+    } else {
+        let e = rmlx_lm::Engine::load(&path)?;
+        prefault_with_bar(&e)?;
+        e
+    };
     eprintln!(
         "rmlx: loaded {} ({}) in {:.2} s",
         path.display(),
@@ -98,14 +114,20 @@ fn prefault_with_bar(e: &rmlx_lm::Engine) -> anyhow::Result<()> {
     if e.model.info().weight_bytes < LARGE {
         return Ok(());
     }
-    let bar = indicatif::ProgressBar::new(e.model.info().weight_bytes as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "loading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .expect("valid template"),
-    );
+    let bar = bytes_bar("loading");
+    bar.set_length(e.model.info().weight_bytes as u64);
     rmlx_lm::load::prefault(&e.files, &mut |done, _| bar.set_position(done))?;
     bar.finish_and_clear();
     Ok(())
+}
+
+fn bytes_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}}"
+        ))
+        .expect("valid template"),
+    );
+    bar
 }
