@@ -109,11 +109,12 @@ impl Sampler {
 
     /// Picks the next token from `logits` (…, vocab), an array on any device, of which the
     /// first `vocab` entries are sampled (models pad their vocabulary). Where the logits live,
-    /// the chain is reduced there: greedy without penalties is an argmax, and with `top_k` the
-    /// device keeps the `top_k` + (penalized tokens) largest logits; only those come back, and
-    /// the chain finishes on them, exactly as `sample` would on the whole vocabulary (a
-    /// penalized token can only leave the top, never let one below the kept set in). Without
-    /// `top_k` the whole row is read back.
+    /// the chain is reduced there: greedy is an argmax (with penalties: the top 1 + penalized
+    /// candidates), and with `top_k` the device keeps the `top_k` + (penalized tokens) largest
+    /// logits; only those come back, and the chain finishes on them, exactly as `sample` would
+    /// on the whole vocabulary (a penalized token can only leave the top, never let one below
+    /// the kept set in). Without `top_k`, and for sampling on a GPU (see below), the whole row
+    /// is read back.
     pub fn sample_array(
         &mut self,
         logits: &rmlx_core::Array,
@@ -151,7 +152,11 @@ impl Sampler {
             return row.argmax(0, false)?.item::<u32>();
         }
         let k = if c.temperature == 0.0 { 1 } else { c.top_k };
-        if k == 0 || k + penalized.len() >= vocab {
+        // The GPU's top-k kernel takes k rounds over the row in one block (~25 ms a token for
+        // k = 40 over 49k logits on an H100): until it is a proper selection, reading the row
+        // back (one copy, 0.2–0.8 MB) and finishing on the host is far faster there.
+        let slow_topk = row.device().is_gpu() && k + penalized.len() > 1;
+        if k == 0 || k + penalized.len() >= vocab || slow_topk {
             return self.sample(&row.to_vec::<f32>()?, history);
         }
         let kk = k + penalized.len();
