@@ -145,11 +145,19 @@ impl Sampler {
         let penalized = if active { penalized } else { Vec::new() };
         // A NaN logit is an error, as in `sample`: a NaN sum sends the row down that path
         // (which names it; +inf beside -inf also sums to NaN and is sampled there correctly).
-        if row.sum(&[0], false)?.item::<f32>()?.is_nan() {
+        let sum = row.sum(&[0], false)?;
+        let greedy = (c.temperature == 0.0 && penalized.is_empty())
+            .then(|| row.argmax(0, false))
+            .transpose()?;
+        // One wait for both: the NaN check and (greedy) the token.
+        let mut wanted = vec![&sum];
+        wanted.extend(greedy.as_ref());
+        rmlx_core::async_eval(&wanted)?;
+        if sum.item::<f32>()?.is_nan() {
             return self.sample(&row.to_vec::<f32>()?, history);
         }
-        if c.temperature == 0.0 && penalized.is_empty() {
-            return row.argmax(0, false)?.item::<u32>();
+        if let Some(token) = greedy {
+            return token.item::<u32>();
         }
         let k = if c.temperature == 0.0 { 1 } else { c.top_k };
         // The GPU's top-k kernel takes k rounds over the row in one block (~25 ms a token for
@@ -183,20 +191,7 @@ impl Sampler {
         }
         let c = &self.cfg;
         apply_penalties_sparse(&mut cand, window, c, &mut self.counts);
-        if c.temperature == 0.0 {
-            return Ok(argmax(&cand));
-        }
-        top_k(&mut cand, c.top_k);
-        if c.top_k > 0 {
-            cand.sort_unstable_by(|a, b| desc(a, b).then(a.0.cmp(&b.0)));
-        }
-        top_p(&mut cand, c.top_p);
-        min_p(&mut cand, c.min_p);
-        let inv_t = 1.0 / c.temperature;
-        for x in cand.iter_mut() {
-            x.1 *= inv_t;
-        }
-        Ok(draw(&cand, self.rng.gen::<f64>()))
+        Ok(finish_chain(&mut cand, c, &mut self.rng))
     }
 
     /// Pick the next token from `logits` (one per vocab entry) given the tokens so far.
@@ -213,25 +208,29 @@ impl Sampler {
             .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
         let window = &history[history.len().saturating_sub(c.penalty_last_n)..];
         apply_penalties(&mut self.cand, window, c, &mut self.counts);
-        if c.temperature == 0.0 {
-            return Ok(argmax(&self.cand));
-        }
-        top_k(&mut self.cand, c.top_k);
-        if c.top_k > 0 {
-            // The k survivors in one order (largest first, ties by id), whatever order the
-            // selection left them in: a draw then depends only on the logits, so the device
-            // path (`sample_array`, which sees only the top candidates) draws the same token.
-            self.cand
-                .sort_unstable_by(|a, b| desc(a, b).then(a.0.cmp(&b.0)));
-        }
-        top_p(&mut self.cand, c.top_p);
-        min_p(&mut self.cand, c.min_p);
-        let inv_t = 1.0 / c.temperature;
-        for x in self.cand.iter_mut() {
-            x.1 *= inv_t;
-        }
-        Ok(draw(&self.cand, self.rng.gen::<f64>()))
+        Ok(finish_chain(&mut self.cand, c, &mut self.rng))
     }
+}
+
+/// The chain after the penalties: greedy, or top-k, top-p, min-p, temperature and a draw.
+fn finish_chain(cand: &mut Vec<(u32, f32)>, c: &SamplerConfig, rng: &mut StdRng) -> u32 {
+    if c.temperature == 0.0 {
+        return argmax(cand);
+    }
+    top_k(cand, c.top_k);
+    if c.top_k > 0 {
+        // The k survivors in one order (largest first, ties by id), whatever order the
+        // selection left them in: a draw then depends only on the logits, so the device path
+        // (`sample_array`, which sees only the top candidates) draws the same token.
+        cand.sort_unstable_by(|a, b| desc(a, b).then(a.0.cmp(&b.0)));
+    }
+    top_p(cand, c.top_p);
+    min_p(cand, c.min_p);
+    let inv_t = 1.0 / c.temperature;
+    for x in cand.iter_mut() {
+        x.1 *= inv_t;
+    }
+    draw(cand, rng.gen::<f64>())
 }
 
 /// First index of the largest logit (llama.cpp's greedy).
