@@ -90,7 +90,6 @@ impl WeightSource for Placing {
 }
 
 fn load_model_with(path: &Path, progress: Option<Progress>) -> Result<LoadedModel> {
-    let path_ref = path;
     let files = Arc::new(ModelFiles::open(path)?);
     let arch = files
         .architecture()
@@ -98,7 +97,7 @@ fn load_model_with(path: &Path, progress: Option<Progress>) -> Result<LoadedMode
         .ok_or_else(|| {
             Error::format(format!(
                 "model {}: no architecture (model_type or general.architecture)",
-                path_ref.display()
+                path.display()
             ))
         })?;
     let source = Arc::new(FilesSource::new(files.clone(), &arch));
@@ -138,7 +137,7 @@ fn load_model_with(path: &Path, progress: Option<Progress>) -> Result<LoadedMode
         other => {
             return Err(Error::format(format!(
                 "model {}: unknown architecture `{other}` (supported: {})",
-                path_ref.display(),
+                path.display(),
                 SUPPORTED.join(", ")
             )))
         }

@@ -85,7 +85,8 @@ impl CudaDevice {
     pub(crate) fn bind(&self) -> Result<()> {
         thread_local! {
             // The context this thread last made current (1 + ordinal; 0: none): binding is a
-            // driver call, and every op binds.
+            // driver call, and every op binds. cudarc's own calls made through a device bind
+            // that same device's primary context, so the record stays true.
             static BOUND: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         }
         if BOUND.with(|b| b.get()) == self.ordinal + 1 {

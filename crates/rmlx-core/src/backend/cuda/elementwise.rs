@@ -164,7 +164,7 @@ fn astype_def(ti: DType, to: DType) -> (String, &'static str) {
 
 /// A row-major copy of any view.
 pub(crate) fn copy_contiguous(dev: &Arc<CudaDevice>, x: &Arg) -> Result<Data> {
-    astype(dev, x, &x.shape.clone(), x.dtype)
+    astype(dev, x, &x.shape, x.dtype)
 }
 
 /// `x` itself when contiguous, else a contiguous copy.

@@ -163,7 +163,8 @@ impl CudaBackend {
     }
 }
 
-fn todo(prim: &Primitive, ordinal: usize) -> Result<Data> {
+/// A custom op has only a CPU implementation (`CustomOp::eval_cpu`).
+fn not_implemented(prim: &Primitive, ordinal: usize) -> Result<Data> {
     Err(Error::NotImplemented {
         op: prim.name(),
         device: format!("cuda:{ordinal}"),
@@ -262,7 +263,7 @@ impl Backend for CudaBackend {
                 window,
                 has_sinks,
             } => attention::sdpa(&dev, *scale, *window, *has_sinks, &inputs, s, d),
-            Primitive::Custom(_) => todo(prim, self.ordinal),
+            Primitive::Custom(_) => not_implemented(prim, self.ordinal),
         }
     }
 
