@@ -100,6 +100,10 @@ fn close(got: f32, (want, mag): (f32, f32)) -> bool {
 const GROUPS: [&[usize]; 4] = [&[8], &[1, 3], &[5, 0, 8, 2], &[0, 1, 2, 3, 4, 5, 6, 7]];
 
 /// Each group of `GROUPS` against 4 weight rows: out[g][r·C + c].
+///
+/// # Safety
+/// As `tile`: AVX2, FMA, F16C present; 4 rows of `rb` bytes of `KIND` at `w`, `x` packed
+/// from `GROUPS` for `KIND`.
 unsafe fn tiles_of<const KIND: u8>(w: WRow, rb: usize, x: &XPack) -> Vec<Vec<f32>> {
     let mut out: Vec<Vec<f32>> = GROUPS.iter().map(|g| vec![0f32; 4 * g.len()]).collect();
     tile::<KIND, 1>(w, rb, 4, x.tile(0), &mut out[0], 2 * rb);
