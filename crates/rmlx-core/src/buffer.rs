@@ -115,9 +115,10 @@ impl HostBuffer {
 
     pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
         match &mut self.0 {
-            // SAFETY: as in `bytes`, and we hold `&mut self`.
             Host::Owned { lines, len } => {
-                Some(unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, *len) })
+                let p = lines.as_mut_ptr() as *mut u8;
+                // SAFETY: as in `bytes`, and we hold `&mut self`.
+                Some(unsafe { std::slice::from_raw_parts_mut(p, *len) })
             }
             Host::Mapped { .. } => None,
         }

@@ -169,7 +169,7 @@ pub(crate) fn base_ptr(arg: &Arg, dev: &CudaDevice) -> Result<u64> {
 
 /// A new contiguous output of `shape`/`dtype` (uninitialized: the kernel writes every element).
 pub(crate) fn output(dev: &Arc<CudaDevice>, shape: &[usize], dtype: DType) -> Result<(Data, u64)> {
-    let bytes = crate::shape::numel(shape) * dtype.size();
+    let bytes = crate::shape::numel(shape).saturating_mul(dtype.size());
     let buf = dev.alloc(bytes)?;
     let ptr = buf.ptr();
     Ok((Data::contiguous(Buffer::Device(Box::new(buf)), shape), ptr))
