@@ -30,9 +30,10 @@ asan() {
     # packed-KV attention (AVX2 vs portable), the fused and AVX2 quantized kernels.
     cargo "${args[@]}" --lib
     # Public ops end to end: quantized matmul (every GGUF kind, MXFP4, affine), the
-    # KV-quant attention, matmul/GEMV, indexing and shape ops, the buffer cache.
+    # KV-quant attention, matmul/GEMV, indexing and shape ops, the buffer cache, and the
+    # public API with bad arguments (huge shapes, out-of-range indices).
     cargo "${args[@]}" --test quantized_matmul --test kv_quant --test ops --test buffer_cache \
-        --test quant_dequant
+        --test quant_dequant --test bad_arguments
     # The same quantized paths with the SIMD kernels off (the portable decoders and dots).
     RMLX_QUANT_SCALAR=1 cargo "${args[@]}" --test quantized_matmul
     # Parsers of untrusted files.

@@ -9,11 +9,13 @@ use crate::quant::RowRef;
 use std::arch::x86_64::*;
 
 /// Whether the AVX-512 kernels may run: the CPU has every feature they use and the
-/// environment does not force the scalar fallback (`RMLX_QUANT_SCALAR=1`, for tests).
+/// environment does not force the scalar fallback (`RMLX_QUANT_SCALAR=1`, for tests) or the
+/// AVX2 kernels (`RMLX_QUANT_NO_AVX512=1`, to test and time those on an AVX-512 CPU).
 pub fn has_avx512_vnni() -> bool {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off = |var: &str| std::env::var_os(var).is_some_and(|v| v != "0");
     *OK.get_or_init(|| {
-        std::env::var_os("RMLX_QUANT_SCALAR").is_none_or(|v| v == "0") && cpu_has_avx512_vnni()
+        !off("RMLX_QUANT_SCALAR") && !off("RMLX_QUANT_NO_AVX512") && cpu_has_avx512_vnni()
     })
 }
 
