@@ -45,7 +45,7 @@ fn random_tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
@@ -55,6 +55,13 @@ pub fn run(a: Args) -> Result<()> {
     let m = load_model(&path)?;
     let load_s = t0.elapsed().as_secs_f64();
     let info = m.model.info().clone();
+    let positions = a.prompt.max(1).saturating_add(a.gen);
+    if positions > info.context_length {
+        anyhow::bail!(
+            "bench: expected -p + -n within the model's context of {} positions, found {positions}",
+            info.context_length
+        );
+    }
     let (mut pp, mut tg) = (vec![], vec![]);
     // Decode seconds spent building the graph, encoding it (on a GPU: queueing kernels; on the
     // CPU: computing it), and waiting for the device afterwards.

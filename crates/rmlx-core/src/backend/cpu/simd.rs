@@ -23,6 +23,8 @@ pub trait DotWeight: crate::dtype::Element {
     fn dot(x: &[f32], w: &[Self]) -> f32;
     /// acc += p · w (attention's weighted sum of value rows).
     fn axpy(p: f32, w: &[Self], acc: &mut [f32]) {
+        // A row shorter than acc is a caller bug: a bounds panic, as on the SIMD paths.
+        let w = &w[..acc.len()];
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x.to_f32();
         }
@@ -292,6 +294,7 @@ impl DotWeight for f32 {
             // SAFETY: features checked; `w` holds acc.len() f32s.
             return unsafe { avx2::axpy::<{ avx2::F32 }>(p, w.as_ptr() as *const u8, acc) };
         }
+        let w = &w[..acc.len()];
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x;
         }
@@ -312,6 +315,7 @@ impl DotWeight for bf16 {
             // SAFETY: features checked; `w` holds acc.len() bf16 values.
             return unsafe { avx2::axpy::<{ avx2::BF16 }>(p, w.as_ptr() as *const u8, acc) };
         }
+        let w = &w[..acc.len()];
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x.to_f32();
         }
@@ -348,6 +352,7 @@ impl DotWeight for f16 {
             // SAFETY: features checked; `w` holds acc.len() f16 values.
             return unsafe { avx2::axpy::<{ avx2::F16 }>(p, w.as_ptr() as *const u8, acc) };
         }
+        let w = &w[..acc.len()];
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x.to_f32();
         }
