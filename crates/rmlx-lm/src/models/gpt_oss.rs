@@ -210,11 +210,15 @@ impl Model for GptOss {
     }
 
     fn make_cache_of(&self, kind: CacheKind) -> Result<ModelCache> {
+        // A window as long as the context hides nothing: a full cache, not a ring buffer of
+        // whatever size the config names.
+        let ctx = self.info().context_length;
+        let window = Some(self.cfg.sliding_window).filter(|&w| w < ctx);
         let layers = self
             .cfg
             .sliding
             .iter()
-            .map(|&s| layer_cache(kind, s.then_some(self.cfg.sliding_window)))
+            .map(|&s| layer_cache(kind, window.filter(|_| s)))
             .collect::<Result<_>>()?;
         Ok(ModelCache { layers })
     }
