@@ -102,7 +102,14 @@ impl Launch {
     }
 
     /// Launches on the device's stream; returns at once.
-    pub(crate) fn run(
+    ///
+    /// # Safety
+    /// The arguments pushed must be the kernel's parameters in order, each of its declared
+    /// type, and every device address among them must point into a live allocation of this
+    /// device holding every element the kernel indexes for this launch shape and these size
+    /// arguments. Buffers may be freed after the call (reuse is stream-ordered, so a later
+    /// writer queues behind this kernel); host memory must not be passed.
+    pub(crate) unsafe fn run(
         mut self,
         dev: &CudaDevice,
         grid: (u32, u32, u32),
@@ -117,9 +124,9 @@ impl Launch {
             .iter_mut()
             .map(|b| b.as_mut_ptr() as *mut std::ffi::c_void)
             .collect();
-        // SAFETY: `ptrs` points at one value per kernel parameter, in order, each matching the
-        // kernel's declared type (the family that builds the launch owns both sides); the
-        // device addresses passed are live buffers of the sizes the kernel indexes.
+        // SAFETY: `ptrs` points at one boxed value per parameter (alive until the call returns:
+        // the driver copies them at launch); their order, types and the device addresses'
+        // extents are this fn's contract, stated by each caller.
         unsafe {
             result::launch_kernel(self.func.0, grid, block, shared, dev.cu_stream(), &mut ptrs)
         }
@@ -127,12 +134,16 @@ impl Launch {
     }
 
     /// A 1-D launch of `n` threads in blocks of 256, grid-stride beyond 65k blocks.
-    pub(crate) fn run_1d(self, dev: &CudaDevice, n: usize) -> Result<()> {
+    ///
+    /// # Safety
+    /// As `run`.
+    pub(crate) unsafe fn run_1d(self, dev: &CudaDevice, n: usize) -> Result<()> {
         let blocks = n.div_ceil(256).clamp(1, 1 << 16) as u32;
         if n == 0 {
             return Ok(());
         }
-        self.run(dev, (blocks, 1, 1), (256, 1, 1), 0)
+        // SAFETY: forwarded: this fn's contract is `run`'s.
+        unsafe { self.run(dev, (blocks, 1, 1), (256, 1, 1), 0) }
     }
 }
 

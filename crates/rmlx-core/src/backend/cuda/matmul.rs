@@ -289,7 +289,7 @@ fn gemv(
         if blocks > i32::MAX as usize {
             return Err(Error::shape(format!("cuda: gemv: N = {n} is too large")));
         }
-        Launch::new(f, "gemv")
+        let launch = Launch::new(f, "gemv")
             .arg(px)
             .arg(ldx as i64)
             .arg(pw)
@@ -299,13 +299,19 @@ fn gemv(
             .arg(n as i64)
             .arg(k as i64)
             .arg(vec as i32)
-            .arg(xvec as i32)
-            .run(
+            .arg(xvec as i32);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x at `px`
+        // (m rows of k, leading dimension ldx) and W at `pw` (n rows of k, leading dimension
+        // ldw) are the operands' views, `out` a fresh (m, n) buffer; one block per output
+        // column.
+        unsafe {
+            launch.run(
                 dev,
                 (blocks as u32, 1, 1),
                 ((32 * GEMV_WARPS) as u32, 1, 1),
                 0,
             )
+        }
     })())
 }
 

@@ -159,7 +159,7 @@ pub(crate) fn quantized_matmul(
     let [p0, p1, p2] = parts.ptrs;
     if m <= GEMV_ROWS {
         let func = dev.function(&key, src, "qmv")?;
-        Launch::new(func, "qmv")
+        let launch = Launch::new(func, "qmv")
             .arg(ptr_at(&x, dev)?)
             .arg(p0)
             .arg(p1)
@@ -173,16 +173,22 @@ pub(crate) fn quantized_matmul(
             .arg(0i32)
             .arg(1i64)
             .arg(0i32)
-            .arg(1i64)
-            .run(
+            .arg(1i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x, the
+        // weight parts p0..p2 (validated against n, k and the format at load) and `out` are
+        // buffers of the sizes the kernel computes from n, k, rows; gathered expert ids are
+        // checked against `experts` in the kernel.
+        unsafe {
+            launch.run(
                 dev,
                 (n.div_ceil(GEMV_WARPS) as u32, (m > 0) as u32, 1),
                 (32 * GEMV_WARPS as u32, 1, 1),
                 0,
-            )?;
+            )?
+        };
     } else {
         let func = dev.function(&key, src, "qmm")?;
-        Launch::new(func, "qmm")
+        let launch = Launch::new(func, "qmm")
             .arg(ptr_at(&x, dev)?)
             .arg(p0)
             .arg(p1)
@@ -195,8 +201,12 @@ pub(crate) fn quantized_matmul(
             .arg(m as i64)
             .arg(1i64)
             .arg(0i32)
-            .arg(1i64)
-            .run(dev, tile_grid(n, m.div_ceil(TILE_M))?, (256, 1, 1), 0)?;
+            .arg(1i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x (m rows
+        // of k, contiguous), the weight parts p0..p2 (validated against n, k and the format at
+        // load) and `out` (a fresh (m, n) buffer) cover every index the tiled kernel computes
+        // from n, k and m; no gather (null scratch, one expert).
+        unsafe { launch.run(dev, tile_grid(n, m.div_ceil(TILE_M))?, (256, 1, 1), 0)? };
     }
     Ok(data)
 }
@@ -243,7 +253,7 @@ pub(crate) fn gather_qmm(
     let idx_ptr = ptr_at(&idx, dev)?;
     if pairs <= GEMV_ROWS {
         let func = dev.function(&key, src, "qmv")?;
-        Launch::new(func, "qmv")
+        let launch = Launch::new(func, "qmv")
             .arg(ptr_at(&x, dev)?)
             .arg(p0)
             .arg(p1)
@@ -257,30 +267,39 @@ pub(crate) fn gather_qmm(
             .arg(1i32)
             .arg(top_k as i64)
             .arg(shared_x)
-            .arg(experts as i64)
-            .run(
+            .arg(experts as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x, the
+        // weight parts p0..p2 (validated against n, k and the format at load) and `out` are
+        // buffers of the sizes the kernel computes from n, k, rows; gathered expert ids are
+        // checked against `experts` in the kernel.
+        unsafe {
+            launch.run(
                 dev,
                 (n.div_ceil(GEMV_WARPS) as u32, pairs as u32, 1),
                 (32 * GEMV_WARPS as u32, 1, 1),
                 0,
-            )?;
+            )?
+        };
         return Ok(data);
     }
     // Sort the pairs by expert, then one tile of ≤ 64 pairs of one expert per block row.
     let scratch_words = 4 * experts + 2 + pairs;
     let scratch = dev.alloc(scratch_words * 4)?;
     let sort = dev.function(&key, src, "moe_sort")?;
-    Launch::new(sort, "moe_sort")
+    let launch = Launch::new(sort, "moe_sort")
         .arg(idx_ptr)
         .arg(scratch.ptr())
         .arg(out)
         .arg(pairs as i64)
         .arg(experts as i64)
-        .arg(n as i64)
-        .run(dev, (1, 1, 1), (512, 1, 1), 0)?;
+        .arg(n as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `idx` holds
+    // `pairs` u32 expert ids (out-of-range ids are skipped by the kernel), `scratch` the
+    // 4·experts + 2 + pairs words the sort uses; one block.
+    unsafe { launch.run(dev, (1, 1, 1), (512, 1, 1), 0)? };
     let (key, src) = module(f, d, parts.ts)?;
     let func = dev.function(&key, src, "qmm")?;
-    Launch::new(func, "qmm")
+    let launch = Launch::new(func, "qmm")
         .arg(ptr_at(&x, dev)?)
         .arg(p0)
         .arg(p1)
@@ -293,13 +312,19 @@ pub(crate) fn gather_qmm(
         .arg(pairs as i64)
         .arg(top_k as i64)
         .arg(shared_x)
-        .arg(experts as i64)
-        .run(
+        .arg(experts as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x, the weight
+    // parts p0..p2 (validated at load), `out` and the sort scratch (sized for `experts` and
+    // `pairs`) cover every index the tiled kernel computes from n, k and the row count; expert
+    // ids are checked against `experts` in the kernel.
+    unsafe {
+        launch.run(
             dev,
             tile_grid(n, pairs.div_ceil(TILE_M) + experts)?,
             (256, 1, 1),
             0,
-        )?;
+        )?
+    };
     // Dropping `scratch` now is safe: its next user is queued behind these kernels.
     drop(scratch);
     Ok(data)
@@ -332,7 +357,7 @@ pub(crate) fn quantized_take(
     let (key, src) = module(f, d, parts.ts)?;
     let func = dev.function(&key, src, entry)?;
     let [p0, p1, p2] = parts.ptrs;
-    Launch::new(func, entry)
+    let launch = Launch::new(func, entry)
         .arg(p0)
         .arg(p1)
         .arg(p2)
@@ -341,8 +366,11 @@ pub(crate) fn quantized_take(
         .arg(count as i64)
         .arg(rows as i64)
         .arg(k as i64)
-        .arg(parts.gs)
-        .run_1d(dev, count * (k / 8))?;
+        .arg(parts.gs);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); the weight
+    // parts (validated at load), `idx` (count ids, each checked against `rows` in the kernel)
+    // and `out` (a fresh count × k buffer).
+    unsafe { launch.run_1d(dev, count * (k / 8))? };
     Ok(data)
 }
 

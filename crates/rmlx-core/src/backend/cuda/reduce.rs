@@ -109,47 +109,59 @@ pub(crate) fn reduce(
         r <= 16 || (!red_contig && kept_contig && m >= 512) || (!red_contig && m >= 8192);
     if by_thread {
         let f = dev.function(&key, s, "reduce_cols")?;
-        Launch::new(f, "reduce_cols")
+        let launch = Launch::new(f, "reduce_cols")
             .arg(xp)
             .arg(kept)
             .arg(red)
             .arg(out)
             .arg(m as i64)
-            .arg(r as i64)
-            .run_1d(dev, m)?;
+            .arg(r as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x by base
+        // pointer with the kept/reduced layouts of its own view (m × r indices inside it),
+        // `out` a fresh buffer of m; one thread per output.
+        unsafe { launch.run_1d(dev, m)? };
     } else if m < 128 && r >= 1 << 15 {
         // Few long rows: split each over up to 512 blocks, then reduce the f64 partials.
         let parts = r.div_ceil(8192).min(512);
         let chunk = r.div_ceil(parts);
         let part = dev.alloc(m * parts * 8)?;
         let f = dev.function(&key, s, "reduce_partial")?;
-        Launch::new(f, "reduce_partial")
+        let launch = Launch::new(f, "reduce_partial")
             .arg(xp)
             .arg(kept)
             .arg(red)
             .arg(part.ptr())
             .arg(r as i64)
-            .arg(chunk as i64)
-            .run(dev, (parts as u32, m as u32, 1), (256, 1, 1), 0)?;
+            .arg(chunk as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x with the
+        // kept/reduced layouts of its view, `part` a fresh buffer of m · parts f64; block (p,
+        // i) reduces chunk p of row i.
+        unsafe { launch.run(dev, (parts as u32, m as u32, 1), (256, 1, 1), 0)? };
         let f = dev.function(&key, s, "reduce_finish")?;
-        Launch::new(f, "reduce_finish")
+        let launch = Launch::new(f, "reduce_finish")
             .arg(part.ptr())
             .arg(out)
             .arg(m as i64)
-            .arg(parts as i64)
-            .run(dev, (grid_rows(m), 1, 1), (block_for(parts, 256), 1, 1), 0)?;
+            .arg(parts as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `part`
+        // holds m · parts f64 written by the kernel before it on this stream, `out` a fresh
+        // buffer of m.
+        unsafe { launch.run(dev, (grid_rows(m), 1, 1), (block_for(parts, 256), 1, 1), 0)? };
         // `part` is freed here: stream-ordered reuse queues any next writer behind these kernels.
         drop(part);
     } else {
         let f = dev.function(&key, s, "reduce_rows")?;
-        Launch::new(f, "reduce_rows")
+        let launch = Launch::new(f, "reduce_rows")
             .arg(xp)
             .arg(kept)
             .arg(red)
             .arg(out)
             .arg(m as i64)
-            .arg(r as i64)
-            .run(dev, (grid_rows(m), 1, 1), (block_for(r, 256), 1, 1), 0)?;
+            .arg(r as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x with the
+        // kept/reduced layouts of its view (m × r indices inside it), `out` a fresh buffer of
+        // m; one block per row.
+        unsafe { launch.run(dev, (grid_rows(m), 1, 1), (block_for(r, 256), 1, 1), 0)? };
     }
     Ok(data)
 }
@@ -195,10 +207,15 @@ pub(crate) fn arg_reduce(
         .arg(m as i64)
         .arg(r as i64)
         .arg(sign);
-    if name == "arg_cols" {
-        l.run_1d(dev, m)?;
-    } else {
-        l.run(dev, (grid_rows(m), 1, 1), (block_for(r, 256), 1, 1), 0)?;
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x by base
+    // pointer with the kept layout and reduced-axis stride of its view (m × r indices inside
+    // it), `out` a fresh buffer of m u32.
+    unsafe {
+        if name == "arg_cols" {
+            l.run_1d(dev, m)?;
+        } else {
+            l.run(dev, (grid_rows(m), 1, 1), (block_for(r, 256), 1, 1), 0)?;
+        }
     }
     Ok(data)
 }
@@ -236,12 +253,14 @@ fn row_op(
     let key = format!("{kind}/{}/{out_dtype}", x.dtype);
     let defs = format!("#define RMLX_{}", kind.to_uppercase());
     let f = dev.function(&key, || src(x.dtype, out_dtype, &defs), entry)?;
-    Launch::new(f, entry)
+    let launch = Launch::new(f, entry)
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(rows as i64)
-        .arg(d as i64)
-        .run(dev, (grid_rows(rows), 1, 1), (block_for(d, 256), 1, 1), 0)?;
+        .arg(d as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` is a
+    // contiguous copy of rows·d values, `out` a fresh buffer of rows·d; one block per row.
+    unsafe { launch.run(dev, (grid_rows(rows), 1, 1), (block_for(d, 256), 1, 1), 0)? };
     Ok(data)
 }
 
@@ -275,13 +294,16 @@ pub(crate) fn topk(dev: &Arc<CudaDevice>, k: usize, x: &Arg, shape: &[usize]) ->
         || src(x.dtype, DType::U32, "#define RMLX_TOPK"),
         "topk_rows",
     )?;
-    Launch::new(f, "topk_rows")
+    let launch = Launch::new(f, "topk_rows")
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(rows as i64)
         .arg(d as i64)
-        .arg(k as i64)
-        .run(dev, (grid_rows(rows), 1, 1), (block_for(d, 256), 1, 1), 0)?;
+        .arg(k as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` is a
+    // contiguous copy of rows·d values, `out` a fresh buffer of rows·k indices (k ≤ d, checked
+    // by the op).
+    unsafe { launch.run(dev, (grid_rows(rows), 1, 1), (block_for(d, 256), 1, 1), 0)? };
     Ok(data)
 }
 
@@ -311,12 +333,14 @@ pub(crate) fn swiglu(
         || src(x.dtype, out_dtype, "#define RMLX_SWIGLU"),
         "swiglu",
     )?;
-    Launch::new(f, "swiglu")
+    let launch = Launch::new(f, "swiglu")
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg((total / n) as i64)
-        .arg(n as i64)
-        .run_1d(dev, total)?;
+        .arg(n as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` is a
+    // contiguous copy of total / n rows of 2n values, `out` a fresh buffer of total = rows·n.
+    unsafe { launch.run_1d(dev, total)? };
     Ok(data)
 }
 
