@@ -216,30 +216,14 @@ fn linear_algebra_and_nn() {
 fn quantized() {
     // Parts that do not match the format and shape.
     let w = Array::zeros(&[4, 18], DType::U8).unwrap();
+    let q4_0 =
+        |n, k, parts| QuantizedWeight::new(QuantFormat::Gguf(GgmlType::Q4_0), n, k, None, parts);
     err(
-        QuantizedWeight::new(
-            QuantFormat::Gguf(GgmlType::Q4_0),
-            4,
-            33,
-            None,
-            vec![w.clone()],
-        ),
+        q4_0(4, 33, vec![w.clone()]),
         &["quantized weight", "Q4_0", "found 33"],
     );
-    err(
-        QuantizedWeight::new(
-            QuantFormat::Gguf(GgmlType::Q4_0),
-            5,
-            32,
-            None,
-            vec![w.clone()],
-        ),
-        &["quantized weight", "shape"],
-    );
-    err(
-        QuantizedWeight::new(QuantFormat::Gguf(GgmlType::Q4_0), 4, 32, None, vec![]),
-        &["quantized weight", "parts"],
-    );
+    err(q4_0(5, 32, vec![w.clone()]), &["quantized weight", "shape"]);
+    err(q4_0(4, 32, vec![]), &["quantized weight", "parts"]);
     let qw = QuantizedWeight::gguf(GgmlType::Q4_0, 4, 32, w).unwrap();
     err(qw.quantized_matmul(&f32s(&[2, 31])), &["quantized_matmul"]);
     err(

@@ -99,6 +99,21 @@ struct Parts {
 }
 
 impl Parts {
+    /// The arguments every qmv/qmm launch starts with: x, the three parts, out, the gather
+    /// buffer (indices or sort scratch; 0 without), N, K and the group size.
+    fn operands(&self, l: Launch, x: u64, out: u64, aux: u64, n: usize, k: usize) -> Launch {
+        let [p0, p1, p2] = self.ptrs;
+        l.arg(x)
+            .arg(p0)
+            .arg(p1)
+            .arg(p2)
+            .arg(out)
+            .arg(aux)
+            .arg(n as i64)
+            .arg(k as i64)
+            .arg(self.gs)
+    }
+
     fn new(dev: &Arc<CudaDevice>, f: QuantFormat, args: &[Arg]) -> Result<Self> {
         let keep = args
             .iter()
@@ -156,19 +171,11 @@ pub(crate) fn quantized_matmul(
     let m = x.numel() / k;
     let (data, out) = output(dev, s, d)?;
     let (key, src) = module(f, d, parts.ts)?;
-    let [p0, p1, p2] = parts.ptrs;
+    let xp = ptr_at(&x, dev)?;
     if m <= GEMV_ROWS {
         let func = dev.function(&key, src, "qmv")?;
-        let launch = Launch::new(func, "qmv")
-            .arg(ptr_at(&x, dev)?)
-            .arg(p0)
-            .arg(p1)
-            .arg(p2)
-            .arg(out)
-            .arg(0u64)
-            .arg(n as i64)
-            .arg(k as i64)
-            .arg(parts.gs)
+        let launch = parts
+            .operands(Launch::new(func, "qmv"), xp, out, 0u64, n, k)
             .arg(m as i64)
             .arg(0i32)
             .arg(1i64)
@@ -188,16 +195,8 @@ pub(crate) fn quantized_matmul(
         };
     } else {
         let func = dev.function(&key, src, "qmm")?;
-        let launch = Launch::new(func, "qmm")
-            .arg(ptr_at(&x, dev)?)
-            .arg(p0)
-            .arg(p1)
-            .arg(p2)
-            .arg(out)
-            .arg(0u64)
-            .arg(n as i64)
-            .arg(k as i64)
-            .arg(parts.gs)
+        let launch = parts
+            .operands(Launch::new(func, "qmm"), xp, out, 0u64, n, k)
             .arg(m as i64)
             .arg(1i64)
             .arg(0i32)
@@ -249,20 +248,11 @@ pub(crate) fn gather_qmm(
         return Ok(data);
     }
     let (key, src) = module(f, d, parts.ts)?;
-    let [p0, p1, p2] = parts.ptrs;
-    let idx_ptr = ptr_at(&idx, dev)?;
+    let (xp, idx_ptr) = (ptr_at(&x, dev)?, ptr_at(&idx, dev)?);
     if pairs <= GEMV_ROWS {
         let func = dev.function(&key, src, "qmv")?;
-        let launch = Launch::new(func, "qmv")
-            .arg(ptr_at(&x, dev)?)
-            .arg(p0)
-            .arg(p1)
-            .arg(p2)
-            .arg(out)
-            .arg(idx_ptr)
-            .arg(n as i64)
-            .arg(k as i64)
-            .arg(parts.gs)
+        let launch = parts
+            .operands(Launch::new(func, "qmv"), xp, out, idx_ptr, n, k)
             .arg(1i64)
             .arg(1i32)
             .arg(top_k as i64)
@@ -299,16 +289,8 @@ pub(crate) fn gather_qmm(
     unsafe { launch.run(dev, (1, 1, 1), (512, 1, 1), 0)? };
     let (key, src) = module(f, d, parts.ts)?;
     let func = dev.function(&key, src, "qmm")?;
-    let launch = Launch::new(func, "qmm")
-        .arg(ptr_at(&x, dev)?)
-        .arg(p0)
-        .arg(p1)
-        .arg(p2)
-        .arg(out)
-        .arg(scratch.ptr())
-        .arg(n as i64)
-        .arg(k as i64)
-        .arg(parts.gs)
+    let launch = parts
+        .operands(Launch::new(func, "qmm"), xp, out, scratch.ptr(), n, k)
         .arg(pairs as i64)
         .arg(top_k as i64)
         .arg(shared_x)
