@@ -34,7 +34,9 @@ asan() {
     # public API with bad arguments (huge shapes, out-of-range indices).
     cargo "${args[@]}" --test quantized_matmul --test kv_quant --test ops --test buffer_cache \
         --test quant_dequant --test bad_arguments
-    # The same quantized paths with the SIMD kernels off (the portable decoders and dots).
+    # The same quantized paths with the AVX2 kernels (what CPUs without AVX-512 run), then
+    # with the SIMD kernels off (the portable decoders and dots).
+    RMLX_QUANT_NO_AVX512=1 cargo "${args[@]}" --test quantized_matmul
     RMLX_QUANT_SCALAR=1 cargo "${args[@]}" --test quantized_matmul
     # Parsers of untrusted files.
     cargo +nightly test -Zbuild-std --target "$TARGET" --release -j "$JOBS" \
