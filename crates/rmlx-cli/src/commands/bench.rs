@@ -99,7 +99,7 @@ pub fn run(a: Args) -> Result<()> {
         rmlx_core::profile::enable(false);
     }
     if a.profile {
-        let rows = rmlx_core::profile::take();
+        let rows = rmlx_core::profile::take()?;
         let total: f64 = rows.iter().map(|r| r.2.as_secs_f64()).sum();
         let tokens = (a.gen * a.repetitions.max(1)).max(1);
         // Views (reshape, transpose, slice, broadcast) change strides only: no kernel.
@@ -121,6 +121,28 @@ pub fn run(a: Args) -> Result<()> {
             ops / tokens,
             kernels / tokens
         );
+        // By primitive (the label's first word), then the costliest (primitive, shape) pairs.
+        let mut families: Vec<(String, u64, f64)> = Vec::new();
+        for (name, n, d) in &rows {
+            let family = name.split(' ').next().unwrap_or(name);
+            match families.iter_mut().find(|f| f.0 == family) {
+                Some(f) => {
+                    f.1 += n;
+                    f.2 += d.as_secs_f64();
+                }
+                None => families.push((family.to_string(), *n, d.as_secs_f64())),
+            }
+        }
+        families.sort_by(|a, b| b.2.total_cmp(&a.2));
+        for (family, n, d) in families.iter().take(12) {
+            eprintln!(
+                "{:>8.3} ms/token {:>5.1}% {:>6.1} calls/token  {family}",
+                d * 1e3 / tokens as f64,
+                100.0 * d / total,
+                *n as f64 / tokens as f64
+            );
+        }
+        eprintln!("costliest ops:");
         for (name, n, d) in rows.iter().take(25) {
             eprintln!(
                 "{:>8.2} ms {:>5.1}% {:>7} calls  {name}",

@@ -3,7 +3,8 @@
 //!
 //! Unlike the CPU backend, activations are not quantized: weights are dequantized exactly in
 //! registers and multiplied with x in f32 (closer to the dequantize-then-f32-matmul reference).
-//! Few rows (decode) run a GEMV kernel, one warp per output feature; many rows a tiled kernel
+//! One row (decode) runs a GEMV kernel with a warp per 4 output features (x loaded once as
+//! 16-byte vectors for all 4), up to 8 rows one warp per feature; many rows a tiled kernel
 //! that dequantizes each weight K-slice into shared memory once per 64 rows. `GatherQmm` with
 //! many (row, expert) pairs first sorts the pairs by expert on the device (no host sync), so a
 //! tile of rows shares one expert's weights. Expert or row indices out of range give NaN rows
@@ -26,8 +27,10 @@ const GEMV_ROWS: usize = 8;
 /// The tiled kernel's tile (must match `QMM_BM`/`QMM_BN` in quantized.cu).
 const TILE_M: usize = 64;
 const TILE_N: usize = 64;
-/// Warps (output features) per GEMV block (`QMV_WARPS`).
+/// Warps per GEMV block (`QMV_WARPS`).
 const GEMV_WARPS: usize = 8;
+/// Output features per warp of the one-row GEMV (`QMV1_NF`).
+const ONE_ROW_FEATURES: usize = 4;
 
 /// The `FMT_*` define of a format, or an error for formats without a kernel.
 fn format_define(f: QuantFormat) -> Result<String> {
@@ -89,6 +92,19 @@ fn contig(dev: &Arc<CudaDevice>, a: &Arg) -> Result<Arg> {
     })
 }
 
+/// A contiguous view starting on a 16-byte boundary: kernels read weight codes in 32-bit words
+/// and x in 16-byte vectors, so a view starting mid-word is copied to a fresh (aligned) buffer.
+fn aligned(dev: &Arc<CudaDevice>, a: &Arg) -> Result<Arg> {
+    let c = contig(dev, a)?;
+    if ptr_at(&c, dev)? % 16 != 0 {
+        return Ok(Arg {
+            data: elementwise::copy_contiguous(dev, &c)?,
+            ..c
+        });
+    }
+    Ok(c)
+}
+
 /// The weight's parts, contiguous, with their device addresses (0 for parts a format lacks),
 /// the affine group size (0 otherwise) and the affine scales' dtype.
 struct Parts {
@@ -102,18 +118,7 @@ impl Parts {
     fn new(dev: &Arc<CudaDevice>, f: QuantFormat, args: &[Arg]) -> Result<Self> {
         let keep = args
             .iter()
-            .map(|a| {
-                let c = contig(dev, a)?;
-                // Kernels read codes in 32-bit words (MXFP4): a view starting mid-word is
-                // copied to a fresh (aligned) buffer.
-                if ptr_at(&c, dev)? % 16 != 0 {
-                    return Ok(Arg {
-                        data: elementwise::copy_contiguous(dev, &c)?,
-                        ..c
-                    });
-                }
-                Ok(c)
-            })
+            .map(|a| aligned(dev, a))
             .collect::<Result<Vec<_>>>()?;
         let mut ptrs = [0u64; 3];
         for (p, a) in ptrs.iter_mut().zip(&keep) {
@@ -151,13 +156,15 @@ pub(crate) fn quantized_matmul(
     d: DType,
 ) -> Result<Data> {
     check_float("quantized_matmul", d)?;
-    let x = contig(dev, &inputs[0])?;
+    let x = aligned(dev, &inputs[0])?;
     let parts = Parts::new(dev, f, &inputs[1..])?;
     let m = x.numel() / k;
     let (data, out) = output(dev, s, d)?;
     let (key, src) = module(f, d, parts.ts)?;
     let [p0, p1, p2] = parts.ptrs;
-    if m <= GEMV_ROWS {
+    if m == 1 {
+        one_row_gemv(dev, (&key, src), &x, &parts, out, None, n, k, 1)?;
+    } else if m <= GEMV_ROWS {
         let func = dev.function(&key, src, "qmv")?;
         Launch::new(func, "qmv")
             .arg(ptr_at(&x, dev)?)
@@ -201,6 +208,62 @@ pub(crate) fn quantized_matmul(
     Ok(data)
 }
 
+/// How a gather's output rows find their expert and x row.
+struct Gather {
+    idx: u64,
+    top_k: usize,
+    shared_x: i32,
+    experts: usize,
+}
+
+/// One x row per output row (`rows` of them): the `qmv1` kernel, a warp per 4 features.
+#[allow(clippy::too_many_arguments)]
+fn one_row_gemv(
+    dev: &Arc<CudaDevice>,
+    (key, src): (&str, impl FnOnce() -> String),
+    x: &Arg,
+    parts: &Parts,
+    out: u64,
+    gather: Option<Gather>,
+    n: usize,
+    k: usize,
+    rows: usize,
+) -> Result<()> {
+    let [p0, p1, p2] = parts.ptrs;
+    let g = gather.unwrap_or(Gather {
+        idx: 0,
+        top_k: 1,
+        shared_x: 0,
+        experts: 1,
+    });
+    let func = dev.function(key, src, "qmv1")?;
+    Launch::new(func, "qmv1")
+        .arg(ptr_at(x, dev)?)
+        .arg(p0)
+        .arg(p1)
+        .arg(p2)
+        .arg(out)
+        .arg(g.idx)
+        .arg(n as i64)
+        .arg(k as i64)
+        .arg(parts.gs)
+        .arg((g.idx != 0) as i32)
+        .arg(g.top_k as i64)
+        .arg(g.shared_x)
+        .arg(g.experts as i64)
+        .run(
+            dev,
+            (
+                n.div_ceil(GEMV_WARPS * ONE_ROW_FEATURES) as u32,
+                rows as u32,
+                1,
+            ),
+            (32 * GEMV_WARPS as u32, 1, 1),
+            0,
+        )?;
+    Ok(())
+}
+
 fn tile_grid(n: usize, tiles_m: usize) -> Result<(u32, u32, u32)> {
     if tiles_m > 65535 {
         return Err(Error::shape(format!(
@@ -228,7 +291,7 @@ pub(crate) fn gather_qmm(
         )));
     }
     let experts = wargs[0].shape[0];
-    let x = contig(dev, &inputs[0])?;
+    let x = aligned(dev, &inputs[0])?;
     let idx = contig(dev, idx_arg)?;
     let parts = Parts::new(dev, f, wargs)?;
     let pairs = idx.numel();
@@ -242,28 +305,13 @@ pub(crate) fn gather_qmm(
     let [p0, p1, p2] = parts.ptrs;
     let idx_ptr = ptr_at(&idx, dev)?;
     if pairs <= GEMV_ROWS {
-        let func = dev.function(&key, src, "qmv")?;
-        Launch::new(func, "qmv")
-            .arg(ptr_at(&x, dev)?)
-            .arg(p0)
-            .arg(p1)
-            .arg(p2)
-            .arg(out)
-            .arg(idx_ptr)
-            .arg(n as i64)
-            .arg(k as i64)
-            .arg(parts.gs)
-            .arg(1i64)
-            .arg(1i32)
-            .arg(top_k as i64)
-            .arg(shared_x)
-            .arg(experts as i64)
-            .run(
-                dev,
-                (n.div_ceil(GEMV_WARPS) as u32, pairs as u32, 1),
-                (32 * GEMV_WARPS as u32, 1, 1),
-                0,
-            )?;
+        let gather = Gather {
+            idx: idx_ptr,
+            top_k,
+            shared_x,
+            experts,
+        };
+        one_row_gemv(dev, (&key, src), &x, &parts, out, Some(gather), n, k, pairs)?;
         return Ok(data);
     }
     // Sort the pairs by expert, then one tile of ≤ 64 pairs of one expert per block row.

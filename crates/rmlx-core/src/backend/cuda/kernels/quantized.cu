@@ -279,6 +279,94 @@ extern "C" __global__ void qmv(const T* __restrict__ x, const u8* p0, const u8* 
   }
 }
 
+// ---- One-row GEMV (decode's common case: one token, or one (token, expert) pair per output
+// row): a warp computes QMV1_NF neighbouring features, so each 8-element slice of x, loaded
+// once as 16-byte vectors, feeds QMV1_NF weight rows. blockIdx.y is the output row (plain
+// matmul: the only row, expert 0; gather: the pair). x's rows are 16-byte aligned (the host
+// makes sure) and K is a multiple of 8.
+#define QMV1_NF 4
+
+__device__ __forceinline__ void load8(const float* p, float* v) {
+  const float4 a = *(const float4*)p, b = *(const float4*)(p + 4);
+  v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+  v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+__device__ __forceinline__ void load8_u16(const void* p, float* v, bool bf) {
+  const uint4 q = *(const uint4*)p;
+  const u32 w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    const unsigned short lo = (unsigned short)(w[t] & 0xffffu), hi = (unsigned short)(w[t] >> 16);
+    v[2 * t] = bf ? bf16_to_f32(lo) : f16_to_f32(lo);
+    v[2 * t + 1] = bf ? bf16_to_f32(hi) : f16_to_f32(hi);
+  }
+}
+__device__ __forceinline__ void load8(const bf16_t* p, float* v) { load8_u16(p, v, true); }
+__device__ __forceinline__ void load8(const f16_t* p, float* v) { load8_u16(p, v, false); }
+
+// Σ_t x[t]·w[row, i0 + t] for one 8-element slice.
+__device__ __forceinline__ float qdot8(const WParts& w, i64 row, i64 i0, const float* xv) {
+#if defined(FMT_MXFP4)
+  // The slice shares one E8M0 scale, a power of two: sum x·(twice the E2M1 value) first and
+  // scale once (the same products, exactly, barring under/overflow).
+  const u32 q = *(const u32*)(w.p0 + (row * w.k + i0) / 2);
+  float a = 0.f;
+#pragma unroll
+  for (int t = 0; t < 8; ++t) a = fmaf(xv[t], e2m1_x2((q >> (4 * t)) & 0xF), a);
+  return a * e8m0_half(w.p1[row * (w.k / 32) + i0 / 32]);
+#else
+  float wv[8];
+  deq8(w, row, i0, wv);
+  float a = 0.f;
+#pragma unroll
+  for (int t = 0; t < 8; ++t) a = fmaf(xv[t], wv[t], a);
+  return a;
+#endif
+}
+
+extern "C" __global__ void qmv1(const T* __restrict__ x, const u8* p0, const u8* p1, const u8* p2,
+                                T* __restrict__ out, const u32* __restrict__ idx, i64 n_feat, i64 k,
+                                i64 gs, int gather, i64 top_k, int shared_x, i64 experts) {
+  WParts w = {p0, p1, p2, k, gs};
+  const int lane = threadIdx.x & 31;
+  const i64 n0 = ((i64)blockIdx.x * QMV_WARPS + (threadIdx.x >> 5)) * QMV1_NF;
+  const i64 o = blockIdx.y;
+  if (n0 >= n_feat) return;
+  i64 e = 0;
+  if (gather) {
+    e = idx[o];
+    if (e >= experts) {
+      if (lane < QMV1_NF && n0 + lane < n_feat) out[o * n_feat + n0 + lane] = Num<T>::from_f32(rmlx_nan());
+      return;
+    }
+  }
+  const T* xrow = x + ((gather && shared_x) ? o / top_k : o) * k;
+  i64 wrow[QMV1_NF];
+#pragma unroll
+  for (int f = 0; f < QMV1_NF; ++f) {
+    // Past the last feature a warp recomputes the last row (never stored).
+    wrow[f] = e * n_feat + (n0 + f < n_feat ? n0 + f : n_feat - 1);
+  }
+  float acc[QMV1_NF];
+#pragma unroll
+  for (int f = 0; f < QMV1_NF; ++f) acc[f] = 0.f;
+  const i64 chunks = k / 8;
+#pragma unroll 2
+  for (i64 c = lane; c < chunks; c += 32) {
+    float xv[8];
+    load8(xrow + c * 8, xv);
+#pragma unroll
+    for (int f = 0; f < QMV1_NF; ++f) acc[f] += qdot8(w, wrow[f], c * 8, xv);
+  }
+#pragma unroll
+  for (int f = 0; f < QMV1_NF; ++f) {
+    float a = acc[f];
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) a += __shfl_xor_sync(0xffffffffu, a, m);
+    if (lane == 0 && n0 + f < n_feat) out[o * n_feat + n0 + f] = Num<T>::from_f32(a);
+  }
+}
+
 // ---- Sorting (row, expert) pairs by expert for the tiled kernel (one block).
 // scratch (u32): counts[E] | row_start[E+1] | tile_start[E+1] | cursor[E] | sorted[P].
 // Pairs whose expert is out of range get NaN rows here and are left out of the sort.
