@@ -43,7 +43,7 @@ fn harmony_conversation_renders_with_the_template_and_splits_into_channels() {
 
     // A real (random-weight) generation through the engine runs and reports its counts.
     let opts = GenerateOptions {
-        max_tokens: 6,
+        max_tokens: Some(6),
         sampler: SamplerConfig::greedy(),
         keep_special: true,
         ..Default::default()
@@ -64,7 +64,7 @@ fn chat_session_keeps_history_and_generates_each_turn() {
     let e = Engine::load(fixture("harmony")).unwrap();
     let mut s = rmlx_lm::ChatSession::new(&e, Default::default()).unwrap();
     let opts = GenerateOptions {
-        max_tokens: 3,
+        max_tokens: Some(3),
         sampler: SamplerConfig::greedy(),
         keep_special: true,
         ..Default::default()
