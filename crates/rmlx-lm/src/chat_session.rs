@@ -115,9 +115,8 @@ impl<'a> ChatSession<'a> {
             }
             let Some(turn) = oldest_turn(messages) else {
                 return Err(Error::msg(format!(
-                    "chat: {} prompt tokens (this message and the system messages; no older \
-                     turn is left to drop) + {room} tokens kept for the reply exceed the \
-                     context of {context} tokens",
+                    "chat: {} prompt tokens + {room} tokens kept for the reply exceed the \
+                     context of {context} tokens, with no older turn left to drop",
                     tokens.len()
                 )));
             };
