@@ -44,12 +44,11 @@ pub fn run(a: Args) -> Result<()> {
             _ => {}
         }
         let sent = if harmony_out {
-            session
-                .send(line, &a.flags.options(true), None, &mut |_| {})
-                .map(|g| {
-                    let _ = writeln!(out, "{}", harmony::final_text(&g.text));
-                    g
-                })
+            let sent = session.send(line, &a.flags.options(true), None, &mut |_| {});
+            if let Ok(g) = &sent {
+                writeln!(out, "{}", harmony::final_text(&g.text))?;
+            }
+            sent
         } else {
             let sent = session.send(line, &a.flags.options(false), None, &mut |t| {
                 let _ = out.write_all(t.as_bytes());
