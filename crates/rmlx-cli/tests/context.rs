@@ -46,94 +46,56 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// A request refused before any work: one error line naming `expected`, within a second.
+fn refused(args: &[&str], expected: &str) {
+    let r = rmlx(args, "");
+    assert!(!r.ok, "{args:?} succeeded");
+    assert!(
+        r.took < Duration::from_secs(1),
+        "{args:?} took {:?}",
+        r.took
+    );
+    assert!(r.stderr.contains(expected), "{args:?}: {}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{args:?}: {}", r.stderr);
+}
+
+/// `rmlx generate --model MODEL --no-chat-template --prompt PROMPT EXTRA…`
+fn generate<'a>(model: &'a Path, prompt: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["generate", "--model", path(model), "--no-chat-template"];
+    args.extend(["--prompt", prompt]);
+    args.extend(extra);
+    args
+}
+
 #[test]
 fn overlong_prompt_fails_within_a_second_naming_both_numbers() {
     let chat = tiny_chat::llama_chat(64);
     let long = "x".repeat(5000);
-    let r = rmlx(
-        &[
-            "generate",
-            "--model",
-            path(chat.path()),
-            "--no-chat-template",
-            "--prompt",
-            &long,
-            "--max-tokens",
-            "8",
-        ],
-        "",
+    refused(
+        &generate(chat.path(), &long, &["--max-tokens", "8"]),
+        "generate: 5000 prompt tokens + 8 new tokens exceed the context of 64 tokens",
     );
-    assert!(!r.ok, "{}", r.stderr);
-    assert!(r.took < Duration::from_secs(1), "took {:?}", r.took);
-    assert!(
-        r.stderr
-            .contains("5000 prompt tokens + 8 new tokens exceed the context of 64 tokens"),
-        "{}",
-        r.stderr
-    );
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-
     // The same through --ctx on a model whose own context is 2048, default --max-tokens 256.
     let harmony = tiny_chat::fixtures().join("harmony");
     let prompt = "y".repeat(100);
-    let r = rmlx(
-        &[
-            "generate",
-            "--model",
-            path(&harmony),
-            "--ctx",
-            "32",
-            "--no-chat-template",
-            "--prompt",
-            &prompt,
-        ],
-        "",
+    refused(
+        &generate(&harmony, &prompt, &["--ctx", "32"]),
+        "100 prompt tokens + 256 new tokens exceed the context of 32 tokens",
     );
-    assert!(!r.ok);
-    assert!(r.took < Duration::from_secs(1), "took {:?}", r.took);
-    assert!(
-        r.stderr
-            .contains("100 prompt tokens + 256 new tokens exceed the context of 32 tokens"),
-        "{}",
-        r.stderr
+    refused(
+        &generate(&harmony, "hi", &["--max-tokens", "0"]),
+        "expected a positive number of tokens or `ctx`, found `0`",
     );
-    // `--max-tokens ctx`: as many tokens as the context leaves, then `Length`.
-    let r = rmlx(
-        &[
-            "generate",
-            "--model",
-            path(&harmony),
-            "--ctx",
-            "104",
-            "--no-chat-template",
-            "--prompt",
-            &prompt,
-            "--max-tokens",
-            "ctx",
-            "--temperature",
-            "0",
-        ],
-        "",
-    );
+    // `--max-tokens ctx`: as many tokens as the context leaves (4 here), then `Length`.
+    let extra = ["--ctx", "104", "--max-tokens", "ctx", "--temperature", "0"];
+    let r = rmlx(&generate(&harmony, &prompt, &extra), "");
     assert!(r.ok, "{}", r.stderr);
     assert!(
-        r.stderr.contains("Length") || r.stderr.contains("Eos"),
+        r.stderr.contains("generated 4 tok") && r.stderr.contains("Length")
+            || r.stderr.contains("Eos"),
         "{}",
         r.stderr
     );
-    let r = rmlx(
-        &[
-            "generate",
-            "--model",
-            path(&harmony),
-            "--prompt",
-            "hi",
-            "--max-tokens",
-            "0",
-        ],
-        "",
-    );
-    assert!(!r.ok && r.stderr.contains("`0`"), "{}", r.stderr);
 }
 
 #[test]
@@ -144,7 +106,13 @@ fn ctx_is_validated_on_every_command() {
     let text = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(text.path(), "some text to score ".repeat(20)).unwrap();
     let npy = tempfile::NamedTempFile::new().unwrap();
-    for ctx in ["0", "513"] {
+    for (ctx, expected) in [
+        ("0", "found 0"),
+        (
+            "513",
+            "expected 1 to 512 tokens (the model's maximum), found 513",
+        ),
+    ] {
         let commands: Vec<Vec<&str>> = vec![
             vec!["generate", "--model", m, "--prompt", "hi"],
             vec!["chat", "--model", m],
@@ -162,16 +130,7 @@ fn ctx_is_validated_on_every_command() {
         ];
         for mut args in commands {
             args.extend(["--ctx", ctx]);
-            let r = rmlx(&args, "");
-            assert!(!r.ok, "{args:?} succeeded");
-            // Above the maximum, the error names it (perplexity refuses a 0 by its own rule).
-            assert!(
-                r.stderr.contains(&format!("found {ctx}"))
-                    && (ctx == "0" || r.stderr.contains("512")),
-                "{args:?}: {}",
-                r.stderr
-            );
-            assert!(!r.stderr.contains("panicked"), "{args:?}: {}", r.stderr);
+            refused(&args, expected);
         }
     }
     // A valid --ctx runs (perplexity: chunks of 16 tokens).
@@ -213,38 +172,24 @@ fn ctx_sizes_the_kv_cache_and_bounds_requests() {
     assert_eq!(small["context"], 16);
     assert_eq!(small["kv_cache_bytes"], 16 * 512);
 
-    let r = rmlx(
+    refused(
         &["bench", "--model", m, "-p", "12", "-n", "8", "--ctx", "16"],
-        "",
-    );
-    assert!(!r.ok);
-    assert!(
-        r.stderr
-            .contains("12 prompt tokens + 8 new tokens exceed the context of 16 tokens"),
-        "{}",
-        r.stderr
+        "bench: 12 prompt tokens + 8 new tokens exceed the context of 16 tokens",
     );
     let npy = tempfile::NamedTempFile::new().unwrap();
-    let r = rmlx(
+    refused(
         &[
             "logits",
             "--model",
             m,
             "--tokens",
             "1,2,3,4,5",
-            "--out",
-            path(npy.path()),
             "--ctx",
             "4",
+            "--out",
+            path(npy.path()),
         ],
-        "",
-    );
-    assert!(!r.ok);
-    assert!(
-        r.stderr
-            .contains("5 prompt tokens exceed the context of 4 tokens"),
-        "{}",
-        r.stderr
+        "logits: 5 prompt tokens exceed the context of 4 tokens",
     );
 }
 

@@ -12,6 +12,7 @@ use rmlx_lm::{
     Logits, Prompt, SamplerConfig,
 };
 use serde_json::{json, Value as Json};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn greedy(max_tokens: Option<usize>) -> GenerateOptions {
@@ -194,26 +195,27 @@ fn long_chat(e: &Engine, turns: usize, max_tokens: usize, expect_reuse: bool) ->
     (tokens_of(e, &everything).len(), s.dropped_turns())
 }
 
+/// `long_chat` on `model`, asserting that the conversation ran past `contexts` context lengths
+/// and dropped at least `min_dropped` turns.
+fn past_several_contexts(model: &Path, turns: usize, expect_reuse: bool, contexts: usize) {
+    let e = Engine::load(model).unwrap();
+    let ctx = e.model.info().context_length;
+    let (seen, dropped) = long_chat(&e, turns, 12, expect_reuse);
+    eprintln!("conversation of {seen} tokens, {dropped} turns dropped");
+    assert!(seen > contexts * ctx, "the chat went through {seen} tokens");
+    assert!(dropped >= turns / 2, "dropped {dropped} turns");
+}
+
 #[test]
 fn chat_runs_past_several_contexts_reusing_its_cache() {
-    let dir = tiny_chat::llama_chat(160);
-    let e = Engine::load(dir.path()).unwrap();
-    let (seen, dropped) = long_chat(&e, 16, 12, true);
-    eprintln!("conversation of {seen} tokens, {dropped} turns dropped");
-    assert!(seen > 4 * 160, "the chat went through {seen} tokens");
-    assert!(dropped >= 8, "dropped {dropped} turns");
+    past_several_contexts(tiny_chat::llama_chat(160).path(), 16, true, 4);
 }
 
 /// gpt-oss: harmony history stays well-formed as turns go, and the sliding-window layers
 /// (window 4, always wrapped here) cannot rewind, so each turn computes its whole prompt.
 #[test]
 fn harmony_chat_runs_past_several_contexts() {
-    let dir = tiny_chat::harmony_chat(200);
-    let e = Engine::load(dir.path()).unwrap();
-    let (seen, dropped) = long_chat(&e, 12, 10, false);
-    eprintln!("conversation of {seen} tokens, {dropped} turns dropped");
-    assert!(seen > 3 * 200, "the chat went through {seen} tokens");
-    assert!(dropped >= 4, "dropped {dropped} turns");
+    past_several_contexts(tiny_chat::harmony_chat(200).path(), 12, false, 3);
 }
 
 #[test]
@@ -289,54 +291,4 @@ fn context_option_bounds_the_kv_cache() {
             "{err}"
         );
     }
-}
-
-/// A sliding-window cache rewinds while it has not wrapped: a chat on gpt-oss with a context
-/// no longer than the window reuses its cache as a full-attention model does.
-#[test]
-fn sliding_cache_rewinds_until_it_wraps() {
-    let dir = tiny_chat::fixtures().join("hf/gpt_oss_wide"); // window 6
-    let m = load_model(&dir).unwrap();
-    let a: Vec<u32> = vec![5, 9, 14, 3, 77];
-    let b: Vec<u32> = vec![8, 1, 40, 2];
-    let mut cache = m.model.make_cache();
-    m.model
-        .forward(&a, &mut cache, Logits::Last)
-        .unwrap()
-        .eval()
-        .unwrap();
-    assert!(cache.truncate(2));
-    let got = m
-        .model
-        .forward(&b, &mut cache, Logits::All)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let mut fresh = m.model.make_cache();
-    let all: Vec<u32> = a[..2].iter().chain(&b).copied().collect();
-    let want = m
-        .model
-        .forward(&all, &mut fresh, Logits::All)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let want = &want[2 * m.model.info().vocab_size..];
-    let err = got
-        .iter()
-        .zip(want)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    assert!(err < 1e-4, "max abs diff {err}");
-    // 6 positions now, then 2 more: wrapped, and position 1 is gone.
-    m.model
-        .forward(&[4, 4], &mut cache, Logits::Last)
-        .unwrap()
-        .eval()
-        .unwrap();
-    assert!(!cache.truncate(2));
-    assert_eq!(cache.offset(), 8);
-    assert!(
-        cache.truncate(7),
-        "rewinding one position needs nothing evicted"
-    );
 }
