@@ -11,6 +11,11 @@ use rmlx_core::{Error, Result};
 
 /// The context to run with: `requested` (at least 1, at most `max`), or `max` by default.
 pub fn resolve_context(requested: Option<usize>, max: usize) -> Result<usize> {
+    if max == 0 {
+        return Err(Error::format(
+            "context: expected a model context (max_position_embeddings) of at least 1, found 0",
+        ));
+    }
     match requested {
         None => Ok(max),
         Some(n) if (1..=max).contains(&n) => Ok(n),
@@ -67,6 +72,7 @@ mod tests {
             let e = resolve_context(Some(bad), 512).unwrap_err().to_string();
             assert!(e.contains(&bad.to_string()) && e.contains("512"), "{e}");
         }
+        assert!(resolve_context(None, 0).is_err());
     }
 
     #[test]

@@ -72,10 +72,12 @@ pub fn run(a: Args) -> Result<()> {
     // Bytes one cached position takes over all layers, and the cache's bytes after a run.
     let mut kv_bytes_per_token = 0.0;
     let mut kv_cache_bytes = 0;
-    if rmlx_core::default_device().is_gpu() {
+    // The warm-up runs `warm` prompt tokens and one decode step, within the context.
+    let warm = a.prompt.clamp(1, 64).min(info.context_length - 1);
+    if rmlx_core::default_device().is_gpu() && warm > 0 {
         // Compile (or load from the disk cache) every kernel both passes use before timing.
         let mut cache = m.model.make_cache_of(a.kv_cache)?;
-        let warm = random_tokens(a.prompt.clamp(1, 64), info.vocab_size, 7);
+        let warm = random_tokens(warm, info.vocab_size, 7);
         let l = m.model.forward(&warm, &mut cache, Logits::Last)?;
         let t = l.argmax(-1, false)?.to_vec::<u32>()?[0];
         m.model
