@@ -6,7 +6,7 @@
 //! recomputes what follows the system message, as the positions of everything after it moved.
 
 use crate::cache::{CacheKind, ModelCache};
-use crate::context::reply_room;
+use crate::context::{reply_room, requested_new_tokens};
 use crate::engine::Engine;
 use crate::generate::{GenerateOptions, Generation};
 use rmlx_core::{Error, Result};
@@ -64,6 +64,7 @@ impl<'a> ChatSession<'a> {
         cancel: Option<&AtomicBool>,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
+        requested_new_tokens(opts.max_tokens)?; // a bad request is refused before the cache is touched
         let mut messages = self.messages.clone();
         messages.push(json!({"role": "user", "content": user}));
         let context = self.engine.model.info().context_length;
