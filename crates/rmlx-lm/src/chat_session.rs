@@ -64,7 +64,8 @@ impl<'a> ChatSession<'a> {
         cancel: Option<&AtomicBool>,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
-        requested_new_tokens(opts.max_tokens)?; // a bad request is refused before the cache is touched
+        // A bad request is refused before the cache is touched.
+        requested_new_tokens(opts.max_tokens)?;
         let mut messages = self.messages.clone();
         messages.push(json!({"role": "user", "content": user}));
         let context = self.engine.model.info().context_length;
