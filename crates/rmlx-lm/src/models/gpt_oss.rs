@@ -210,11 +210,12 @@ impl Model for GptOss {
     }
 
     fn make_cache_of(&self, kind: CacheKind) -> Result<ModelCache> {
+        let context = self.info.context_length;
         let layers = self
             .cfg
             .sliding
             .iter()
-            .map(|&s| layer_cache(kind, s.then_some(self.cfg.sliding_window)))
+            .map(|&s| layer_cache(kind, s.then_some(self.cfg.sliding_window), context))
             .collect::<Result<_>>()?;
         Ok(ModelCache { layers })
     }

@@ -191,7 +191,7 @@ impl Model for Llama {
 
     fn make_cache_of(&self, kind: CacheKind) -> Result<ModelCache> {
         let layers = (0..self.cfg.num_hidden_layers)
-            .map(|_| layer_cache(kind, self.cfg.sliding_window))
+            .map(|_| layer_cache(kind, self.cfg.sliding_window, self.info.context_length))
             .collect::<Result<_>>()?;
         Ok(ModelCache { layers })
     }
