@@ -181,6 +181,32 @@ pub(crate) fn arg_reduce(
         ArgReduceOp::ArgMin => -1f32,
     };
     let kept_contig = inner_stride(&x.shape, &x.data.strides, &[axis], true) == 1;
+    if m <= 16 && r >= 16384 {
+        // A block per row would scan 100k+ logits alone: split the rows across the GPU.
+        let chunks = r.div_ceil(4096).min(256);
+        let part = dev.alloc(m * chunks * 8)?;
+        let f = dev.function(&key, s, "arg_part")?;
+        Launch::new(f, "arg_part")
+            .arg(base_ptr(x, dev)?)
+            .arg(kept)
+            .arg(stride)
+            .arg(part.ptr())
+            .arg(r as i64)
+            .arg(sign)
+            .run(dev, (chunks as u32, m as u32, 1), (256, 1, 1), 0)?;
+        let (key, defs) = arg_key(x.dtype);
+        let f = dev.function(&key, || src(x.dtype, DType::U32, &defs), "arg_merge")?;
+        Launch::new(f, "arg_merge")
+            .arg(base_ptr(x, dev)?)
+            .arg(kept)
+            .arg(part.ptr())
+            .arg(out)
+            .arg(chunks as i64)
+            .arg(sign)
+            .run(dev, (m as u32, 1, 1), (block_for(chunks, 256), 1, 1), 0)?;
+        // `part` is freed stream-ordered, after the merge.
+        return Ok(data);
+    }
     let name = if r <= 16 || (stride != 1 && kept_contig && m >= 512) {
         "arg_cols"
     } else {

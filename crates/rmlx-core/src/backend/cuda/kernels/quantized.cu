@@ -286,42 +286,14 @@ extern "C" __global__ void qmv(const T* __restrict__ x, const u8* p0, const u8* 
 // makes sure) and K is a multiple of 8.
 #define QMV1_NF 4
 
-__device__ __forceinline__ void load8(const float* p, float* v) {
-  const float4 a = *(const float4*)p, b = *(const float4*)(p + 4);
-  v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-  v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-}
-__device__ __forceinline__ void load8_u16(const void* p, float* v, bool bf) {
-  const uint4 q = *(const uint4*)p;
-  const u32 w[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-  for (int t = 0; t < 4; ++t) {
-    const unsigned short lo = (unsigned short)(w[t] & 0xffffu), hi = (unsigned short)(w[t] >> 16);
-    v[2 * t] = bf ? bf16_to_f32(lo) : f16_to_f32(lo);
-    v[2 * t + 1] = bf ? bf16_to_f32(hi) : f16_to_f32(hi);
-  }
-}
-__device__ __forceinline__ void load8(const bf16_t* p, float* v) { load8_u16(p, v, true); }
-__device__ __forceinline__ void load8(const f16_t* p, float* v) { load8_u16(p, v, false); }
-
-// Σ_t x[t]·w[row, i0 + t] for one 8-element slice.
+// Σ_t x[t]·w[row, i0 + t] for one 8-element slice (the generic path: dequantize, then dot).
 __device__ __forceinline__ float qdot8(const WParts& w, i64 row, i64 i0, const float* xv) {
-#if defined(FMT_MXFP4)
-  // The slice shares one E8M0 scale, a power of two: sum x·(twice the E2M1 value) first and
-  // scale once (the same products, exactly, barring under/overflow).
-  const u32 q = *(const u32*)(w.p0 + (row * w.k + i0) / 2);
-  float a = 0.f;
-#pragma unroll
-  for (int t = 0; t < 8; ++t) a = fmaf(xv[t], e2m1_x2((q >> (4 * t)) & 0xF), a);
-  return a * e8m0_half(w.p1[row * (w.k / 32) + i0 / 32]);
-#else
   float wv[8];
   deq8(w, row, i0, wv);
   float a = 0.f;
 #pragma unroll
   for (int t = 0; t < 8; ++t) a = fmaf(xv[t], wv[t], a);
   return a;
-#endif
 }
 
 extern "C" __global__ void qmv1(const T* __restrict__ x, const u8* p0, const u8* p1, const u8* p2,
@@ -350,14 +322,40 @@ extern "C" __global__ void qmv1(const T* __restrict__ x, const u8* p0, const u8*
   float acc[QMV1_NF];
 #pragma unroll
   for (int f = 0; f < QMV1_NF; ++f) acc[f] = 0.f;
-  const i64 chunks = k / 8;
-#pragma unroll 2
-  for (i64 c = lane; c < chunks; c += 32) {
-    float xv[8];
-    load8(xrow + c * 8, xv);
+  const int chunks = (int)(k / 8);
+#if defined(FMT_MXFP4)
+  // Each 8-element slice is one 32-bit word of codes and shares one E8M0 scale (a power of
+  // two): sum x·(twice the E2M1 value) first and scale once (the same products, exactly,
+  // barring under/overflow). Row pointers are formed once, outside the loop.
+  const u32* codes[QMV1_NF];
+  const u8* scales[QMV1_NF];
 #pragma unroll
-    for (int f = 0; f < QMV1_NF; ++f) acc[f] += qdot8(w, wrow[f], c * 8, xv);
+  for (int f = 0; f < QMV1_NF; ++f) {
+    codes[f] = (const u32*)(p0 + wrow[f] * (k / 2));
+    scales[f] = p1 + wrow[f] * (k / 32);
   }
+#pragma unroll 4
+  for (int c = lane; c < chunks; c += 32) {
+    float xv[8];
+    load8(xrow + (i64)c * 8, xv);
+#pragma unroll
+    for (int f = 0; f < QMV1_NF; ++f) {
+      const u32 q = codes[f][c];
+      float a = 0.f;
+#pragma unroll
+      for (int t = 0; t < 8; ++t) a = fmaf(xv[t], e2m1_x2((q >> (4 * t)) & 0xF), a);
+      acc[f] = fmaf(a, e8m0_half(scales[f][c >> 2]), acc[f]);
+    }
+  }
+#else
+#pragma unroll 2
+  for (int c = lane; c < chunks; c += 32) {
+    float xv[8];
+    load8(xrow + (i64)c * 8, xv);
+#pragma unroll
+    for (int f = 0; f < QMV1_NF; ++f) acc[f] += qdot8(w, wrow[f], (i64)c * 8, xv);
+  }
+#endif
 #pragma unroll
   for (int f = 0; f < QMV1_NF; ++f) {
     float a = acc[f];
