@@ -213,8 +213,8 @@ pub(crate) fn arg_reduce(
         "arg_rows"
     };
     let f = dev.function(&key, s, name)?;
-    let l = Launch::new(f, name)
-        .arg(base_ptr(x, dev)?)
+    let mut l = Launch::new(f, name);
+    l.arg(base_ptr(x, dev)?)
         .arg(kept)
         .arg(stride)
         .arg(out)
