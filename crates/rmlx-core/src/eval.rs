@@ -112,16 +112,20 @@ fn run_tape(mut tape: Vec<Option<Array>>) -> Result<Vec<Device>> {
         for inp in inputs {
             args.push(take_input(inp, device).map_err(|e| e.context(prim.name()))?);
         }
-        let t0 = crate::profile::enabled().then(std::time::Instant::now);
+        // Profiling: a GPU times the op on its queue (events, no waiting); the CPU on the host.
+        let profiling = crate::profile::enabled();
+        let on_device = profiling && backend.begin_span()?;
+        let t0 = profiling.then(std::time::Instant::now);
         let data = backend
             .eval_primitive(&prim, args, a.shape(), a.dtype())
             .map_err(|e| e.context(format!("{} -> {:?}", prim.name(), a.shape())))?;
         if let Some(t0) = t0 {
-            // Profiling times each op to completion: wait for a GPU's queue.
-            if device.is_gpu() {
-                backend.synchronize()?;
+            let label = format!("{} {:?}", prim.name(), a.shape());
+            if on_device {
+                backend.end_span(label)?;
+            } else {
+                crate::profile::record(label, t0.elapsed());
             }
-            crate::profile::record(format!("{} {:?}", prim.name(), a.shape()), t0.elapsed());
         }
         *a.lock() = State::Ready(data);
     }

@@ -25,8 +25,10 @@ pub fn record(name: String, d: Duration) {
     e.1 += d;
 }
 
-/// (primitive, calls, total time), most expensive first; clears the table.
-pub fn take() -> Vec<(String, u64, Duration)> {
+/// (primitive, calls, total time), most expensive first; clears the table. Waits for the
+/// GPUs that timed ops on their queues.
+pub fn take() -> crate::Result<Vec<(String, u64, Duration)>> {
+    crate::backend::flush_spans()?;
     let mut t = TABLE.lock().unwrap_or_else(|p| p.into_inner());
     let mut v: Vec<_> = t
         .take()
@@ -35,5 +37,5 @@ pub fn take() -> Vec<(String, u64, Duration)> {
         .map(|(k, (n, d))| (k, n, d))
         .collect();
     v.sort_by_key(|r| std::cmp::Reverse(r.2));
-    v
+    Ok(v)
 }

@@ -138,7 +138,8 @@ fn mixed_dtypes_vectors_and_empty_match_the_cpu() {
 }
 
 /// Decode shapes: x (M ≤ 8, K) · w.transpose with W (N, K) stored in f32/bf16/f16 — the GEMV
-/// kernel, vectorized (K a multiple of 8) and scalar (odd K), with an exact f32 reference: the
+/// kernels (block per column; warp per two columns for one row and many columns), vectorized
+/// (K a multiple of 8) and scalar (odd K), with an exact f32 reference: the
 /// kernel multiplies in f32 from the stored weights, as the CPU does.
 #[test]
 fn decode_gemv_matches_the_cpu_exactly_in_f32() {
@@ -146,6 +147,8 @@ fn decode_gemv_matches_the_cpu_exactly_in_f32() {
         for wdt in [DType::F32, DType::BF16, DType::F16] {
             for (m, n, k) in [
                 (1, 201, 2880),
+                (1, 2051, 2880), // a warp per two columns (N ≥ 2048), an odd last column
+                (1, 4096, 64),
                 (3, 64, 4096),
                 (8, 37, 33),
                 (1, 1, 8),

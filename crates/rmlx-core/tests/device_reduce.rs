@@ -218,6 +218,30 @@ fn argmax_argmin_match_the_cpu_on_ties_and_nan() {
             &x.argmax(-1, false).unwrap(),
             "argmax vocab",
         );
+        // Long rows are split across blocks: ties across chunks go to the first index, NaN is
+        // skipped except as the first element.
+        let mut v: Vec<f32> = (0..3 * 100_000)
+            .map(|i| ((i * 7919) % 1000) as f32)
+            .collect();
+        v[5] = 2000.0;
+        v[70_000] = 2000.0; // tie, later chunk
+        v[100_000] = f32::NAN; // row 1 starts with NaN
+        v[200_000 + 99_999] = 3000.0;
+        v[200_000 + 50_000] = f32::NAN;
+        let x = Array::from_slice(&v, &[3, 100_000]).unwrap();
+        for dtype in [DType::F32, DType::BF16] {
+            let x = x.astype(dtype).unwrap();
+            same_u32(
+                &on(&x, d).argmax(-1, false).unwrap(),
+                &x.argmax(-1, false).unwrap(),
+                &format!("argmax long rows {dtype}"),
+            );
+            same_u32(
+                &on(&x, d).argmin(-1, false).unwrap(),
+                &x.argmin(-1, false).unwrap(),
+                &format!("argmin long rows {dtype}"),
+            );
+        }
     }
 }
 

@@ -6,6 +6,11 @@ use rmlx_core::{async_eval, default_device, with_default_device, Array, Device};
 
 #[test]
 fn ops_follow_gpu_inputs_else_the_default_device() {
+    // The process default may be a GPU ($RMLX_DEVICE): this test starts from the CPU.
+    with_default_device(Device::Cpu, placement_follows_inputs_and_scopes);
+}
+
+fn placement_follows_inputs_and_scopes() {
     // Placement needs no GPU: nodes record their device when built, before any eval.
     let x = Array::from_slice(&[1f32, 2.0], &[2]).unwrap();
     assert_eq!(x.device(), Device::Cpu);

@@ -1,7 +1,7 @@
 //! `Engine`: a loaded model with its tokenizer and chat template — the object an app embeds.
 
 use crate::chat_template::ChatTemplate;
-use crate::load::{load_model_on, LoadedModel, Progress};
+use crate::load::{load_model_with, LoadOptions, LoadedModel, Progress};
 use crate::model::Model;
 use crate::tokenizer::{GgufVocab, Tokenizer};
 use rmlx_core::{Error, Result};
@@ -27,8 +27,17 @@ impl Engine {
     /// `load` onto the default device, reporting upload progress (bytes done, total) when that
     /// is a GPU.
     pub fn load_with_progress(path: impl AsRef<Path>, progress: Option<Progress>) -> Result<Self> {
+        let opts = LoadOptions {
+            progress,
+            ..LoadOptions::default()
+        };
+        Self::load_with(path, opts)
+    }
+
+    /// `load` onto the default device with options (a smaller context, upload progress).
+    pub fn load_with(path: impl AsRef<Path>, opts: LoadOptions) -> Result<Self> {
         let LoadedModel { model, files } =
-            load_model_on(path.as_ref(), rmlx_core::default_device(), progress)?;
+            load_model_with(path.as_ref(), rmlx_core::default_device(), opts)?;
         let tokenizer = tokenizer_for(&files)?;
         let template = match tokenizer.chat_template() {
             Some(_) => Some(ChatTemplate::from_tokenizer(&tokenizer)?),
@@ -45,13 +54,17 @@ impl Engine {
     /// Token ids of a prompt: a chat (rendered with the model's template, generation prompt
     /// added) or raw text.
     pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>> {
-        let text = match prompt {
-            Prompt::Tokens(t) => return Ok(t.clone()),
-            Prompt::Text(t) => return self.tokenizer.encode(t, true),
-            Prompt::Chat(messages) => self.render_chat(messages)?,
-        };
+        match prompt {
+            Prompt::Tokens(t) => Ok(t.clone()),
+            Prompt::Text(t) => self.tokenizer.encode(t, true),
+            Prompt::Chat(messages) => self.encode_chat(messages),
+        }
+    }
+
+    /// Token ids of chat messages rendered with the template, generation prompt added.
+    pub fn encode_chat(&self, messages: &[Json]) -> Result<Vec<u32>> {
         // The template already wrote BOS where the model wants it.
-        self.tokenizer.encode(&text, false)
+        self.tokenizer.encode(&self.render_chat(messages)?, false)
     }
 
     pub fn render_chat(&self, messages: &[Json]) -> Result<String> {

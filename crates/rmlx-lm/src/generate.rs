@@ -1,13 +1,13 @@
 //! Streaming generation: prefill in chunks, then sample token by token, streaming text through
-//! a callback; stops on EOS, stop strings, max tokens or cancellation. `ChatSession` keeps the
-//! KV cache across turns and feeds only what is new.
+//! a callback; stops on EOS, stop strings, max tokens, a full context or cancellation. A
+//! request that cannot fit the context is refused before anything is computed.
 
 use crate::cache::{CacheKind, ModelCache};
+use crate::context::{check_fits, requested_new_tokens};
 use crate::engine::{Engine, Prompt};
 use crate::model::Logits;
 use crate::sample::{Sampler, SamplerConfig};
 use rmlx_core::Result;
-use serde_json::{json, Value as Json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -16,7 +16,10 @@ const PREFILL_CHUNK: usize = 512;
 
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
-    pub max_tokens: usize,
+    /// Most new tokens. `Some(n)`: prompt + n must fit the context, or the request is an error
+    /// before any work (as vLLM refuses it). `None`: until EOS, a stop string or the end of the
+    /// context (then `FinishReason::Length`). See `crate::context`.
+    pub max_tokens: Option<usize>,
     pub sampler: SamplerConfig,
     /// Generation ends when the text contains one of these (not included in the output).
     pub stop: Vec<String>,
@@ -29,7 +32,7 @@ pub struct GenerateOptions {
 impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
-            max_tokens: 256,
+            max_tokens: Some(256),
             sampler: SamplerConfig::default(),
             stop: vec![],
             keep_special: false,
@@ -42,6 +45,7 @@ impl Default for GenerateOptions {
 pub enum FinishReason {
     Eos,
     Stop,
+    /// `max_tokens` reached, or the context is full.
     Length,
     Cancelled,
 }
@@ -88,7 +92,8 @@ impl Engine {
     }
 
     /// Runs `tokens[cached..]` into `cache` (which holds `tokens[..cached]`), then generates.
-    /// On return the cache holds the prompt and every generated token but the last.
+    /// On return the cache holds the prompt and every generated token but the last. Refused
+    /// before any work when the prompt and the tokens asked for exceed the context.
     pub fn generate_tokens(
         &self,
         cache: &mut ModelCache,
@@ -103,12 +108,12 @@ impl Engine {
                 "generate: expected at least one new prompt token",
             ));
         }
-        let room = self
-            .model
-            .info()
-            .context_length
-            .saturating_sub(tokens.len());
-        let max_tokens = opts.max_tokens.min(room);
+        let context = self.model.info().context_length;
+        let asked = requested_new_tokens(opts.max_tokens)?;
+        check_fits("generate", tokens.len(), asked, context)?;
+        // Generation stops when the sequence fills the context (`Length`).
+        let room = context - tokens.len();
+        let max_tokens = opts.max_tokens.unwrap_or(room).min(room);
         let mut sampler = Sampler::new(opts.sampler.clone())?;
         let t0 = Instant::now();
         let mut logits = None;
@@ -205,88 +210,4 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
-}
-
-/// A conversation: history of messages and a KV cache reused across turns.
-pub struct ChatSession<'a> {
-    engine: &'a Engine,
-    pub messages: Vec<Json>,
-    cache: ModelCache,
-    /// Tokens whose keys/values are in the cache.
-    in_cache: Vec<u32>,
-    kind: CacheKind,
-}
-
-impl<'a> ChatSession<'a> {
-    pub fn new(engine: &'a Engine, kind: CacheKind) -> Result<Self> {
-        Ok(ChatSession {
-            engine,
-            messages: vec![],
-            cache: engine.model.make_cache_of(kind)?,
-            in_cache: vec![],
-            kind,
-        })
-    }
-
-    pub fn reset(&mut self) -> Result<()> {
-        self.messages.clear();
-        self.cache = self.engine.model.make_cache_of(self.kind)?;
-        self.in_cache.clear();
-        Ok(())
-    }
-
-    /// Adds a user message, generates the assistant's reply and adds it to the history.
-    pub fn send(
-        &mut self,
-        user: &str,
-        opts: &GenerateOptions,
-        cancel: Option<&AtomicBool>,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Generation> {
-        self.messages.push(json!({"role": "user", "content": user}));
-        let tokens = self
-            .engine
-            .encode_prompt(&Prompt::Chat(self.messages.clone()))?;
-        // Reuse the longest common prefix the cache can rewind to; otherwise start over.
-        let common = self
-            .in_cache
-            .iter()
-            .zip(&tokens)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(tokens.len() - 1);
-        if self.cache.truncate(common) {
-            self.in_cache.truncate(common);
-        } else {
-            self.cache = self.engine.model.make_cache_of(self.kind)?;
-            self.in_cache.clear();
-        }
-        let g = match self.engine.generate_tokens(
-            &mut self.cache,
-            &tokens,
-            self.in_cache.len(),
-            opts,
-            cancel,
-            on_text,
-        ) {
-            Ok(g) => g,
-            Err(e) => {
-                self.messages.pop();
-                self.cache = self.engine.model.make_cache_of(self.kind)?;
-                self.in_cache.clear();
-                return Err(e);
-            }
-        };
-        self.in_cache = tokens;
-        self.in_cache
-            .extend(&g.tokens[..g.tokens.len().saturating_sub(1)]);
-        let content = if self.engine.uses_harmony() {
-            crate::harmony::final_text(&g.text)
-        } else {
-            g.text.clone()
-        };
-        self.messages
-            .push(json!({"role": "assistant", "content": content}));
-        Ok(g)
-    }
 }

@@ -50,6 +50,31 @@ pub fn final_text(text: &str) -> String {
     }
 }
 
+/// What a conversation keeps of a reply: its `final` text only. Harmony drops the analysis
+/// (reasoning) of earlier turns when the conversation goes on, so it never takes room in the
+/// history. Control tokens (`<|name|>`) a short or odd generation left in the text are removed,
+/// so that re-rendering the history gives well-formed harmony messages.
+pub fn history_text(text: &str) -> String {
+    let fin = final_text(text);
+    let mut out = String::with_capacity(fin.len());
+    let mut rest = fin.as_str();
+    while let Some(i) = rest.find("<|") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if name_len > 0 && after[name_len..].starts_with("|>") {
+            rest = &after[name_len + 2..];
+        } else {
+            out.push_str("<|");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The `analysis` channel's text (reasoning).
 pub fn analysis_text(text: &str) -> String {
     parse(text)
@@ -82,5 +107,19 @@ mod tests {
         let t = "<|channel|>final <|constrain|>json<|message|>{\"a\":1";
         assert_eq!(final_text(t), "{\"a\":1");
         assert_eq!(final_text("plain text"), "plain text");
+    }
+
+    #[test]
+    fn history_keeps_the_final_text_without_control_tokens() {
+        let t = "<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final<|message|>4<|return|>";
+        assert_eq!(history_text(t), "4");
+        // No channel at all (a generation cut short, or a model gone astray): the text without
+        // its control tokens; `<|` that opens no token name stays.
+        assert_eq!(
+            history_text("a<|end|>b<|start|>c <| x |> d<|"),
+            "abc <| x |> d<|"
+        );
+        // Cut off inside the analysis: nothing final to keep.
+        assert_eq!(history_text("<|channel|>analysis<|message|>Thin"), "");
     }
 }

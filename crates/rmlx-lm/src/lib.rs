@@ -2,7 +2,9 @@
 //! tokenize, render chat templates, stream generations.
 //!
 //! - [`Engine`]: a loaded model with its tokenizer and chat template; [`Engine::generate`]
-//!   streams text through a callback; [`ChatSession`] keeps history and the KV cache.
+//!   streams text through a callback; [`ChatSession`] keeps history and the KV cache, dropping
+//!   the oldest turns when the conversation outgrows the context ([`context`] has the rules).
+//! - [`LoadOptions`]: a context smaller than the model's (a smaller KV cache).
 //! - [`Model`]: the interface every model file implements (`models/`), with per-layer KV caches
 //!   (`cache/`).
 //! - [`Tokenizer`]: text <-> ids from `tokenizer.json` or GGUF metadata ([`GgufVocab`]),
@@ -14,7 +16,9 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod chat_session;
 pub mod chat_template;
+pub mod context;
 pub mod default_model;
 pub mod engine;
 pub mod generate;
@@ -28,10 +32,11 @@ pub mod sample;
 pub mod tokenizer;
 pub mod weights;
 
+pub use chat_session::ChatSession;
 pub use chat_template::ChatTemplate;
 pub use engine::{Engine, Prompt};
-pub use generate::{ChatSession, FinishReason, GenerateOptions, Generation, GenerationStats};
-pub use load::{load_model, load_model_on, LoadedModel, Progress};
+pub use generate::{FinishReason, GenerateOptions, Generation, GenerationStats};
+pub use load::{load_model, load_model_on, load_model_with, LoadOptions, LoadedModel, Progress};
 pub use model::{Logits, Model, ModelInfo};
 pub use sample::{Sampler, SamplerConfig};
 pub use tokenizer::{GgufVocab, StreamDecoder, Tokenizer, TokenizerConfig};

@@ -19,8 +19,12 @@ pub struct ModelInfo {
     /// `model_type` / GGUF architecture, e.g. "llama", "qwen2", "gpt_oss".
     pub architecture: String,
     pub vocab_size: usize,
-    /// Longest context the model supports (positions).
+    /// The context this model runs with (positions): the model's maximum, or less when loaded
+    /// with `LoadOptions::context`. Prompts are checked against it and KV caches hold at most
+    /// this many positions.
     pub context_length: usize,
+    /// Longest context the model supports (`max_position_embeddings`, GGUF `context_length`).
+    pub max_context_length: usize,
     pub num_layers: usize,
     pub hidden_size: usize,
     /// Parameters (logical elements) and bytes of the weights, for reports.
@@ -54,11 +58,16 @@ pub trait Model: Send + Sync {
                 info.architecture, info.vocab_size
             )));
         }
+        // Entry points check whole requests before computing (`context::check_fits`); this
+        // guards every chunk of callers that drive `forward` themselves.
         let end = cache.offset() + tokens.len();
         if end > info.context_length {
             return Err(rmlx_core::Error::msg(format!(
-                "{}: {end} tokens exceed the model's context of {} tokens",
-                info.architecture, info.context_length
+                "{}: {} cached + {} new tokens exceed the context of {} tokens",
+                info.architecture,
+                cache.offset(),
+                tokens.len(),
+                info.context_length
             )));
         }
         Ok(())

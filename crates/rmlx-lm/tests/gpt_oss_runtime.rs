@@ -43,7 +43,7 @@ fn harmony_conversation_renders_with_the_template_and_splits_into_channels() {
 
     // A real (random-weight) generation through the engine runs and reports its counts.
     let opts = GenerateOptions {
-        max_tokens: 6,
+        max_tokens: Some(6),
         sampler: SamplerConfig::greedy(),
         keep_special: true,
         ..Default::default()
@@ -64,7 +64,7 @@ fn chat_session_keeps_history_and_generates_each_turn() {
     let e = Engine::load(fixture("harmony")).unwrap();
     let mut s = rmlx_lm::ChatSession::new(&e, Default::default()).unwrap();
     let opts = GenerateOptions {
-        max_tokens: 3,
+        max_tokens: Some(3),
         sampler: SamplerConfig::greedy(),
         keep_special: true,
         ..Default::default()
@@ -79,42 +79,45 @@ fn chat_session_keeps_history_and_generates_each_turn() {
     assert_eq!(g2.stats.prefilled_tokens, g2.stats.prompt_tokens);
 }
 
-/// Rewinding a full cache to a common prefix and feeding new tokens equals a fresh run.
-#[test]
-fn truncated_cache_equals_a_fresh_run() {
-    let m = load_model(fixture("hf/llama")).unwrap();
-    let a: Vec<u32> = (0..10).map(|i| 3 + i * 7).collect();
-    let b: Vec<u32> = vec![9, 8, 7];
+/// Runs `a`, rewinds the cache to `keep` positions and runs `b`: the largest difference from
+/// the logits of a fresh run of `a[..keep] + b`.
+fn rewound_vs_fresh(m: &rmlx_lm::LoadedModel, a: &[u32], keep: usize, b: &[u32]) -> f32 {
     let mut cache = m.model.make_cache();
     m.model
-        .forward(&a, &mut cache, Logits::Last)
+        .forward(a, &mut cache, Logits::Last)
         .unwrap()
         .eval()
         .unwrap();
-    assert!(cache.truncate(6));
+    assert!(cache.truncate(keep), "rewind {} to {keep}", a.len());
     let got = m
         .model
-        .forward(&b, &mut cache, Logits::All)
+        .forward(b, &mut cache, Logits::All)
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
     let mut fresh = m.model.make_cache();
-    let mut all = a[..6].to_vec();
-    all.extend(&b);
+    let all: Vec<u32> = a[..keep].iter().chain(b).copied().collect();
     let want = m
         .model
         .forward(&all, &mut fresh, Logits::All)
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
-    let want = &want[6 * m.model.info().vocab_size..];
-    let err = got
-        .iter()
+    let want = &want[keep * m.model.info().vocab_size..];
+    got.iter()
         .zip(want)
         .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+        .fold(0f32, f32::max)
+}
+
+/// Rewinding a full cache to a common prefix and feeding new tokens equals a fresh run.
+#[test]
+fn truncated_cache_equals_a_fresh_run() {
+    let m = load_model(fixture("hf/llama")).unwrap();
+    let a: Vec<u32> = (0..10).map(|i| 3 + i * 7).collect();
+    let err = rewound_vs_fresh(&m, &a, 6, &[9, 8, 7]);
     assert!(err < 1e-4, "max abs diff {err}");
-    // A sliding-window model cannot rewind.
+    // A sliding-window model cannot rewind past what its window evicted.
     let g = load_model(fixture("hf/gpt_oss_wide")).unwrap();
     let mut c = g.model.make_cache();
     g.model
@@ -124,6 +127,22 @@ fn truncated_cache_equals_a_fresh_run() {
         .unwrap();
     assert!(!c.truncate(2));
     assert_eq!(c.offset(), 10);
+    assert!(
+        c.truncate(9),
+        "rewinding one position needs nothing evicted"
+    );
+}
+
+/// A sliding-window cache rewinds while it has not wrapped (as a chat with a context no longer
+/// than the window does), and the result equals a fresh run.
+#[test]
+fn sliding_cache_rewinds_until_it_wraps() {
+    let g = load_model(fixture("hf/gpt_oss_wide")).unwrap(); // window 6
+    let err = rewound_vs_fresh(&g, &[5, 9, 14, 3, 77], 2, &[8, 1, 40, 2]);
+    assert!(err < 1e-4, "max abs diff {err}");
+    // Wrapped (9 positions, the slots hold 3..=8): the query at 8 reads 3..=7, all still held.
+    let err = rewound_vs_fresh(&g, &[5, 9, 14, 3, 77, 8, 1, 40, 2], 8, &[6, 6]);
+    assert!(err < 1e-4, "max abs diff {err}");
 }
 
 /// A copy of a fixture with `edit` applied, in a temp dir.

@@ -133,8 +133,8 @@ fn bad_kinds_and_windows_are_clear_errors() {
     let e = "q3".parse::<CacheKind>().unwrap_err().to_string();
     assert!(e.contains("kv cache") && e.contains("`q3`"), "{e}");
     for kind in QUANT {
-        assert!(layer_cache(kind, None).is_ok());
-        let e = layer_cache(kind, Some(0)).err().unwrap().to_string();
+        assert!(layer_cache(kind, None, 64).is_ok());
+        let e = layer_cache(kind, Some(0), 64).err().unwrap().to_string();
         assert!(e.contains("window"), "{e}");
     }
 }
@@ -142,7 +142,7 @@ fn bad_kinds_and_windows_are_clear_errors() {
 /// A head dim the packed layout cannot group is an error at the first update, not a panic.
 #[test]
 fn unsupported_head_dim_is_an_error() {
-    let mut c = layer_cache(CacheKind::Q4, None).unwrap();
+    let mut c = layer_cache(CacheKind::Q4, None, 64).unwrap();
     let k = rmlx_core::Array::zeros(&[1, 2, 3, 40], rmlx_core::DType::F32).unwrap();
     let e = c.update(&k, &k).err().unwrap().to_string();
     assert!(e.contains("head dim 40"), "{e}");
@@ -155,7 +155,7 @@ fn misshapen_updates_are_errors() {
     let z = |s: &[usize]| rmlx_core::Array::zeros(s, rmlx_core::DType::F32).unwrap();
     for kind in [CacheKind::F32, CacheKind::Q8, CacheKind::Q4] {
         for window in [None, Some(8)] {
-            let mut c = layer_cache(kind, window).unwrap();
+            let mut c = layer_cache(kind, window, 64).unwrap();
             for (k, v) in [
                 (z(&[2, 3, 64]), z(&[2, 3, 64])),
                 (z(&[1, 2, 3, 64]), z(&[1, 2, 4, 64])),

@@ -2,7 +2,8 @@
 //! tokens; needs no tokenizer.
 
 use anyhow::Result;
-use rmlx_lm::{load_model, Logits};
+use rmlx_lm::context::check_fits;
+use rmlx_lm::{load_model_with, LoadOptions, Logits};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -20,6 +21,10 @@ pub struct Args {
     /// Generated tokens.
     #[arg(short = 'n', long = "gen-tokens", default_value_t = 128)]
     gen: usize,
+    /// Context in tokens, at most the model's (default: the model's): bounds the KV cache;
+    /// -p plus -n must fit.
+    #[arg(long)]
+    ctx: Option<usize>,
     /// Repetitions (the median is reported).
     #[arg(short = 'r', long, default_value_t = 1)]
     repetitions: usize,
@@ -52,26 +57,27 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(a: Args) -> Result<()> {
     let path = rmlx_lm::default_model::resolve(a.model)?;
     let t0 = Instant::now();
-    let m = load_model(&path)?;
+    let opts = LoadOptions {
+        context: a.ctx,
+        ..Default::default()
+    };
+    let m = load_model_with(&path, rmlx_core::default_device(), opts)?;
     let load_s = t0.elapsed().as_secs_f64();
     let info = m.model.info().clone();
-    let positions = a.prompt.max(1).saturating_add(a.gen);
-    if positions > info.context_length {
-        anyhow::bail!(
-            "bench: expected -p + -n within the model's context of {} positions, found {positions}",
-            info.context_length
-        );
-    }
+    check_fits("bench", a.prompt.max(1), a.gen, info.context_length)?;
     let (mut pp, mut tg) = (vec![], vec![]);
     // Decode seconds spent building the graph, encoding it (on a GPU: queueing kernels; on the
     // CPU: computing it), and waiting for the device afterwards.
     let mut split = [0f64; 3];
-    // Bytes one cached position takes over all layers.
+    // Bytes one cached position takes over all layers, and the cache's bytes after a run.
     let mut kv_bytes_per_token = 0.0;
-    if rmlx_core::default_device().is_gpu() {
+    let mut kv_cache_bytes = 0;
+    // The warm-up runs `warm` prompt tokens and one decode step, within the context.
+    let warm = a.prompt.clamp(1, 64).min(info.context_length - 1);
+    if rmlx_core::default_device().is_gpu() && warm > 0 {
         // Compile (or load from the disk cache) every kernel both passes use before timing.
         let mut cache = m.model.make_cache_of(a.kv_cache)?;
-        let warm = random_tokens(a.prompt.clamp(1, 64), info.vocab_size, 7);
+        let warm = random_tokens(warm, info.vocab_size, 7);
         let l = m.model.forward(&warm, &mut cache, Logits::Last)?;
         let t = l.argmax(-1, false)?.to_vec::<u32>()?[0];
         m.model
@@ -103,10 +109,11 @@ pub fn run(a: Args) -> Result<()> {
         if a.gen > 0 {
             tg.push(a.gen as f64 / t.elapsed().as_secs_f64());
         }
+        kv_cache_bytes = cache.nbytes();
         rmlx_core::profile::enable(false);
     }
     if a.profile {
-        let rows = rmlx_core::profile::take();
+        let rows = rmlx_core::profile::take()?;
         let total: f64 = rows.iter().map(|r| r.2.as_secs_f64()).sum();
         let tokens = (a.gen * a.repetitions.max(1)).max(1);
         // Views (reshape, transpose, slice, broadcast) change strides only: no kernel.
@@ -128,6 +135,28 @@ pub fn run(a: Args) -> Result<()> {
             ops / tokens,
             kernels / tokens
         );
+        // By primitive (the label's first word), then the costliest (primitive, shape) pairs.
+        let mut families: Vec<(String, u64, f64)> = Vec::new();
+        for (name, n, d) in &rows {
+            let family = name.split(' ').next().unwrap_or(name);
+            match families.iter_mut().find(|f| f.0 == family) {
+                Some(f) => {
+                    f.1 += n;
+                    f.2 += d.as_secs_f64();
+                }
+                None => families.push((family.to_string(), *n, d.as_secs_f64())),
+            }
+        }
+        families.sort_by(|a, b| b.2.total_cmp(&a.2));
+        for (family, n, d) in families.iter().take(12) {
+            eprintln!(
+                "{:>8.3} ms/token {:>5.1}% {:>6.1} calls/token  {family}",
+                d * 1e3 / tokens as f64,
+                100.0 * d / total,
+                *n as f64 / tokens as f64
+            );
+        }
+        eprintln!("costliest ops:");
         for (name, n, d) in rows.iter().take(25) {
             eprintln!(
                 "{:>8.2} ms {:>5.1}% {:>7} calls  {name}",
@@ -155,6 +184,8 @@ pub fn run(a: Args) -> Result<()> {
             "weight_bytes": info.weight_bytes,
             "kv_cache": format!("{:?}", a.kv_cache).to_lowercase(),
             "kv_bytes_per_token": kv_bytes_per_token,
+            "kv_cache_bytes": kv_cache_bytes,
+            "context": info.context_length,
             "repetitions": a.repetitions.max(1),
             "decode_ms_per_token": {
                 "build": split[0] * 1e3 / decode_tokens,

@@ -23,6 +23,8 @@ pub fn run(a: Args) -> Result<()> {
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     eprintln!("rmlx chat: type a message; /reset starts over, /exit quits");
+    // Said once per conversation: from then on the oldest turns go as new ones come.
+    let mut told_dropping = false;
     loop {
         eprint!("> ");
         let mut line = String::new();
@@ -35,23 +37,44 @@ pub fn run(a: Args) -> Result<()> {
             "/exit" | "/quit" => break,
             "/reset" => {
                 session.reset()?;
+                told_dropping = false;
                 eprintln!("(conversation reset)");
                 continue;
             }
             _ => {}
         }
-        let g = if harmony_out {
-            let g = session.send(line, &a.flags.options(true), None, &mut |_| {})?;
-            writeln!(out, "{}", harmony::final_text(&g.text))?;
-            g
+        let sent = if harmony_out {
+            let sent = session.send(line, &a.flags.options(true), None, &mut |_| {});
+            if let Ok(g) = &sent {
+                writeln!(out, "{}", harmony::final_text(&g.text))?;
+            }
+            sent
         } else {
-            let g = session.send(line, &a.flags.options(false), None, &mut |t| {
+            let sent = session.send(line, &a.flags.options(false), None, &mut |t| {
                 let _ = out.write_all(t.as_bytes());
                 let _ = out.flush();
-            })?;
-            writeln!(out)?;
-            g
+            });
+            if sent.is_ok() {
+                writeln!(out)?;
+            }
+            sent
         };
+        // A message that cannot fit is this turn's error, not the end of the conversation.
+        let g = match sent {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
+        if session.dropped_turns() > 0 && !told_dropping {
+            eprintln!(
+                "(older turns were dropped: the conversation outgrew the context of {} tokens; \
+                 from now on the oldest turns make way for new ones)",
+                engine.model.info().context_length
+            );
+            told_dropping = true;
+        }
         eprintln!("[{}]", timing_line(&g.stats));
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! `rmlx logits --model PATH --tokens 1,2,3 --out FILE.npy [--chunk N]`
 
 use anyhow::{bail, Context, Result};
-use rmlx_lm::{load_model, npy, Logits};
+use rmlx_lm::context::check_fits;
+use rmlx_lm::{load_model_with, npy, LoadOptions, Logits};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -21,6 +22,10 @@ pub struct Args {
     /// Feed the tokens N at a time through the KV cache (default: all at once).
     #[arg(long)]
     chunk: Option<usize>,
+    /// Context in tokens, at most the model's (default: the model's): bounds the KV cache;
+    /// the tokens must fit.
+    #[arg(long)]
+    ctx: Option<usize>,
 }
 
 pub fn parse_tokens(s: &str) -> Result<Vec<u32>> {
@@ -47,7 +52,12 @@ pub fn run(a: Args) -> Result<()> {
         None => tokens.len(),
     };
     let path = rmlx_lm::default_model::resolve(a.model)?;
-    let m = load_model(&path)?;
+    let opts = LoadOptions {
+        context: a.ctx,
+        ..Default::default()
+    };
+    let m = load_model_with(&path, rmlx_core::default_device(), opts)?;
+    check_fits("logits", tokens.len(), 0, m.model.info().context_length)?;
     let mut cache = m.model.make_cache_of(a.kv_cache)?;
     let vocab = m.model.info().vocab_size;
     let mut out = Vec::with_capacity(tokens.len() * vocab);

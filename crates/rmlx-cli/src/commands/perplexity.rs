@@ -5,10 +5,12 @@
 //! dropped), replace each chunk's first token by BOS when the model adds BOS, and score the
 //! second half: the logits at positions ctx/2 … ctx−2 predict tokens ctx/2+1 … ctx−1
 //! (ctx − 1 − ctx/2 per chunk). ppl = exp(mean NLL). Each chunk is fed through the KV cache in
-//! pieces of `batch` tokens so the cache path is what is measured.
+//! pieces of `batch` tokens so the cache path is what is measured. The model runs with a context
+//! of `ctx` (checked against its maximum before anything is read), so its KV cache holds at
+//! most one chunk.
 
 use anyhow::{bail, Context, Result};
-use rmlx_lm::{Engine, Logits};
+use rmlx_lm::{Engine, LoadOptions, Logits};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -20,7 +22,8 @@ pub struct Args {
     /// Text file to score.
     #[arg(long)]
     file: PathBuf,
-    /// Tokens per chunk (the first half of each chunk is context only).
+    /// Tokens per chunk, and the context the model runs with (at most the model's); the
+    /// first half of each chunk is context only.
     #[arg(long, default_value_t = 512)]
     ctx: usize,
     /// Tokens fed per forward call within a chunk.
@@ -54,7 +57,11 @@ pub fn run(a: Args) -> Result<()> {
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("perplexity: cannot read {}", a.file.display()))?;
     let path = rmlx_lm::default_model::resolve(a.model)?;
-    let engine = Engine::load(&path)?;
+    let opts = LoadOptions {
+        context: Some(a.ctx),
+        ..Default::default()
+    };
+    let engine = Engine::load_with(&path, opts)?;
     let add_bos = engine.tokenizer.add_bos();
     let bos = engine.tokenizer.bos_id();
     let tokens = engine.tokenizer.encode(&text, true)?;

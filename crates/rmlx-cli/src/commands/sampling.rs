@@ -2,15 +2,40 @@
 
 use rmlx_lm::SamplerConfig;
 use std::path::PathBuf;
+use std::str::FromStr;
+
+/// `--max-tokens`: a count, or `ctx` for as many as the context leaves.
+#[derive(Clone, Copy, Debug)]
+pub struct MaxTokens(pub Option<usize>);
+
+impl FromStr for MaxTokens {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ctx" => Ok(MaxTokens(None)),
+            _ => match s.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(MaxTokens(Some(n))),
+                _ => Err(format!(
+                    "expected a positive number of tokens or `ctx`, found `{s}`"
+                )),
+            },
+        }
+    }
+}
 
 #[derive(clap::Args, Clone)]
 pub struct GenFlags {
     /// Model file or directory (default: SmolLM2-135M-Instruct, fetched on first use).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: usize,
+    /// Most tokens to generate; the prompt plus these must fit the context. `ctx`: until the
+    /// end of the text or of the context.
+    #[arg(long, default_value = "256")]
+    pub max_tokens: MaxTokens,
+    /// Context in tokens, at most the model's (default: the model's): a smaller one bounds
+    /// the KV cache; chat drops its oldest turns to stay within it.
+    #[arg(long)]
+    pub ctx: Option<usize>,
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.7)]
     pub temperature: f32,
@@ -55,7 +80,7 @@ impl GenFlags {
 
     pub fn options(&self, keep_special: bool) -> rmlx_lm::GenerateOptions {
         rmlx_lm::GenerateOptions {
-            max_tokens: self.max_tokens,
+            max_tokens: self.max_tokens.0,
             sampler: self.sampler(),
             stop: self.stop.clone(),
             keep_special,
@@ -68,21 +93,23 @@ impl GenFlags {
 pub fn load(flags: &GenFlags) -> anyhow::Result<rmlx_lm::Engine> {
     let path = rmlx_lm::default_model::resolve(flags.model.clone())?;
     let t = std::time::Instant::now();
+    let mut opts = rmlx_lm::LoadOptions {
+        context: flags.ctx,
+        ..Default::default()
+    };
     let e = if rmlx_core::default_device().is_gpu() {
         // Weights are uploaded once as the model is built: show that instead of prefaulting.
         let bar = bytes_bar("uploading");
         let b = bar.clone();
-        let e = rmlx_lm::Engine::load_with_progress(
-            &path,
-            Some(Box::new(move |done, total| {
-                b.set_length(total);
-                b.set_position(done);
-            })),
-        )?;
+        opts.progress = Some(Box::new(move |done, total| {
+            b.set_length(total);
+            b.set_position(done);
+        }));
+        let e = rmlx_lm::Engine::load_with(&path, opts)?;
         bar.finish_and_clear();
         e
     } else {
-        let e = rmlx_lm::Engine::load(&path)?;
+        let e = rmlx_lm::Engine::load_with(&path, opts)?;
         prefault_with_bar(&e)?;
         e
     };

@@ -51,6 +51,24 @@ pub trait Backend: Send + Sync {
 
     /// Waits for all work enqueued on this device.
     fn synchronize(&self) -> Result<()>;
+
+    /// Profiling: marks the start of the next op's work on the device's queue. `false`: this
+    /// backend does its work on the calling thread, which times it itself.
+    fn begin_span(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Profiling: marks the end of the op begun by `begin_span`, named `label`.
+    fn end_span(&self, _label: String) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Profiling: waits for every device that timed ops on its queue and records their spans.
+pub fn flush_spans() -> Result<()> {
+    #[cfg(feature = "cuda")]
+    cuda::flush_spans()?;
+    Ok(())
 }
 
 /// The backend that evaluates arrays on `device`.

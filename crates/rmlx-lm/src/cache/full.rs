@@ -37,6 +37,8 @@ pub struct FullCache {
     values: Option<Array>, // (B, Hkv, capacity, row width of Dv)
     dims: (usize, usize),  // (D, Dv)
     offset: usize,
+    /// Most positions the buffers may hold (the model's context): growth stops there.
+    limit: usize,
     /// Packed storage: exact f16 rows (B, Hkv, HEAD + RECENT, D), (…, Dv): slot p holds
     /// position p < HEAD, slot HEAD + (p − HEAD) % RECENT a recent position p ≥ `ring_lo`.
     exact: Option<(Array, Array)>,
@@ -67,6 +69,7 @@ impl FullCache {
             values: None,
             dims: (0, 0),
             offset: 0,
+            limit: usize::MAX,
             exact: None,
             exact_pos: Vec::new(),
             ring_lo: HEAD,
@@ -75,16 +78,24 @@ impl FullCache {
         }
     }
 
-    fn capacity(&self) -> usize {
+    /// The same cache holding at most `limit` positions (buffers grow in steps up to it).
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Positions the buffers hold now.
+    pub fn capacity(&self) -> usize {
         self.keys
             .as_ref()
             .map_or(0, |k| k.shape().get(2).copied().unwrap_or(0))
     }
 
-    /// Grows `buf` so it holds at least `need` positions (one copy per STEP positions).
+    /// Grows `buf` so it holds at least `need` positions (one copy per STEP positions, never
+    /// past the limit).
     fn grow(&self, buf: Option<Array>, value: bool, like: &Array, need: usize) -> Result<Array> {
         let (b, h, d) = (like.dim(0)?, like.dim(1)?, like.dim(3)?);
-        let cap = need.div_ceil(STEP) * STEP;
+        let cap = (need.div_ceil(STEP) * STEP).min(self.limit);
         match buf {
             None => self.storage.buffer(value, b, h, cap, d),
             Some(old) => {
@@ -102,6 +113,12 @@ impl FullCache {
             self.storage.encode(true, v, None)?,
         );
         let end = start + k.dim(2)?;
+        if end > self.limit {
+            return Err(rmlx_core::Error::msg(format!(
+                "kv cache: positions up to {end} exceed the cache's {} positions (the context)",
+                self.limit
+            )));
+        }
         if end > self.capacity() {
             let (kb, vb) = (self.keys.take(), self.values.take());
             self.keys = Some(self.grow(kb, false, k, end)?);

@@ -49,17 +49,28 @@ impl FromStr for CacheKind {
     }
 }
 
-/// A layer's cache of `kind`; `window` makes it a rotating sliding-window cache.
-pub fn layer_cache(kind: CacheKind, window: Option<usize>) -> Result<Box<dyn KvCache>> {
+/// A layer's cache of `kind` holding at most `context` positions (the model's context); `window`
+/// makes it a rotating sliding-window cache. A window wider than the context needs only
+/// `context` slots: positions never differ by more than that.
+pub fn layer_cache(
+    kind: CacheKind,
+    window: Option<usize>,
+    context: usize,
+) -> Result<Box<dyn KvCache>> {
     let storage = Storage::of(kind);
+    if context == 0 {
+        return Err(Error::msg(
+            "kv cache: expected a context of at least 1 position, found 0",
+        ));
+    }
     Ok(match window {
         Some(0) => {
             return Err(Error::msg(
                 "kv cache: expected a sliding window of at least 1 position, found 0",
             ))
         }
-        Some(w) => Box::new(RotatingCache::with_storage(w, storage)),
-        None => Box::new(FullCache::with_storage(storage)),
+        Some(w) => Box::new(RotatingCache::with_storage(w.min(context), storage)),
+        None => Box::new(FullCache::with_storage(storage).with_limit(context)),
     })
 }
 

@@ -112,12 +112,23 @@ impl KvCache for RotatingCache {
     }
 
     fn truncate(&mut self, len: usize) -> bool {
-        len == self.offset
+        if !self.can_truncate(len) {
+            return false;
+        }
+        for p in self.slot_pos.iter_mut().filter(|p| **p >= len as i32) {
+            *p = -1;
+        }
+        self.offset = len;
+        true
     }
 
-    /// Rewinding would need positions the window has already evicted.
+    /// The next query (position `len`) reads positions len − window + 1 .. len − 1; the slots
+    /// hold offset − window .. offset − 1. Rewinding works while nothing it needs was evicted:
+    /// always before the cache wraps (offset ≤ window), after that only by a position.
     fn can_truncate(&self, len: usize) -> bool {
-        len == self.offset
+        let oldest_needed = (len + 1).saturating_sub(self.window);
+        let oldest_held = self.offset.saturating_sub(self.window);
+        len <= self.offset && oldest_needed >= oldest_held
     }
 
     fn reset(&mut self) {

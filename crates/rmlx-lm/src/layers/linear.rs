@@ -19,6 +19,7 @@ impl Linear {
         } else {
             w.dense_opt("bias", &[out_dim])?
         };
+        let bias = bias.map(f32_leaf).transpose()?;
         Ok(Linear { weight, bias })
     }
 
@@ -93,7 +94,7 @@ impl Linear {
             let bs = parts
                 .iter()
                 .map(|l| match &l.bias {
-                    Some(b) => Ok(b.astype(rmlx_core::DType::F32)?),
+                    Some(b) => Ok(b.clone()),
                     None => Array::zeros(&[l.out_features()], rmlx_core::DType::F32),
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -109,6 +110,14 @@ impl Linear {
     pub fn out_features(&self) -> usize {
         self.weight.shape()[self.weight.shape().len() - 2]
     }
+}
+
+/// `a` converted to f32 once, now: the models compute activations in f32, so a bias or table
+/// kept in f32 is added without a conversion at every step (bf16/f16 → f32 is exact).
+pub fn f32_leaf(a: Array) -> Result<Array> {
+    let b = a.astype(rmlx_core::DType::F32)?;
+    b.eval()?;
+    Ok(b)
 }
 
 fn mixed() -> Error {

@@ -4,4 +4,4 @@ mod embedding;
 mod linear;
 
 pub use embedding::Embedding;
-pub use linear::Linear;
+pub use linear::{f32_leaf, Linear};

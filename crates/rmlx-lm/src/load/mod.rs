@@ -31,6 +31,16 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<LoadedModel> {
 /// Progress of an upload: (bytes done, bytes in all).
 pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
 
+/// How to open a model.
+#[derive(Default)]
+pub struct LoadOptions {
+    /// Positions to run with (`--ctx`), at most the model's maximum; None: the maximum. Every
+    /// prompt is checked against it and each KV cache holds at most this many positions.
+    pub context: Option<usize>,
+    /// Upload progress (bytes done, total) when the device is a GPU.
+    pub progress: Option<Progress>,
+}
+
 /// Loads a model onto `device`: each weight is uploaded once, straight from the mmap, while the
 /// model is built (`progress` in bytes), and the model's computation then runs there (ops
 /// follow their GPU inputs). On the CPU this is `load_model`.
@@ -39,13 +49,28 @@ pub fn load_model_on(
     device: Device,
     progress: Option<Progress>,
 ) -> Result<LoadedModel> {
+    let opts = LoadOptions {
+        progress,
+        ..LoadOptions::default()
+    };
+    load_model_with(path, device, opts)
+}
+
+/// `load_model_on` with options: a context smaller than the model's (checked before any
+/// weight is read).
+pub fn load_model_with(
+    path: impl AsRef<Path>,
+    device: Device,
+    opts: LoadOptions,
+) -> Result<LoadedModel> {
     device.check()?;
+    let LoadOptions { context, progress } = opts;
     if device.is_cpu() {
-        return rmlx_core::with_default_device(device, || load_model_with(path.as_ref(), None));
+        return rmlx_core::with_default_device(device, || build(path.as_ref(), context, None));
     }
     let progress = progress.unwrap_or_else(|| Box::new(|_, _| {}));
     let loaded =
-        rmlx_core::with_default_device(device, || load_model_with(path.as_ref(), Some(progress)));
+        rmlx_core::with_default_device(device, || build(path.as_ref(), context, Some(progress)));
     if loaded.is_err() {
         // Nothing half-loaded stays behind: the weights uploaded so far were dropped with the
         // partial model; hand their memory back to the driver, not just to our cache.
@@ -89,7 +114,7 @@ impl WeightSource for Placing {
     }
 }
 
-fn load_model_with(path: &Path, progress: Option<Progress>) -> Result<LoadedModel> {
+fn build(path: &Path, context: Option<usize>, progress: Option<Progress>) -> Result<LoadedModel> {
     let files = Arc::new(ModelFiles::open(path)?);
     let arch = files
         .architecture()
@@ -115,11 +140,11 @@ fn load_model_with(path: &Path, progress: Option<Progress>) -> Result<LoadedMode
             let info = info(
                 &arch,
                 cfg.vocab_size,
-                cfg.max_position_embeddings,
+                (context, cfg.max_position_embeddings),
                 cfg.num_hidden_layers,
                 cfg.hidden_size,
                 &files,
-            );
+            )?;
             Box::new(Llama::load(cfg, &w, info)?)
         }
         "gpt_oss" => {
@@ -127,11 +152,11 @@ fn load_model_with(path: &Path, progress: Option<Progress>) -> Result<LoadedMode
             let info = info(
                 &arch,
                 cfg.vocab_size,
-                cfg.max_position_embeddings,
+                (context, cfg.max_position_embeddings),
                 cfg.num_hidden_layers,
                 cfg.hidden_size,
                 &files,
-            );
+            )?;
             Box::new(GptOss::load(cfg, &w, info)?)
         }
         other => {
@@ -145,23 +170,26 @@ fn load_model_with(path: &Path, progress: Option<Progress>) -> Result<LoadedMode
     Ok(LoadedModel { model, files })
 }
 
+/// The model's facts; `(context, max)`: the context asked for and the model's maximum, checked
+/// here, before the weights are read.
 fn info(
     arch: &str,
     vocab: usize,
-    ctx: usize,
+    (context, max): (Option<usize>, usize),
     layers: usize,
     hidden: usize,
     files: &ModelFiles,
-) -> ModelInfo {
-    ModelInfo {
+) -> Result<ModelInfo> {
+    Ok(ModelInfo {
         architecture: arch.to_string(),
         vocab_size: vocab,
-        context_length: ctx,
+        context_length: crate::context::resolve_context(context, max)?,
+        max_context_length: max,
         num_layers: layers,
         hidden_size: hidden,
         parameters: files.parameter_count() as usize,
         weight_bytes: files.tensors().iter().map(|t| t.nbytes as usize).sum(),
-    }
+    })
 }
 
 /// Reads every page of the model's weights once (they are memory-mapped), so the first tokens

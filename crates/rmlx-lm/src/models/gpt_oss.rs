@@ -4,7 +4,7 @@
 //! (alpha 1.702, `+1` on up) over interleaved gate/up rows. Hugging Face names.
 
 use crate::cache::{layer_cache, CacheKind, KvCache, ModelCache};
-use crate::layers::{Embedding, Linear};
+use crate::layers::{f32_leaf, Embedding, Linear};
 use crate::model::{Logits, Model, ModelInfo};
 use crate::weights::{Tensor, Weights};
 use rmlx_core::ops::{AttentionMask, RopeScaling};
@@ -36,18 +36,18 @@ pub struct GptOssConfig {
 const ALPHA: f32 = 1.702;
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// q, k and v projections fused: outputs (T, (Hq + 2·Hkv)·D).
+    qkv_proj: Linear,
     o_proj: Linear,
+    /// f32 (converted once at load).
     sinks: Array,
 }
 
 struct Experts {
     gate_up_proj: QuantizedWeight, // (E, 2I, H)
-    gate_up_proj_bias: Array,      // (E, 2I)
+    gate_up_proj_bias: Array,      // (E, 2I) f32
     down_proj: QuantizedWeight,    // (E, H, I)
-    down_proj_bias: Array,         // (E, H)
+    down_proj_bias: Array,         // (E, H) f32
 }
 
 struct Layer {
@@ -101,19 +101,21 @@ impl GptOss {
             layers.push(Layer {
                 input_layernorm: l.pp("input_layernorm").dense("weight", &[h])?,
                 self_attn: Attention {
-                    q_proj: Linear::load(&a.pp("q_proj"), h, nq * d, true)?,
-                    k_proj: Linear::load(&a.pp("k_proj"), h, nkv * d, true)?,
-                    v_proj: Linear::load(&a.pp("v_proj"), h, nkv * d, true)?,
+                    qkv_proj: Linear::fuse(&[
+                        &Linear::load(&a.pp("q_proj"), h, nq * d, true)?,
+                        &Linear::load(&a.pp("k_proj"), h, nkv * d, true)?,
+                        &Linear::load(&a.pp("v_proj"), h, nkv * d, true)?,
+                    ])?,
                     o_proj: Linear::load(&a.pp("o_proj"), nq * d, h, true)?,
-                    sinks: a.dense("sinks", &[nq])?,
+                    sinks: f32_leaf(a.dense("sinks", &[nq])?)?,
                 },
                 post_attention_layernorm: l.pp("post_attention_layernorm").dense("weight", &[h])?,
                 router: Linear::load(&l.pp("mlp").pp("router"), h, e, true)?,
                 experts: Experts {
                     gate_up_proj: quantized(&x, "gate_up_proj", &[e, 2 * i, h])?,
-                    gate_up_proj_bias: x.dense("gate_up_proj_bias", &[e, 2 * i])?,
+                    gate_up_proj_bias: f32_leaf(x.dense("gate_up_proj_bias", &[e, 2 * i])?)?,
                     down_proj: quantized(&x, "down_proj", &[e, h, i])?,
-                    down_proj_bias: x.dense("down_proj_bias", &[e, h])?,
+                    down_proj_bias: f32_leaf(x.dense("down_proj_bias", &[e, h])?)?,
                 },
             });
         }
@@ -145,9 +147,12 @@ impl GptOss {
             y.reshape(&[1, t, n as isize, d as isize])?
                 .transpose(&[0, 2, 1, 3])
         }; // (1, H, T, D)
-        let q = heads(a.q_proj.forward(x)?, c.num_attention_heads)?;
-        let k = heads(a.k_proj.forward(x)?, c.num_key_value_heads)?;
-        let v = heads(a.v_proj.forward(x)?, c.num_key_value_heads)?;
+        let (nq, nkv) = (c.num_attention_heads, c.num_key_value_heads);
+        let qkv = a.qkv_proj.forward(x)?; // (T, (Hq + 2·Hkv)·D)
+        let (qe, ke) = (nq * d, (nq + nkv) * d);
+        let q = heads(qkv.slice_axis(-1, 0, qe)?, nq)?;
+        let k = heads(qkv.slice_axis(-1, qe, ke)?, nkv)?;
+        let v = heads(qkv.slice_axis(-1, ke, ke + nkv * d)?, nkv)?;
         let q = q.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
         let k = k.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
         let kv = cache.update(&k, &v)?;
@@ -210,15 +215,12 @@ impl Model for GptOss {
     }
 
     fn make_cache_of(&self, kind: CacheKind) -> Result<ModelCache> {
-        // A window as long as the context hides nothing: a full cache, not a ring buffer of
-        // whatever size the config names.
-        let ctx = self.info().context_length;
-        let window = Some(self.cfg.sliding_window).filter(|&w| w < ctx);
+        let context = self.info.context_length;
         let layers = self
             .cfg
             .sliding
             .iter()
-            .map(|&s| layer_cache(kind, window.filter(|_| s)))
+            .map(|&s| layer_cache(kind, s.then_some(self.cfg.sliding_window), context))
             .collect::<Result<_>>()?;
         Ok(ModelCache { layers })
     }

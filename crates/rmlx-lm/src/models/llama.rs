@@ -190,12 +190,8 @@ impl Model for Llama {
     }
 
     fn make_cache_of(&self, kind: CacheKind) -> Result<ModelCache> {
-        // A window as long as the context hides nothing: a full cache, not a ring buffer of
-        // whatever size the config names.
-        let ctx = self.info().context_length;
-        let window = self.cfg.sliding_window.filter(|&w| w < ctx);
         let layers = (0..self.cfg.num_hidden_layers)
-            .map(|_| layer_cache(kind, window))
+            .map(|_| layer_cache(kind, self.cfg.sliding_window, self.info.context_length))
             .collect::<Result<_>>()?;
         Ok(ModelCache { layers })
     }

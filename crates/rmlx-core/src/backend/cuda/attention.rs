@@ -138,7 +138,12 @@ pub(crate) fn sdpa(
                 s.numel()
             )));
         }
-        let data = elementwise::astype(dev, s, &s.shape, DType::F32)?;
+        // Loaded models keep their sinks in f32 (no per-step conversion kernel).
+        let data = if s.dtype == DType::F32 {
+            elementwise::contiguous(dev, s)?
+        } else {
+            elementwise::astype(dev, s, &s.shape, DType::F32)?
+        };
         Some(Arg {
             data,
             shape: s.shape.clone(),
@@ -176,13 +181,21 @@ pub(crate) fn sdpa(
     let part_ptr = part.as_ref().map_or(0, |p| p.ptr());
     let grid_x = u32::try_from(tq * splits)
         .map_err(|_| Error::shape(format!("cuda: sdpa: too many query rows ({tq})")))?;
-    let shared = (d * 4) as u32;
+    // q row, then the accumulators of the extra key groups (dv ≤ THREADS/2: THREADS/dv groups).
+    let groups = if dv <= THREADS / 2 { THREADS / dv } else { 1 };
+    let shared = ((d + (groups - 1) * dv) * 4) as u32;
+    // Keys read as 16-byte vectors when every row starts on a 16-byte boundary.
+    let vec_k = tk > 0
+        && d % 8 == 0
+        && kptr % 16 == 0
+        && [0, 1, 2].iter().all(|&i| stride(&kr, i) % 8 == 0);
     if shared > 48 * 1024 {
         return Err(Error::shape(format!(
             "cuda: sdpa: head dim {d} is too large"
         )));
     }
-    let launch = Launch::new(f, "sdpa_rows")
+    let mut launch = Launch::new(f, "sdpa_rows");
+    launch
         .arg(ptr_at(&qc, dev)?)
         .arg(kptr)
         .arg(vptr)
@@ -205,7 +218,8 @@ pub(crate) fn sdpa(
         .arg(scale)
         .arg(window.map_or(-1i64, |w| w.min(i64::MAX as usize) as i64))
         .arg(splits as i32)
-        .arg(part_ptr);
+        .arg(part_ptr)
+        .arg(vec_k as i32);
     // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); q, positions
     // and sinks are contiguous copies; k and v are read through the strides of their
     // row-contiguous views (kr, vr) for b·hkv heads of tk rows of d / dv; `out` is a fresh (b,
@@ -225,7 +239,8 @@ pub(crate) fn sdpa(
             || build(q.dtype, k.dtype, dv_per),
             "sdpa_combine",
         )?;
-        let launch = Launch::new(f, "sdpa_combine")
+        let mut launch = Launch::new(f, "sdpa_combine");
+        launch
             .arg(part_ptr)
             .arg(sptr)
             .arg(out)

@@ -32,6 +32,8 @@ pub struct CudaDevice {
     small: Mutex<Option<SmallRing>>,
     /// The device's cuBLAS handle (bound to `stream`), created on first use.
     blas: OnceLock<std::result::Result<BlasHandle, String>>,
+    /// Ops timed on the device while profiling (`timing.rs`).
+    pub(crate) spans: Mutex<super::timing::Spans>,
 }
 
 /// A cuBLAS handle, used only under `CudaDevice::blas`'s mutex.
@@ -78,6 +80,7 @@ impl CudaDevice {
             staging: Mutex::new(None),
             small: Mutex::new(None),
             blas: OnceLock::new(),
+            spans: Mutex::default(),
         }))
     }
 
@@ -346,10 +349,21 @@ impl Staging {
     }
 }
 
+type DeviceSlot = OnceLock<std::result::Result<Arc<CudaDevice>, String>>;
+static DEVICES: OnceLock<Vec<DeviceSlot>> = OnceLock::new();
+
+/// The devices opened so far.
+pub(crate) fn opened() -> Vec<Arc<CudaDevice>> {
+    DEVICES.get().map_or_else(Vec::new, |table| {
+        table
+            .iter()
+            .filter_map(|slot| slot.get().and_then(|d| d.as_ref().ok()).cloned())
+            .collect()
+    })
+}
+
 /// Process-wide device table: each ordinal is opened on first use and kept.
 pub(crate) fn get(ordinal: usize) -> Result<Arc<CudaDevice>> {
-    type Slot = OnceLock<std::result::Result<Arc<CudaDevice>, String>>;
-    static DEVICES: OnceLock<Vec<Slot>> = OnceLock::new();
     let table = DEVICES.get_or_init(|| {
         (0..super::device_count())
             .map(|_| OnceLock::new())

@@ -109,17 +109,16 @@ fn map(
     let src = || source(&(defines(x.dtype, out_dtype, "RMLX_UNARY", map_def) + BODY));
     if x.is_contiguous() {
         let f = dev.function(key, src, "unary_contig")?;
-        let launch = Launch::new(f, "unary_contig")
-            .arg(ptr_at(x, dev)?)
-            .arg(out)
-            .arg(n as i64);
+        let mut launch = Launch::new(f, "unary_contig");
+        launch.arg(ptr_at(x, dev)?).arg(out).arg(n as i64);
         // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x is a
         // contiguous view of n elements and `out` a fresh buffer of n (`output`); the kernel's
         // threads index 0..n.
         unsafe { launch.run_1d(dev, n)? };
     } else {
         let f = dev.function(key, src, "unary_strided")?;
-        let launch = Launch::new(f, "unary_strided")
+        let mut launch = Launch::new(f, "unary_strided");
+        launch
             .arg(base_ptr(x, dev)?)
             .arg(Layout::of(x)?)
             .arg(out)
@@ -197,7 +196,8 @@ pub(crate) fn binary(
     let full = |x: &Arg| x.is_contiguous() && x.shape == shape;
     if full(a) && full(b) {
         let f = dev.function(&key, src, "binary_contig")?;
-        let launch = Launch::new(f, "binary_contig")
+        let mut launch = Launch::new(f, "binary_contig");
+        launch
             .arg(ptr_at(a, dev)?)
             .arg(ptr_at(b, dev)?)
             .arg(out)
@@ -208,7 +208,8 @@ pub(crate) fn binary(
         unsafe { launch.run_1d(dev, n)? };
     } else if full(a) && b.numel() == 1 {
         let f = dev.function(&key, src, "binary_scalar")?;
-        let launch = Launch::new(f, "binary_scalar")
+        let mut launch = Launch::new(f, "binary_scalar");
+        launch
             .arg(ptr_at(a, dev)?)
             .arg(ptr_at(b, dev)?)
             .arg(out)
@@ -219,7 +220,8 @@ pub(crate) fn binary(
         unsafe { launch.run_1d(dev, n)? };
     } else {
         let f = dev.function(&key, src, "binary_strided")?;
-        let launch = Launch::new(f, "binary_strided")
+        let mut launch = Launch::new(f, "binary_strided");
+        launch
             .arg(base_ptr(a, dev)?)
             .arg(broadcast_layout(a, shape)?)
             .arg(base_ptr(b, dev)?)
@@ -278,7 +280,8 @@ pub(crate) fn select(
     let key = format!("where/{out_dtype}");
     let src = || source(&(defines(out_dtype, out_dtype, "RMLX_WHERE", "") + BODY));
     let f = dev.function(&key, src, "where_strided")?;
-    let launch = Launch::new(f, "where_strided")
+    let mut launch = Launch::new(f, "where_strided");
+    launch
         .arg(base_ptr(c, dev)?)
         .arg(broadcast_layout(c, shape)?)
         .arg(base_ptr(a, dev)?)

@@ -81,7 +81,8 @@ pub(crate) fn concat(
         let n = inp.numel();
         if n > 0 {
             let f = func(dev, es, DType::I32, "concat_part")?;
-            let launch = Launch::new(f, "concat_part")
+            let mut launch = Launch::new(f, "concat_part");
+            launch
                 .arg(base_ptr(inp, dev)?)
                 .arg(Layout::of(inp)?)
                 .arg(out)
@@ -142,7 +143,8 @@ pub(crate) fn slice_update(
     let ld = Layout::new(&src.shape, &strides, base)?;
     let out = cuda_buffer(&data, dev)?.ptr();
     let f = func(dev, es, DType::I32, "scatter_view")?;
-    let launch = Launch::new(f, "scatter_view")
+    let mut launch = Launch::new(f, "scatter_view");
+    launch
         .arg(base_ptr(&src, dev)?)
         .arg(Layout::of(&src)?)
         .arg(out)
@@ -172,7 +174,8 @@ pub(crate) fn take(
     let (xc, ic) = (contiguous_arg(dev, x)?, contiguous_arg(dev, idx)?);
     let inner: usize = x.shape[axis + 1..].iter().product();
     let f = func(dev, dtype.size(), idx.dtype, "take_axis")?;
-    let launch = Launch::new(f, "take_axis")
+    let mut launch = Launch::new(f, "take_axis");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(ptr_at(&ic, dev)?)
         .arg(out)
@@ -205,7 +208,8 @@ pub(crate) fn take_along_axis(
     let (xc, ic) = (contiguous_arg(dev, x)?, contiguous_arg(dev, idx)?);
     let inner: usize = shape[axis + 1..].iter().product();
     let f = func(dev, dtype.size(), idx.dtype, "take_along")?;
-    let launch = Launch::new(f, "take_along")
+    let mut launch = Launch::new(f, "take_along");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(ptr_at(&ic, dev)?)
         .arg(out)

@@ -76,7 +76,8 @@ pub(crate) fn quantize(
     let (n, norm) = rotation(d);
     let f = quant_fn(dev, x.dtype, "kv_quantize")?;
     let shared = ((d + 2 * (d / spec.group)) * 4) as u32;
-    let launch = Launch::new(f, "kv_quantize")
+    let mut launch = Launch::new(f, "kv_quantize");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(int(d, "dim")?)
@@ -171,7 +172,8 @@ fn dequantize_into(
     };
     let (n, norm) = rotation(dim);
     let f = quant_fn(dev, DType::F32, "kv_dequantize")?;
-    let launch = Launch::new(f, "kv_dequantize")
+    let mut launch = Launch::new(f, "kv_dequantize");
+    launch
         .arg(ptr_at(&xa, dev)?)
         .arg(match &cptr {
             Some(c) => ptr_at(c, dev)?,
@@ -253,7 +255,8 @@ fn head_into(dev: &Arc<CudaDevice>, x: &Arg, out: u64, t_out: usize) -> Result<(
     };
     let key = format!("kv_head/{}", x.dtype);
     let f = dev.function(&key, || build("RMLX_KV_HEAD", x.dtype), "kv_head_copy")?;
-    let launch = Launch::new(f, "kv_head_copy")
+    let mut launch = Launch::new(f, "kv_head_copy");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(int(head, "head")?)

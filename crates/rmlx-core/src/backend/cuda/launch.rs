@@ -75,11 +75,22 @@ unsafe impl KernelParam for f32 {}
 // SAFETY: `#[repr(C)]` mirror of `common.cuh`'s Layout.
 unsafe impl KernelParam for Layout {}
 
-/// Parameters of one launch, each stored in its own 8-byte aligned box.
+/// Most parameters a kernel takes, and the 8-byte words they may fill (a `Layout` is 18).
+const MAX_PARAMS: usize = 32;
+const MAX_WORDS: usize = 96;
+
+/// Parameters of one launch, packed into one inline, 8-byte aligned buffer (no allocation per
+/// launch: decode launches ~1,000 kernels a token, and the host's cost per launch counts).
 pub(crate) struct Launch {
     func: Func,
     name: &'static str,
-    params: Vec<Box<[u64]>>,
+    words: [u64; MAX_WORDS],
+    /// The first word of each parameter.
+    starts: [u16; MAX_PARAMS],
+    count: usize,
+    used: usize,
+    /// Set when a parameter did not fit: `run` reports it instead of launching.
+    overflow: bool,
 }
 
 impl Launch {
@@ -87,17 +98,27 @@ impl Launch {
         Launch {
             func,
             name,
-            params: Vec::with_capacity(8),
+            words: [0; MAX_WORDS],
+            starts: [0; MAX_PARAMS],
+            count: 0,
+            used: 0,
+            overflow: false,
         }
     }
 
-    pub(crate) fn arg<T: KernelParam>(mut self, v: T) -> Self {
-        let words = std::mem::size_of::<T>().div_ceil(8).max(1);
-        let mut b = vec![0u64; words].into_boxed_slice();
-        // SAFETY: `b` holds at least size_of::<T>() bytes and is 8-aligned (≥ align of T for
-        // every KernelParam); T is plain data.
-        unsafe { std::ptr::write(b.as_mut_ptr() as *mut T, v) };
-        self.params.push(b);
+    pub(crate) fn arg<T: KernelParam>(&mut self, v: T) -> &mut Self {
+        let n = std::mem::size_of::<T>().div_ceil(8).max(1);
+        if self.count == MAX_PARAMS || self.used + n > MAX_WORDS {
+            self.overflow = true;
+            return self;
+        }
+        // SAFETY: words[used..used + n] lies inside the buffer (checked above), holds at least
+        // size_of::<T>() bytes and is 8-aligned (≥ the alignment of every KernelParam); T is
+        // plain data.
+        unsafe { std::ptr::write(self.words.as_mut_ptr().add(self.used) as *mut T, v) };
+        self.starts[self.count] = self.used as u16;
+        self.count += 1;
+        self.used += n;
         self
     }
 
@@ -110,34 +131,41 @@ impl Launch {
     /// arguments. Buffers may be freed after the call (reuse is stream-ordered, so a later
     /// writer queues behind this kernel); host memory must not be passed.
     pub(crate) unsafe fn run(
-        mut self,
+        &mut self,
         dev: &CudaDevice,
         grid: (u32, u32, u32),
         block: (u32, u32, u32),
         shared: u32,
     ) -> Result<()> {
+        if self.overflow {
+            return Err(Error::msg(format!(
+                "cuda: launching {}: more kernel parameters than {MAX_PARAMS} or {} bytes",
+                self.name,
+                MAX_WORDS * 8
+            )));
+        }
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(()); // nothing to do (empty arrays)
         }
-        let mut ptrs: Vec<*mut std::ffi::c_void> = self
-            .params
-            .iter_mut()
-            .map(|b| b.as_mut_ptr() as *mut std::ffi::c_void)
-            .collect();
-        // SAFETY: `ptrs` points at one boxed value per parameter (alive until the call returns:
-        // the driver copies them at launch); their order, types and the device addresses'
-        // extents are this fn's contract, stated by each caller.
-        unsafe {
-            result::launch_kernel(self.func.0, grid, block, shared, dev.cu_stream(), &mut ptrs)
+        let base = self.words.as_mut_ptr();
+        let mut ptrs = [std::ptr::null_mut::<std::ffi::c_void>(); MAX_PARAMS];
+        for (p, &start) in ptrs.iter_mut().zip(&self.starts[..self.count]) {
+            // SAFETY: `start` is the index of a word this launch wrote, inside `words`.
+            *p = unsafe { base.add(start as usize) } as *mut std::ffi::c_void;
         }
-        .map_err(|e| dev.error(&format!("launching {}", self.name), e))
+        let ptrs = &mut ptrs[..self.count];
+        // SAFETY: `ptrs` points at one value per parameter inside `words` (alive until the
+        // call returns: the driver copies them at launch); their order, types and the device
+        // addresses' extents are this fn's contract, stated by each caller.
+        unsafe { result::launch_kernel(self.func.0, grid, block, shared, dev.cu_stream(), ptrs) }
+            .map_err(|e| dev.error(&format!("launching {}", self.name), e))
     }
 
     /// A 1-D launch of `n` threads in blocks of 256, grid-stride beyond 65k blocks.
     ///
     /// # Safety
     /// As `run`.
-    pub(crate) unsafe fn run_1d(self, dev: &CudaDevice, n: usize) -> Result<()> {
+    pub(crate) unsafe fn run_1d(&mut self, dev: &CudaDevice, n: usize) -> Result<()> {
         let blocks = n.div_ceil(256).clamp(1, 1 << 16) as u32;
         if n == 0 {
             return Ok(());

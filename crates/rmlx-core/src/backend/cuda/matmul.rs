@@ -241,6 +241,11 @@ const GEMV_BODY: &str = include_str!("kernels/gemv.cu");
 /// Rows of x the GEMV kernel takes (decode); more go to cuBLAS.
 const GEMV_MAX_M: usize = 8;
 const GEMV_WARPS: usize = 4;
+/// The one-row GEMV with a warp per `GEMV1_COLS` columns (`gemv1`) takes N from here: enough
+/// warps to fill the GPU without splitting K.
+const GEMV1_MIN_N: usize = 2048;
+const GEMV1_COLS: usize = 2;
+const GEMV1_WARPS: usize = 8;
 
 /// y = x · Wᵀ for a few rows of x and a weight passed as `w.transpose` (W row-major), read
 /// once in its stored dtype and multiplied in f32 (what decode does with every dense weight:
@@ -272,24 +277,47 @@ fn gemv(
         let vec = k % lanes == 0 && ldw % lanes == 0 && pw % 16 == 0;
         let xvec = a.dtype == DType::F32 && (m == 1 || ldx % 4 == 0) && px % 16 == 0;
         let key = format!("gemv/{}/{}/{out_dtype}", a.dtype, b.dtype);
-        let f = dev.function(
-            &key,
-            || {
-                source(&format!(
-                    "#define TX {}\n#define TW {}\n#define TO {}\n{GEMV_BODY}",
-                    c_type(a.dtype),
-                    c_type(b.dtype),
-                    c_type(out_dtype)
-                ))
-            },
-            "gemv",
-        )?;
+        let build = || {
+            source(&format!(
+                "#define TX {}\n#define TW {}\n#define TO {}\n{GEMV_BODY}",
+                c_type(a.dtype),
+                c_type(b.dtype),
+                c_type(out_dtype)
+            ))
+        };
+        if m == 1 && vec && n >= GEMV1_MIN_N {
+            // Many columns: a warp per GEMV1_COLS of them, each over the whole of K.
+            let f = dev.function(&key, build, "gemv1")?;
+            let mut launch = Launch::new(f, "gemv1");
+            launch
+                .arg(px)
+                .arg(pw)
+                .arg(ldw as i64)
+                .arg(out)
+                .arg(n as i64)
+                .arg(k as i64)
+                .arg(xvec as i32);
+            // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x at
+            // `px` (one row of k) and W at `pw` (n rows of k, leading dimension ldw, 16-byte
+            // aligned when `vec`) are the operands' views, `out` a fresh buffer of n; each
+            // warp covers its GEMV1_COLS columns below n.
+            return unsafe {
+                launch.run(
+                    dev,
+                    (n.div_ceil(GEMV1_WARPS * GEMV1_COLS) as u32, 1, 1),
+                    ((32 * GEMV1_WARPS) as u32, 1, 1),
+                    0,
+                )
+            };
+        }
+        let f = dev.function(&key, build, "gemv")?;
         // One block per output column (its warps split K).
         let blocks = n;
         if blocks > i32::MAX as usize {
             return Err(Error::shape(format!("cuda: gemv: N = {n} is too large")));
         }
-        let launch = Launch::new(f, "gemv")
+        let mut launch = Launch::new(f, "gemv");
+        launch
             .arg(px)
             .arg(ldx as i64)
             .arg(pw)

@@ -20,6 +20,7 @@ pub mod nvrtc;
 mod quantized;
 mod reduce;
 mod rope;
+mod timing;
 
 pub use alloc::CudaBuffer;
 
@@ -305,6 +306,24 @@ impl Backend for CudaBackend {
     fn synchronize(&self) -> Result<()> {
         self.dev()?.synchronize()
     }
+
+    fn begin_span(&self) -> Result<bool> {
+        self.dev()?.begin_span()?;
+        Ok(true)
+    }
+
+    fn end_span(&self, label: String) -> Result<()> {
+        self.dev()?.end_span(label)
+    }
+}
+
+/// Hands the op timings of every opened device to `crate::profile` (waits for the devices).
+pub(crate) fn flush_spans() -> Result<()> {
+    for dev in device::opened() {
+        dev.bind()?;
+        dev.flush_spans()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -49,7 +49,8 @@ pub(crate) fn rms_norm(
     let (xc, wc) = (as_arg(x)?, as_arg(w)?);
     let key = format!("rms_norm/{}/{}", x.dtype, w.dtype);
     let f = dev.function(&key, || src(x.dtype, w.dtype), "rms_norm_rows")?;
-    let launch = Launch::new(f, "rms_norm_rows")
+    let mut launch = Launch::new(f, "rms_norm_rows");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(ptr_at(&wc, dev)?)
         .arg(out)

@@ -3,7 +3,8 @@
 //!
 //! Unlike the CPU backend, activations are not quantized: weights are dequantized exactly in
 //! registers and multiplied with x in f32 (closer to the dequantize-then-f32-matmul reference).
-//! Few rows (decode) run a GEMV kernel, one warp per output feature; many rows a tiled kernel
+//! One row (decode) runs a GEMV kernel with a warp per 4 output features (x loaded once as
+//! 16-byte vectors for all 4), up to 8 rows one warp per feature; many rows a tiled kernel
 //! that dequantizes each weight K-slice into shared memory once per 64 rows. `GatherQmm` with
 //! many (row, expert) pairs first sorts the pairs by expert on the device (no host sync), so a
 //! tile of rows shares one expert's weights. Expert or row indices out of range give NaN rows
@@ -26,8 +27,10 @@ const GEMV_ROWS: usize = 8;
 /// The tiled kernel's tile (must match `QMM_BM`/`QMM_BN` in quantized.cu).
 const TILE_M: usize = 64;
 const TILE_N: usize = 64;
-/// Warps (output features) per GEMV block (`QMV_WARPS`).
+/// Warps per GEMV block (`QMV_WARPS`).
 const GEMV_WARPS: usize = 8;
+/// Output features per warp of the one-row GEMV (`QMV1_NF`).
+const ONE_ROW_FEATURES: usize = 4;
 
 /// The `FMT_*` define of a format, or an error for formats without a kernel.
 fn format_define(f: QuantFormat) -> Result<String> {
@@ -89,6 +92,19 @@ fn contig(dev: &Arc<CudaDevice>, a: &Arg) -> Result<Arg> {
     })
 }
 
+/// A contiguous view starting on a 16-byte boundary: kernels read weight codes in 32-bit words
+/// and x in 16-byte vectors, so a view starting mid-word is copied to a fresh (aligned) buffer.
+fn aligned(dev: &Arc<CudaDevice>, a: &Arg) -> Result<Arg> {
+    let c = contig(dev, a)?;
+    if ptr_at(&c, dev)? % 16 != 0 {
+        return Ok(Arg {
+            data: elementwise::copy_contiguous(dev, &c)?,
+            ..c
+        });
+    }
+    Ok(c)
+}
+
 /// The weight's parts, contiguous, with their device addresses (0 for parts a format lacks),
 /// the affine group size (0 otherwise) and the affine scales' dtype.
 struct Parts {
@@ -99,36 +115,10 @@ struct Parts {
 }
 
 impl Parts {
-    /// The arguments every qmv/qmm launch starts with: x, the three parts, out, the gather
-    /// buffer (indices or sort scratch; 0 without), N, K and the group size.
-    fn operands(&self, l: Launch, x: u64, out: u64, aux: u64, n: usize, k: usize) -> Launch {
-        let [p0, p1, p2] = self.ptrs;
-        l.arg(x)
-            .arg(p0)
-            .arg(p1)
-            .arg(p2)
-            .arg(out)
-            .arg(aux)
-            .arg(n as i64)
-            .arg(k as i64)
-            .arg(self.gs)
-    }
-
     fn new(dev: &Arc<CudaDevice>, f: QuantFormat, args: &[Arg]) -> Result<Self> {
         let keep = args
             .iter()
-            .map(|a| {
-                let c = contig(dev, a)?;
-                // Kernels read codes in 32-bit words (MXFP4): a view starting mid-word is
-                // copied to a fresh (aligned) buffer.
-                if ptr_at(&c, dev)? % 16 != 0 {
-                    return Ok(Arg {
-                        data: elementwise::copy_contiguous(dev, &c)?,
-                        ..c
-                    });
-                }
-                Ok(c)
-            })
+            .map(|a| aligned(dev, a))
             .collect::<Result<Vec<_>>>()?;
         let mut ptrs = [0u64; 3];
         for (p, a) in ptrs.iter_mut().zip(&keep) {
@@ -166,25 +156,36 @@ pub(crate) fn quantized_matmul(
     d: DType,
 ) -> Result<Data> {
     check_float("quantized_matmul", d)?;
-    let x = contig(dev, &inputs[0])?;
+    let x = aligned(dev, &inputs[0])?;
     let parts = Parts::new(dev, f, &inputs[1..])?;
     let m = x.numel() / k;
     let (data, out) = output(dev, s, d)?;
     let (key, src) = module(f, d, parts.ts)?;
-    let xp = ptr_at(&x, dev)?;
-    if m <= GEMV_ROWS {
+    let [p0, p1, p2] = parts.ptrs;
+    if m == 1 {
+        one_row_gemv(dev, (&key, src), &x, &parts, out, None, n, k, 1)?;
+    } else if m <= GEMV_ROWS {
         let func = dev.function(&key, src, "qmv")?;
-        let launch = parts
-            .operands(Launch::new(func, "qmv"), xp, out, 0u64, n, k)
+        let mut launch = Launch::new(func, "qmv");
+        launch
+            .arg(ptr_at(&x, dev)?)
+            .arg(p0)
+            .arg(p1)
+            .arg(p2)
+            .arg(out)
+            .arg(0u64)
+            .arg(n as i64)
+            .arg(k as i64)
+            .arg(parts.gs)
             .arg(m as i64)
             .arg(0i32)
             .arg(1i64)
             .arg(0i32)
             .arg(1i64);
-        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x, the
-        // weight parts p0..p2 (validated against n, k and the format at load) and `out` are
-        // buffers of the sizes the kernel computes from n, k, rows; gathered expert ids are
-        // checked against `experts` in the kernel.
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x (m rows
+        // of k, contiguous), the weight parts p0..p2 (validated against n, k and the format at
+        // load) and `out` (a fresh (m, n) buffer) cover every index the kernel computes from
+        // n, k and m; no gather (null indices).
         unsafe {
             launch.run(
                 dev,
@@ -195,8 +196,17 @@ pub(crate) fn quantized_matmul(
         };
     } else {
         let func = dev.function(&key, src, "qmm")?;
-        let launch = parts
-            .operands(Launch::new(func, "qmm"), xp, out, 0u64, n, k)
+        let mut launch = Launch::new(func, "qmm");
+        launch
+            .arg(ptr_at(&x, dev)?)
+            .arg(p0)
+            .arg(p1)
+            .arg(p2)
+            .arg(out)
+            .arg(0u64)
+            .arg(n as i64)
+            .arg(k as i64)
+            .arg(parts.gs)
             .arg(m as i64)
             .arg(1i64)
             .arg(0i32)
@@ -208,6 +218,69 @@ pub(crate) fn quantized_matmul(
         unsafe { launch.run(dev, tile_grid(n, m.div_ceil(TILE_M))?, (256, 1, 1), 0)? };
     }
     Ok(data)
+}
+
+/// How a gather's output rows find their expert and x row.
+struct Gather {
+    idx: u64,
+    top_k: usize,
+    shared_x: i32,
+    experts: usize,
+}
+
+/// One x row per output row (`rows` of them): the `qmv1` kernel, a warp per 4 features.
+#[allow(clippy::too_many_arguments)]
+fn one_row_gemv(
+    dev: &Arc<CudaDevice>,
+    (key, src): (&str, impl FnOnce() -> String),
+    x: &Arg,
+    parts: &Parts,
+    out: u64,
+    gather: Option<Gather>,
+    n: usize,
+    k: usize,
+    rows: usize,
+) -> Result<()> {
+    let [p0, p1, p2] = parts.ptrs;
+    let g = gather.unwrap_or(Gather {
+        idx: 0,
+        top_k: 1,
+        shared_x: 0,
+        experts: 1,
+    });
+    let func = dev.function(key, src, "qmv1")?;
+    let mut launch = Launch::new(func, "qmv1");
+    launch
+        .arg(ptr_at(x, dev)?)
+        .arg(p0)
+        .arg(p1)
+        .arg(p2)
+        .arg(out)
+        .arg(g.idx)
+        .arg(n as i64)
+        .arg(k as i64)
+        .arg(parts.gs)
+        .arg((g.idx != 0) as i32)
+        .arg(g.top_k as i64)
+        .arg(g.shared_x)
+        .arg(g.experts as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x (`rows` rows
+    // of k, contiguous), the weight parts p0..p2 (validated against n, k and the format at
+    // load), `out` (a fresh buffer of rows·n) and, when gathering, `g.idx` (rows·top_k expert
+    // ids, checked against `experts` in the kernel) cover every index the kernel computes.
+    unsafe {
+        launch.run(
+            dev,
+            (
+                n.div_ceil(GEMV_WARPS * ONE_ROW_FEATURES) as u32,
+                rows as u32,
+                1,
+            ),
+            (32 * GEMV_WARPS as u32, 1, 1),
+            0,
+        )?
+    };
+    Ok(())
 }
 
 fn tile_grid(n: usize, tiles_m: usize) -> Result<(u32, u32, u32)> {
@@ -237,7 +310,7 @@ pub(crate) fn gather_qmm(
         )));
     }
     let experts = wargs[0].shape[0];
-    let x = contig(dev, &inputs[0])?;
+    let x = aligned(dev, &inputs[0])?;
     let idx = contig(dev, idx_arg)?;
     let parts = Parts::new(dev, f, wargs)?;
     let pairs = idx.numel();
@@ -248,35 +321,24 @@ pub(crate) fn gather_qmm(
         return Ok(data);
     }
     let (key, src) = module(f, d, parts.ts)?;
-    let (xp, idx_ptr) = (ptr_at(&x, dev)?, ptr_at(&idx, dev)?);
+    let [p0, p1, p2] = parts.ptrs;
+    let idx_ptr = ptr_at(&idx, dev)?;
     if pairs <= GEMV_ROWS {
-        let func = dev.function(&key, src, "qmv")?;
-        let launch = parts
-            .operands(Launch::new(func, "qmv"), xp, out, idx_ptr, n, k)
-            .arg(1i64)
-            .arg(1i32)
-            .arg(top_k as i64)
-            .arg(shared_x)
-            .arg(experts as i64);
-        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x, the
-        // weight parts p0..p2 (validated against n, k and the format at load) and `out` are
-        // buffers of the sizes the kernel computes from n, k, rows; gathered expert ids are
-        // checked against `experts` in the kernel.
-        unsafe {
-            launch.run(
-                dev,
-                (n.div_ceil(GEMV_WARPS) as u32, pairs as u32, 1),
-                (32 * GEMV_WARPS as u32, 1, 1),
-                0,
-            )?
+        let gather = Gather {
+            idx: idx_ptr,
+            top_k,
+            shared_x,
+            experts,
         };
+        one_row_gemv(dev, (&key, src), &x, &parts, out, Some(gather), n, k, pairs)?;
         return Ok(data);
     }
     // Sort the pairs by expert, then one tile of ≤ 64 pairs of one expert per block row.
     let scratch_words = 4 * experts + 2 + pairs;
     let scratch = dev.alloc(scratch_words * 4)?;
     let sort = dev.function(&key, src, "moe_sort")?;
-    let launch = Launch::new(sort, "moe_sort")
+    let mut launch = Launch::new(sort, "moe_sort");
+    launch
         .arg(idx_ptr)
         .arg(scratch.ptr())
         .arg(out)
@@ -289,8 +351,17 @@ pub(crate) fn gather_qmm(
     unsafe { launch.run(dev, (1, 1, 1), (512, 1, 1), 0)? };
     let (key, src) = module(f, d, parts.ts)?;
     let func = dev.function(&key, src, "qmm")?;
-    let launch = parts
-        .operands(Launch::new(func, "qmm"), xp, out, scratch.ptr(), n, k)
+    let mut launch = Launch::new(func, "qmm");
+    launch
+        .arg(ptr_at(&x, dev)?)
+        .arg(p0)
+        .arg(p1)
+        .arg(p2)
+        .arg(out)
+        .arg(scratch.ptr())
+        .arg(n as i64)
+        .arg(k as i64)
+        .arg(parts.gs)
         .arg(pairs as i64)
         .arg(top_k as i64)
         .arg(shared_x)
@@ -339,7 +410,8 @@ pub(crate) fn quantized_take(
     let (key, src) = module(f, d, parts.ts)?;
     let func = dev.function(&key, src, entry)?;
     let [p0, p1, p2] = parts.ptrs;
-    let launch = Launch::new(func, entry)
+    let mut launch = Launch::new(func, entry);
+    launch
         .arg(p0)
         .arg(p1)
         .arg(p2)

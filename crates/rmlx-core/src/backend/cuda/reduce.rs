@@ -109,7 +109,8 @@ pub(crate) fn reduce(
         r <= 16 || (!red_contig && kept_contig && m >= 512) || (!red_contig && m >= 8192);
     if by_thread {
         let f = dev.function(&key, s, "reduce_cols")?;
-        let launch = Launch::new(f, "reduce_cols")
+        let mut launch = Launch::new(f, "reduce_cols");
+        launch
             .arg(xp)
             .arg(kept)
             .arg(red)
@@ -126,7 +127,8 @@ pub(crate) fn reduce(
         let chunk = r.div_ceil(parts);
         let part = dev.alloc(m * parts * 8)?;
         let f = dev.function(&key, s, "reduce_partial")?;
-        let launch = Launch::new(f, "reduce_partial")
+        let mut launch = Launch::new(f, "reduce_partial");
+        launch
             .arg(xp)
             .arg(kept)
             .arg(red)
@@ -138,7 +140,8 @@ pub(crate) fn reduce(
         // i) reduces chunk p of row i.
         unsafe { launch.run(dev, (parts as u32, m as u32, 1), (256, 1, 1), 0)? };
         let f = dev.function(&key, s, "reduce_finish")?;
-        let launch = Launch::new(f, "reduce_finish")
+        let mut launch = Launch::new(f, "reduce_finish");
+        launch
             .arg(part.ptr())
             .arg(out)
             .arg(m as i64)
@@ -151,7 +154,8 @@ pub(crate) fn reduce(
         drop(part);
     } else {
         let f = dev.function(&key, s, "reduce_rows")?;
-        let launch = Launch::new(f, "reduce_rows")
+        let mut launch = Launch::new(f, "reduce_rows");
+        launch
             .arg(xp)
             .arg(kept)
             .arg(red)
@@ -193,14 +197,48 @@ pub(crate) fn arg_reduce(
         ArgReduceOp::ArgMin => -1f32,
     };
     let kept_contig = inner_stride(&x.shape, &x.data.strides, &[axis], true) == 1;
+    if m <= 16 && r >= 16384 {
+        // A block per row would scan 100k+ logits alone: split the rows across the GPU.
+        let chunks = r.div_ceil(4096).min(256);
+        let part = dev.alloc(m * chunks * 8)?;
+        let f = dev.function(&key, s, "arg_part")?;
+        let mut launch = Launch::new(f, "arg_part");
+        launch
+            .arg(base_ptr(x, dev)?)
+            .arg(kept)
+            .arg(stride)
+            .arg(part.ptr())
+            .arg(r as i64)
+            .arg(sign);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x by base
+        // pointer with the kept layout and reduced-axis stride of its view (m × r indices
+        // inside it), `part` a fresh buffer of m · chunks (value, index) pairs.
+        unsafe { launch.run(dev, (chunks as u32, m as u32, 1), (256, 1, 1), 0)? };
+        let (key, defs) = arg_key(x.dtype);
+        let f = dev.function(&key, || src(x.dtype, DType::U32, &defs), "arg_merge")?;
+        let mut launch = Launch::new(f, "arg_merge");
+        launch
+            .arg(base_ptr(x, dev)?)
+            .arg(kept)
+            .arg(part.ptr())
+            .arg(out)
+            .arg(chunks as i64)
+            .arg(sign);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x as for
+        // arg_part, `part` the m · chunks pairs written by arg_part before it on this stream,
+        // `out` a fresh buffer of m u32.
+        unsafe { launch.run(dev, (m as u32, 1, 1), (block_for(chunks, 256), 1, 1), 0)? };
+        // `part` is freed stream-ordered, after the merge.
+        return Ok(data);
+    }
     let name = if r <= 16 || (stride != 1 && kept_contig && m >= 512) {
         "arg_cols"
     } else {
         "arg_rows"
     };
     let f = dev.function(&key, s, name)?;
-    let l = Launch::new(f, name)
-        .arg(base_ptr(x, dev)?)
+    let mut l = Launch::new(f, name);
+    l.arg(base_ptr(x, dev)?)
         .arg(kept)
         .arg(stride)
         .arg(out)
@@ -253,7 +291,8 @@ fn row_op(
     let key = format!("{kind}/{}/{out_dtype}", x.dtype);
     let defs = format!("#define RMLX_{}", kind.to_uppercase());
     let f = dev.function(&key, || src(x.dtype, out_dtype, &defs), entry)?;
-    let launch = Launch::new(f, entry)
+    let mut launch = Launch::new(f, entry);
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(rows as i64)
@@ -294,7 +333,8 @@ pub(crate) fn topk(dev: &Arc<CudaDevice>, k: usize, x: &Arg, shape: &[usize]) ->
         || src(x.dtype, DType::U32, "#define RMLX_TOPK"),
         "topk_rows",
     )?;
-    let launch = Launch::new(f, "topk_rows")
+    let mut launch = Launch::new(f, "topk_rows");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(rows as i64)
@@ -333,7 +373,8 @@ pub(crate) fn swiglu(
         || src(x.dtype, out_dtype, "#define RMLX_SWIGLU"),
         "swiglu",
     )?;
-    let launch = Launch::new(f, "swiglu")
+    let mut launch = Launch::new(f, "swiglu");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg((total / n) as i64)

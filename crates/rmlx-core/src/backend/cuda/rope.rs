@@ -65,7 +65,8 @@ pub(crate) fn rope(
     let table = dev.alloc((t * half).max(1) * 8)?;
     if half > 0 {
         let f = dev.function(&key, || s.clone(), "rope_table")?;
-        let launch = Launch::new(f, "rope_table")
+        let mut launch = Launch::new(f, "rope_table");
+        launch
             .arg(ptr_at(&fc, dev)?)
             .arg(ptr_at(&pc, dev)?)
             .arg(table.ptr())
@@ -78,7 +79,8 @@ pub(crate) fn rope(
         unsafe { launch.run_1d(dev, t * half)? };
     }
     let f = dev.function(&key, || s, "rope_apply")?;
-    let launch = Launch::new(f, "rope_apply")
+    let mut launch = Launch::new(f, "rope_apply");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(table.ptr())
         .arg(out)

@@ -149,3 +149,24 @@ __device__ __forceinline__ i64 rmlx_ipow(i64 a, i64 b) {
   return (i64)r;
 }
 
+
+// 8 consecutive elements as f32, read as 16-byte vectors: p must be 16-byte aligned (the
+// host checks the base address and the row stride before choosing a kernel that uses this).
+__device__ __forceinline__ void load8(const float* p, float* v) {
+  const float4 a = *(const float4*)p, b = *(const float4*)(p + 4);
+  v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+  v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+__device__ __forceinline__ void load8_u16(const void* p, float* v, bool bf) {
+  const uint4 q = *(const uint4*)p;
+  const u32 w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    const unsigned short lo = (unsigned short)(w[t] & 0xffffu), hi = (unsigned short)(w[t] >> 16);
+    v[2 * t] = bf ? bf16_to_f32(lo) : f16_to_f32(lo);
+    v[2 * t + 1] = bf ? bf16_to_f32(hi) : f16_to_f32(hi);
+  }
+}
+__device__ __forceinline__ void load8(const bf16_t* p, float* v) { load8_u16(p, v, true); }
+__device__ __forceinline__ void load8(const f16_t* p, float* v) { load8_u16(p, v, false); }
+

@@ -99,3 +99,43 @@ extern "C" __global__ void gemv(const TX* __restrict__ x, i64 ldx, const TW* __r
     y[threadIdx.x * n + col] = Num<TO>::from_f32(v);
   }
 }
+
+// One row of x (decode) and many columns: a warp per GEMV1_COLS columns over the whole of K
+// (no shared-memory merge, no block-wide barrier), each 16-byte slice of x loaded once for
+// all of the warp's columns. W's rows are 16-byte aligned and K a multiple of the vector
+// width (the host checks); past the last column a warp recomputes the last one (not stored).
+#define GEMV1_COLS 2
+#define GEMV1_WARPS 8
+extern "C" __global__ void gemv1(const TX* __restrict__ x, const TW* __restrict__ w, i64 ldw,
+                                 TO* __restrict__ y, i64 n, i64 k, int xvec) {
+  const int lane = threadIdx.x & 31;
+  const i64 c0 = ((i64)blockIdx.x * GEMV1_WARPS + (threadIdx.x >> 5)) * GEMV1_COLS;
+  if (c0 >= n) return;
+  const TW* wr[GEMV1_COLS];
+  float acc[GEMV1_COLS];
+#pragma unroll
+  for (int f = 0; f < GEMV1_COLS; ++f) {
+    wr[f] = w + (c0 + f < n ? c0 + f : n - 1) * ldw;
+    acc[f] = 0.f;
+  }
+  const int V = Vec16<TW>::N;
+#pragma unroll 4
+  for (i64 j = (i64)lane * V; j < k; j += 32 * V) {
+    float xv[8];
+    load_x<TX>(x + j, xv, V, xvec);
+#pragma unroll
+    for (int f = 0; f < GEMV1_COLS; ++f) {
+      float wv[8];
+      Vec16<TW>::load(wr[f] + j, wv);
+      float s = 0.f;
+      for (int t = 0; t < V; ++t) s = fmaf(wv[t], xv[t], s);
+      acc[f] += s;
+    }
+  }
+#pragma unroll
+  for (int f = 0; f < GEMV1_COLS; ++f) {
+    float v = acc[f];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0 && c0 + f < n) y[c0 + f] = Num<TO>::from_f32(v);
+  }
+}

@@ -279,6 +279,92 @@ extern "C" __global__ void qmv(const T* __restrict__ x, const u8* p0, const u8* 
   }
 }
 
+// ---- One-row GEMV (decode's common case: one token, or one (token, expert) pair per output
+// row): a warp computes QMV1_NF neighbouring features, so each 8-element slice of x, loaded
+// once as 16-byte vectors, feeds QMV1_NF weight rows. blockIdx.y is the output row (plain
+// matmul: the only row, expert 0; gather: the pair). x's rows are 16-byte aligned (the host
+// makes sure) and K is a multiple of 8.
+#define QMV1_NF 4
+
+// Σ_t x[t]·w[row, i0 + t] for one 8-element slice (the generic path: dequantize, then dot).
+__device__ __forceinline__ float qdot8(const WParts& w, i64 row, i64 i0, const float* xv) {
+  float wv[8];
+  deq8(w, row, i0, wv);
+  float a = 0.f;
+#pragma unroll
+  for (int t = 0; t < 8; ++t) a = fmaf(xv[t], wv[t], a);
+  return a;
+}
+
+extern "C" __global__ void qmv1(const T* __restrict__ x, const u8* p0, const u8* p1, const u8* p2,
+                                T* __restrict__ out, const u32* __restrict__ idx, i64 n_feat, i64 k,
+                                i64 gs, int gather, i64 top_k, int shared_x, i64 experts) {
+  WParts w = {p0, p1, p2, k, gs};
+  const int lane = threadIdx.x & 31;
+  const i64 n0 = ((i64)blockIdx.x * QMV_WARPS + (threadIdx.x >> 5)) * QMV1_NF;
+  const i64 o = blockIdx.y;
+  if (n0 >= n_feat) return;
+  i64 e = 0;
+  if (gather) {
+    e = idx[o];
+    if (e >= experts) {
+      if (lane < QMV1_NF && n0 + lane < n_feat) out[o * n_feat + n0 + lane] = Num<T>::from_f32(rmlx_nan());
+      return;
+    }
+  }
+  const T* xrow = x + ((gather && shared_x) ? o / top_k : o) * k;
+  i64 wrow[QMV1_NF];
+#pragma unroll
+  for (int f = 0; f < QMV1_NF; ++f) {
+    // Past the last feature a warp recomputes the last row (never stored).
+    wrow[f] = e * n_feat + (n0 + f < n_feat ? n0 + f : n_feat - 1);
+  }
+  float acc[QMV1_NF];
+#pragma unroll
+  for (int f = 0; f < QMV1_NF; ++f) acc[f] = 0.f;
+  const int chunks = (int)(k / 8);
+#if defined(FMT_MXFP4)
+  // Each 8-element slice is one 32-bit word of codes and shares one E8M0 scale (a power of
+  // two): sum x·(twice the E2M1 value) first and scale once (the same products, exactly,
+  // barring under/overflow). Row pointers are formed once, outside the loop.
+  const u32* codes[QMV1_NF];
+  const u8* scales[QMV1_NF];
+#pragma unroll
+  for (int f = 0; f < QMV1_NF; ++f) {
+    codes[f] = (const u32*)(p0 + wrow[f] * (k / 2));
+    scales[f] = p1 + wrow[f] * (k / 32);
+  }
+#pragma unroll 4
+  for (int c = lane; c < chunks; c += 32) {
+    float xv[8];
+    load8(xrow + (i64)c * 8, xv);
+#pragma unroll
+    for (int f = 0; f < QMV1_NF; ++f) {
+      const u32 q = codes[f][c];
+      float a = 0.f;
+#pragma unroll
+      for (int t = 0; t < 8; ++t) a = fmaf(xv[t], e2m1_x2((q >> (4 * t)) & 0xF), a);
+      acc[f] = fmaf(a, e8m0_half(scales[f][c >> 2]), acc[f]);
+    }
+  }
+#else
+#pragma unroll 2
+  for (int c = lane; c < chunks; c += 32) {
+    float xv[8];
+    load8(xrow + (i64)c * 8, xv);
+#pragma unroll
+    for (int f = 0; f < QMV1_NF; ++f) acc[f] += qdot8(w, wrow[f], (i64)c * 8, xv);
+  }
+#endif
+#pragma unroll
+  for (int f = 0; f < QMV1_NF; ++f) {
+    float a = acc[f];
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) a += __shfl_xor_sync(0xffffffffu, a, m);
+    if (lane == 0 && n0 + f < n_feat) out[o * n_feat + n0 + f] = Num<T>::from_f32(a);
+  }
+}
+
 // ---- Sorting (row, expert) pairs by expert for the tiled kernel (one block).
 // scratch (u32): counts[E] | row_start[E+1] | tile_start[E+1] | cursor[E] | sorted[P].
 // Pairs whose expert is out of range get NaN rows here and are left out of the sort.

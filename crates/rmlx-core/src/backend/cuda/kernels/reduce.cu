@@ -125,6 +125,41 @@ extern "C" __global__ void arg_rows(const TI* __restrict__ x, Layout kept, i64 s
   }
 }
 
+// Few long rows (the logits of a decode step): the row is cut into gridDim.x chunks, each block
+// finds its chunk's best (value, index) into part; arg_merge picks among the chunks. Indices
+// are global, so ties still go to the first index.
+extern "C" __global__ void arg_part(const TI* __restrict__ x, Layout kept, i64 s, ArgBest* __restrict__ part,
+                                    i64 r, float sign) {
+  const i64 row = blockIdx.y, chunks = gridDim.x;
+  const i64 per = (r + chunks - 1) / chunks, lo = blockIdx.x * per, hi = lo + per < r ? lo + per : r;
+  const TI* p = x + layout_offset(kept, row);
+  ArgBest b;
+  b.v = __int_as_float(0xff800000u);  // −inf: any non-NaN value is at least as good
+  b.i = 0x7fffffff;
+  for (i64 j = lo + threadIdx.x; j < hi; j += blockDim.x) {
+    float v = sign * Num<TI>::to_f32(p[j * s]);
+    if (arg_better(v, (int)j, b.v, b.i)) { b.v = v; b.i = (int)j; }
+  }
+  b = arg_block(b);
+  if (threadIdx.x == 0) part[row * chunks + blockIdx.x] = b;
+}
+
+extern "C" __global__ void arg_merge(const TI* __restrict__ x, Layout kept, const ArgBest* __restrict__ part,
+                                     u32* __restrict__ out, i64 chunks, float sign) {
+  const i64 row = blockIdx.x;
+  const float first = sign * Num<TI>::to_f32(x[layout_offset(kept, row)]);
+  ArgBest b;
+  b.v = __int_as_float(0xff800000u);
+  b.i = 0x7fffffff;
+  for (i64 c = threadIdx.x; c < chunks; c += blockDim.x) {
+    const ArgBest o = part[row * chunks + c];
+    if (arg_better(o.v, o.i, b.v, b.i)) b = o;
+  }
+  b = arg_block(b);
+  // A NaN first element is the answer (as the CPU's scan from it).
+  if (threadIdx.x == 0) out[row] = first != first ? 0u : (u32)b.i;
+}
+
 // One thread per output, a sequential scan (coalesced when outputs are adjacent in memory).
 extern "C" __global__ void arg_cols(const TI* __restrict__ x, Layout kept, i64 s, u32* __restrict__ out,
                                     i64 m, i64 r, float sign) {
