@@ -64,7 +64,11 @@ pub fn slice_update(
     dtype: DType,
 ) -> Result<Data> {
     let mut it = inputs.into_iter();
-    let (dst, src) = (it.next().expect("dst"), it.next().expect("src"));
+    let (Some(dst), Some(src)) = (it.next(), it.next()) else {
+        return Err(Error::msg(
+            "slice_update: internal error: expected dst and src inputs",
+        ));
+    };
     let es = dtype.size();
     let whole = crate::shape::numel(shape).saturating_mul(es);
     let mut data = dst.data;

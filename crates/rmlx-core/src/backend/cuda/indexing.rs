@@ -112,7 +112,11 @@ pub(crate) fn slice_update(
     dtype: DType,
 ) -> Result<Data> {
     let mut it = inputs.into_iter();
-    let (dst, src) = (it.next().expect("dst"), it.next().expect("src"));
+    let (Some(dst), Some(src)) = (it.next(), it.next()) else {
+        return Err(Error::msg(
+            "slice_update: internal error: expected dst and src inputs",
+        ));
+    };
     if src.dtype != dtype || dst.dtype != dtype {
         return Err(Error::dtype(
             "slice_update: dst, src and output dtypes differ",

@@ -302,7 +302,10 @@ pub(crate) fn gather_qmm(
     d: DType,
 ) -> Result<Data> {
     check_float("gather_qmm", d)?;
-    let (idx_arg, wargs) = inputs[1..].split_last().expect("op gives x, parts, idx");
+    let (idx_arg, wargs) = inputs
+        .get(1..)
+        .and_then(|i| i.split_last())
+        .ok_or_else(|| Error::msg("gather_qmm: internal error: the op gave no inputs"))?;
     if idx_arg.dtype != DType::U32 {
         return Err(Error::dtype(format!(
             "gather_qmm: expected u32 indices, found {}",
@@ -392,7 +395,9 @@ pub(crate) fn quantized_take(
     d: DType,
 ) -> Result<Data> {
     check_float("quantized_take", d)?;
-    let (idx_arg, wargs) = inputs.split_last().expect("op gives parts, idx");
+    let (idx_arg, wargs) = inputs
+        .split_last()
+        .ok_or_else(|| Error::msg("quantized_take: internal error: the op gave no inputs"))?;
     let entry = match idx_arg.dtype {
         DType::U32 => "qtake_u32",
         DType::I32 => "qtake_i32",

@@ -71,7 +71,10 @@ pub fn gather_qmm(
     s: &[usize],
     d: DType,
 ) -> Result<Data> {
-    let (idx_arg, wargs) = inputs[1..].split_last().expect("op gives x, parts, idx");
+    let (idx_arg, wargs) = inputs
+        .get(1..)
+        .and_then(|i| i.split_last())
+        .ok_or_else(|| Error::msg("gather_qmm: internal error: the op gave no inputs"))?;
     let experts = wargs[0].shape[0];
     let parts = Parts::new(f, k, wargs)?;
     let w = parts.view(n)?;
@@ -99,7 +102,9 @@ pub fn quantized_take(
     s: &[usize],
     d: DType,
 ) -> Result<Data> {
-    let (idx_arg, wargs) = inputs.split_last().expect("op gives parts, idx");
+    let (idx_arg, wargs) = inputs
+        .split_last()
+        .ok_or_else(|| Error::msg("quantized_take: internal error: the op gave no inputs"))?;
     let n = wargs[0].shape[0];
     let parts = Parts::new(f, k, wargs)?;
     let w = parts.view(n)?;
