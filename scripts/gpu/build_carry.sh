@@ -23,9 +23,20 @@ for line in sys.stdin:
 ' "$out"
 cargo build --release -p rmlx-cli
 cp target/release/rmlx "$out/bin/rmlx"
+# The GPU benchmark (a harness-less bench target, not a test) travels as bench-gpu_encode.
+cargo build --release -p rmlx-core --bench gpu_encode --message-format=json 2>/dev/null \
+  | python3 -c '
+import json, sys, os, shutil
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except Exception: continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["bench"]:
+        dst = os.path.join(sys.argv[1], "bin", "bench-" + m["target"]["name"])
+        shutil.copy(m["executable"], dst); print(dst)
+' "$out"
 strip "$out"/bin/*
 # Binaries that only need the CPU, or a model file that cannot travel, stay home.
-(cd "$out/bin" && rm -f buffer_cache chat_template_render common cuda_nvrtc kv_bench quant_bench \
+(cd "$out/bin" && rm -f buffer_cache chat_template_render common cuda_nvrtc bad_arguments \
   smollm2_llamacpp tokenizer_* quant_dequant quantized_matmul)
 # Stripped binaries compress ~4x: the carry limit is 64 MiB with the working tree.
 tar -C "$out" -cJf "$out/bin.tar.xz" bin

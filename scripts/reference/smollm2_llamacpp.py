@@ -9,7 +9,7 @@ Writes crates/rmlx-lm/tests/fixtures/smollm2/:
   greedy.json        per prompt: prompt ids, 32 greedy ids, top-20 (id, logit) per generated position
   logits0_<i>.npy    float16 full-vocab logits at the first generated position of prompt i
 and dumps the GGUF vocab (tokenizer.ggml.*) to /tmp/smollm2_vocab.json (not committed) in the
-shape of rmlx_lm::GgufVocab.
+shape of rmlx_lm::GgufVocab, for debugging (the tests read the vocab from the GGUF itself).
 
 Needs: pip install llama-cpp-python numpy gguf==0.19.0 jinja2
 Usage: python3 scripts/reference/smollm2_llamacpp.py [--gguf PATH] [--vocab-only] [--no-generate]

@@ -1,5 +1,8 @@
 //! `rmlx`: the command-line front end. Each subcommand lives in `commands/<name>.rs`.
 
+// No unsafe code here: the unsafe kernels live in rmlx-core, behind safe APIs.
+#![forbid(unsafe_code)]
+
 mod commands;
 
 use clap::Parser;

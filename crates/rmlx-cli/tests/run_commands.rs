@@ -162,6 +162,18 @@ fn bad_input_is_one_clear_error() {
             ],
             "kv cache",
         ),
+        (
+            vec![
+                "bench".into(),
+                "--model".into(),
+                fixture("hf/llama").display().to_string(),
+                "-p".into(),
+                "500".into(),
+                "-n".into(),
+                "100".into(),
+            ],
+            "context of 512",
+        ),
     ];
     for (args, want) in cases {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();

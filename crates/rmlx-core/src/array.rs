@@ -142,8 +142,8 @@ impl Array {
         shape: &[usize],
         dtype: DType,
     ) -> Result<Array> {
-        let len = numel(shape)
-            .checked_mul(dtype.size())
+        let len = crate::shape::checked_numel(shape)
+            .and_then(|n| n.checked_mul(dtype.size()))
             .ok_or_else(|| Error::shape(format!("array: shape {shape:?} overflows")))?;
         let host = HostBuffer::mapped(source, offset, len)?;
         if !(host.bytes().as_ptr() as usize).is_multiple_of(dtype.size()) {
@@ -167,7 +167,7 @@ impl Array {
     }
 
     pub fn zeros(shape: &[usize], dtype: DType) -> Result<Array> {
-        let bytes = numel(shape) * dtype.size();
+        let bytes = numel(shape).saturating_mul(dtype.size());
         let buf = Buffer::Host(HostBuffer::zeroed(bytes)?);
         Ok(Array::from_data(
             Data::contiguous(buf, shape),
@@ -177,7 +177,7 @@ impl Array {
     }
 
     pub fn full(shape: &[usize], value: f32, dtype: DType) -> Result<Array> {
-        let mut buf = HostBuffer::zeroed(numel(shape) * dtype.size())?;
+        let mut buf = HostBuffer::zeroed(numel(shape).saturating_mul(dtype.size()))?;
         crate::dispatch_dtype!(dtype, T => {
             buf.as_mut_slice::<T>()?.fill(T::from_f32(value));
         });
@@ -190,11 +190,10 @@ impl Array {
 
     /// 0, 1, …, n-1.
     pub fn arange(n: usize, dtype: DType) -> Result<Array> {
-        let v: Vec<f32> = (0..n).map(|i| i as f32).collect();
-        let mut buf = HostBuffer::zeroed(n * dtype.size())?;
+        let mut buf = HostBuffer::zeroed(n.saturating_mul(dtype.size()))?;
         crate::dispatch_dtype!(dtype, T => {
-            for (o, x) in buf.as_mut_slice::<T>()?.iter_mut().zip(&v) {
-                *o = T::from_f32(*x);
+            for (i, o) in buf.as_mut_slice::<T>()?.iter_mut().enumerate() {
+                *o = T::from_f32(i as f32);
             }
         });
         Ok(Array::from_data(
@@ -208,10 +207,11 @@ impl Array {
         &self.0.shape
     }
 
-    pub fn dim(&self, axis: isize) -> usize {
-        let n = self.ndim() as isize;
-        let a = if axis < 0 { axis + n } else { axis };
-        self.0.shape[a as usize]
+    /// The size of `axis` (negative counts from the end); an error names the axis and the
+    /// rank when it is out of range.
+    pub fn dim(&self, axis: isize) -> Result<usize> {
+        let a = crate::shape::normalize_axis(axis, self.ndim(), "dim")?;
+        Ok(self.0.shape[a])
     }
 
     pub fn ndim(&self) -> usize {

@@ -16,7 +16,12 @@ pub struct Line(pub(crate) [u8; 64]);
 /// Memory we do not own but may read for as long as we hold the `Arc` (an mmap, a static table).
 pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
-pub enum HostBuffer {
+/// Host memory: owned lines or a view into shared bytes. Opaque: `bytes` builds a slice of
+/// `len` bytes from the owned lines by raw pointer, so only the constructors here may pair
+/// lines with a length (at least `len` bytes of lines, checked in `owned`).
+pub struct HostBuffer(Host);
+
+enum Host {
     Owned {
         lines: Vec<Line>,
         len: usize,
@@ -41,14 +46,24 @@ impl HostBuffer {
         }
         let n = len.div_ceil(64);
         if let Some(lines) = crate::buffer_cache::take_zeroed(n) {
-            return Ok(HostBuffer::Owned { lines, len });
+            return Ok(Self::owned(lines, len));
         }
         let mut lines = Vec::new();
         lines
             .try_reserve_exact(n)
             .map_err(|_| Error::OutOfMemory(format!("host buffer: cannot allocate {len} bytes")))?;
         lines.resize(n, Line([0; 64]));
-        Ok(HostBuffer::Owned { lines, len })
+        Ok(Self::owned(lines, len))
+    }
+
+    /// Owned lines holding `len` bytes: the invariant `bytes` relies on.
+    fn owned(lines: Vec<Line>, len: usize) -> Self {
+        assert!(
+            lines.len() * 64 >= len,
+            "host buffer: {len} bytes in {} lines",
+            lines.len()
+        );
+        HostBuffer(Host::Owned { lines, len })
     }
 
     pub fn from_slice<T: Element>(data: &[T]) -> Result<Self> {
@@ -66,16 +81,16 @@ impl HostBuffer {
                 "host buffer: view [{offset}, {offset}+{len}) is outside a source of {total} bytes"
             )));
         }
-        Ok(HostBuffer::Mapped {
+        Ok(HostBuffer(Host::Mapped {
             source,
             offset,
             len,
-        })
+        }))
     }
 
     pub fn len(&self) -> usize {
-        match self {
-            HostBuffer::Owned { len, .. } | HostBuffer::Mapped { len, .. } => *len,
+        match &self.0 {
+            Host::Owned { len, .. } | Host::Mapped { len, .. } => *len,
         }
     }
 
@@ -84,12 +99,13 @@ impl HostBuffer {
     }
 
     pub fn bytes(&self) -> &[u8] {
-        match self {
-            HostBuffer::Owned { lines, len } => {
-                // SAFETY: `lines` holds at least `len` initialized bytes.
+        match &self.0 {
+            Host::Owned { lines, len } => {
+                // SAFETY: `lines` holds at least `len` initialized bytes (`owned` checks it,
+                // and no other code builds an owned buffer); `Line` is a plain byte array.
                 unsafe { std::slice::from_raw_parts(lines.as_ptr() as *const u8, *len) }
             }
-            HostBuffer::Mapped {
+            Host::Mapped {
                 source,
                 offset,
                 len,
@@ -98,12 +114,13 @@ impl HostBuffer {
     }
 
     pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
-        match self {
-            HostBuffer::Owned { lines, len } => Some(unsafe {
+        match &mut self.0 {
+            Host::Owned { lines, len } => {
+                let p = lines.as_mut_ptr() as *mut u8;
                 // SAFETY: as in `bytes`, and we hold `&mut self`.
-                std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, *len)
-            }),
-            HostBuffer::Mapped { .. } => None,
+                Some(unsafe { std::slice::from_raw_parts_mut(p, *len) })
+            }
+            Host::Mapped { .. } => None,
         }
     }
 
@@ -121,8 +138,10 @@ impl HostBuffer {
         if !(b.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) || b.len() % size != 0 {
             return Err(Error::msg("host buffer: misaligned for the element type"));
         }
-        // SAFETY: alignment and length checked; every bit pattern of our Element types except
-        // bool is valid, and bool buffers are only ever written with 0/1.
+        check_bools::<T>(b)?;
+        // SAFETY: alignment and length checked; `Element` is sealed to padding-free types for
+        // which every bit pattern is valid, except bool, whose bytes were checked to be 0/1
+        // (and a &mut [bool] can only write 0/1 back).
         Ok(unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut T, b.len() / size) })
     }
 }
@@ -130,7 +149,7 @@ impl HostBuffer {
 impl Drop for HostBuffer {
     /// Owned memory goes to the buffer cache for the next allocation of its size.
     fn drop(&mut self) {
-        if let HostBuffer::Owned { lines, .. } = self {
+        if let Host::Owned { lines, .. } = &mut self.0 {
             crate::buffer_cache::give(std::mem::take(lines));
         }
     }
@@ -153,8 +172,24 @@ pub fn cast_slice<T: Element>(b: &[u8]) -> Result<&[T]> {
             T::DTYPE
         )));
     }
-    // SAFETY: alignment and length checked above.
+    check_bools::<T>(b)?;
+    // SAFETY: alignment and length checked above; `Element` is sealed to padding-free types
+    // for which every bit pattern is valid, except bool, whose bytes were checked to be 0/1.
     Ok(unsafe { std::slice::from_raw_parts(b.as_ptr() as *const T, b.len() / size) })
+}
+
+/// A bool is a byte holding 0 or 1; any other byte (a corrupt or hostile model file, or bytes
+/// written through `bytes_mut`) would make a &[bool] undefined behavior, so it is an error.
+fn check_bools<T: Element>(b: &[u8]) -> Result<()> {
+    if T::DTYPE == crate::dtype::DType::Bool {
+        if let Some(at) = b.iter().position(|&x| x > 1) {
+            return Err(Error::format(format!(
+                "host buffer: byte {at} of a bool buffer is {}, expected 0 or 1",
+                b[at]
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A buffer that lives on a GPU. Backends downcast through `as_any`.

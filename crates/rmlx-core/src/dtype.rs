@@ -88,9 +88,25 @@ impl fmt::Display for DType {
     }
 }
 
+/// Only the types below are elements: buffers are reinterpreted as slices of them
+/// (`buffer::cast_slice`), which is sound only for padding-free plain old data, so the trait
+/// is sealed rather than trusting outside impls.
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+    impl Sealed for half::bf16 {}
+    impl Sealed for i32 {}
+    impl Sealed for u32 {}
+    impl Sealed for u8 {}
+    impl Sealed for bool {}
+}
+
 /// A scalar type a kernel can work on. Arithmetic goes through f32 (exact for every type here
-/// except large i32/u32, which have their own integer paths where it matters).
-pub trait Element: Copy + Send + Sync + Default + PartialOrd + 'static {
+/// except large i32/u32, which have their own integer paths where it matters). Sealed: the
+/// implementations are exactly the `DType`s, plain old data (bool: bytes 0 and 1 only, which
+/// `buffer::cast_slice` checks).
+pub trait Element: sealed::Sealed + Copy + Send + Sync + Default + PartialOrd + 'static {
     const DTYPE: DType;
     fn to_f32(self) -> f32;
     fn from_f32(v: f32) -> Self;

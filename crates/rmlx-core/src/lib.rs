@@ -4,6 +4,10 @@
 //! Layout (MLX's split): `array` + `primitive` + `ops/` build graphs and compute nothing;
 //! `eval` runs them; `backend/<device>/<family>.rs` implement the primitives.
 
+// Every unsafe block states why it is sound and every unsafe fn what its callers must
+// establish (docs/SAFETY.md); clippy enforces the comments, review their truth.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 pub mod array;
 pub mod backend;
 pub mod buffer;

@@ -20,8 +20,14 @@ pub fn checked_numel(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
+/// Number of elements, saturating at `usize::MAX`: a shape too large to count is then too
+/// large to allocate, and fails there with an error (a wrapped product would instead name
+/// a small buffer for a huge shape).
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    if shape.contains(&0) {
+        return 0;
+    }
+    checked_numel(shape).unwrap_or(usize::MAX)
 }
 
 /// NumPy broadcasting of two shapes.

@@ -41,7 +41,7 @@ fn check(
     tol: f64,
     what: &str,
 ) {
-    let scale = 1.0 / (q.dim(3) as f32).sqrt();
+    let scale = 1.0 / (q.dim(3).unwrap() as f32).sqrt();
     let cpu = q
         .scaled_dot_product_attention(k, v, scale, m, sinks)
         .unwrap();

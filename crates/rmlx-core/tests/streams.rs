@@ -140,36 +140,3 @@ fn out_of_gpu_memory_is_an_error_naming_the_device_and_size() {
         assert_eq!(ok, vec![2.0]);
     }
 }
-
-/// Host cost of encoding one small op on each GPU (a benchmark, not a check: run with
-/// `--ignored --nocapture`). Decode of a small model is ~600 such ops a token.
-#[test]
-#[ignore]
-fn bench_encode_cost_per_op() {
-    for d in gpus() {
-        let x = Array::from_slice(&[1f32; 576], &[576])
-            .unwrap()
-            .to_device(d)
-            .unwrap();
-        x.eval().unwrap();
-        for round in 0..3 {
-            let n = 4000;
-            let t0 = std::time::Instant::now();
-            let mut y = x.clone();
-            for _ in 0..n {
-                y = y.add(&x).unwrap();
-            }
-            let t1 = std::time::Instant::now();
-            async_eval(&[&y]).unwrap();
-            let t2 = std::time::Instant::now();
-            y.eval().unwrap();
-            let t3 = std::time::Instant::now();
-            println!(
-                "{d} round {round}: build {:.2} µs/op, encode {:.2} µs/op, then waited {:.2} ms",
-                (t1 - t0).as_secs_f64() * 1e6 / n as f64,
-                (t2 - t1).as_secs_f64() * 1e6 / n as f64,
-                (t3 - t2).as_secs_f64() * 1e3
-            );
-        }
-    }
-}

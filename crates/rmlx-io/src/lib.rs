@@ -17,6 +17,10 @@
 //! # }
 //! ```
 
+// Every unsafe block states why it is sound and every unsafe fn what its callers must
+// establish (docs/SAFETY.md); clippy enforces the comments, review their truth.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 pub mod bytes;
 pub mod config;
 pub mod gguf;

@@ -124,7 +124,9 @@ impl Engine {
         }
         // The logits stay where the model computed them: the sampler reduces them there and
         // only the candidates (greedy: the token) come back.
-        let mut logits = logits.expect("at least one chunk");
+        let mut logits = logits.ok_or_else(|| {
+            rmlx_core::Error::msg("generate: no prompt token was run (checked above)")
+        })?;
         let prefill_s = t0.elapsed().as_secs_f64();
 
         let t1 = Instant::now();

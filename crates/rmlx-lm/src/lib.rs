@@ -12,6 +12,9 @@
 //! - [`ChatTemplate`]: Hugging Face chat templates (jinja) rendered as transformers does.
 //! - [`Sampler`]: penalties, top-k, top-p, min-p, temperature, seeded draws.
 
+// No unsafe code here: the unsafe kernels live in rmlx-core, behind safe APIs.
+#![forbid(unsafe_code)]
+
 pub mod cache;
 pub mod chat_session;
 pub mod chat_template;

@@ -38,7 +38,8 @@ pub trait Model: Send + Sync {
     /// Fresh per-layer caches of `kind` (full or rotating, as each layer needs).
     fn make_cache_of(&self, kind: CacheKind) -> Result<ModelCache>;
 
-    /// Fresh exact (f32) caches.
+    /// Fresh exact (f32) caches. Cannot fail for a loaded model: the only error of
+    /// `make_cache_of` is a zero sliding window, which loading refuses.
     fn make_cache(&self) -> ModelCache {
         self.make_cache_of(CacheKind::F32)
             .expect("f32 caches always exist")

@@ -148,6 +148,30 @@ fn unsupported_head_dim_is_an_error() {
     assert!(e.contains("head dim 40"), "{e}");
 }
 
+/// Keys and values that are not (B, H, T, D) rows, or disagree, are an error of every kind
+/// of cache (full and rotating), never an index panic.
+#[test]
+fn misshapen_updates_are_errors() {
+    let z = |s: &[usize]| rmlx_core::Array::zeros(s, rmlx_core::DType::F32).unwrap();
+    for kind in [CacheKind::F32, CacheKind::Q8, CacheKind::Q4] {
+        for window in [None, Some(8)] {
+            let mut c = layer_cache(kind, window, 64).unwrap();
+            for (k, v) in [
+                (z(&[2, 3, 64]), z(&[2, 3, 64])),
+                (z(&[1, 2, 3, 64]), z(&[1, 2, 4, 64])),
+                (z(&[1, 2, 3, 64]), z(&[1, 1, 3, 64])),
+                (z(&[64]), z(&[1, 2, 3, 64])),
+            ] {
+                let e = c.update(&k, &v).err().expect("an error").to_string();
+                assert!(e.contains("kv cache") && e.contains("(B, H, T, D)"), "{e}");
+            }
+            // The cache is still usable afterwards.
+            let ok = z(&[1, 2, 3, 64]);
+            assert!(c.update(&ok, &ok).is_ok(), "{kind:?} {window:?}");
+        }
+    }
+}
+
 /// A packed full cache over a longer random sequence: its keys are centered on the mean of
 /// the first update (the prompt), its first 4 positions kept exact. Without a ring of recent
 /// exact rows, with the same first update, attention over its view gives the same outputs

@@ -1,16 +1,15 @@
 //! `Tokenizer::from_file`: a tokenizer.json + tokenizer_config.json pair. The files are
-//! written from the SmolLM2 GGUF vocab (skips without it), so both paths must agree.
+//! written from the vocab of the default model's GGUF (SmolLM2, fetched on first use), so both
+//! paths must agree.
 
-use rmlx_lm::{GgufVocab, Tokenizer};
+use rmlx_lm::Tokenizer;
 
 #[test]
 fn from_file_matches_gguf_path() {
-    let p = std::env::var("RMLX_SMOLLM2_VOCAB").unwrap_or("/tmp/smollm2_vocab.json".into());
-    let Ok(text) = std::fs::read_to_string(&p) else {
-        eprintln!("skipping: {p} absent (run scripts/reference/smollm2_llamacpp.py --vocab-only)");
-        return;
-    };
-    let v: GgufVocab = serde_json::from_str(&text).unwrap();
+    let path = rmlx_lm::default_model::fetch_default()
+        .unwrap_or_else(|e| panic!("this test needs the default model: {e}"));
+    let f = rmlx_io::GgufFile::open(&path).unwrap();
+    let v = rmlx_lm::engine::gguf_vocab(f.metadata()).unwrap();
     let gguf = Tokenizer::from_gguf_vocab(&v).unwrap();
     let dir = std::env::temp_dir().join(format!("rmlx-tok-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -63,7 +63,10 @@ impl Array {
             )));
         }
         for i in 0..self.ndim() {
-            if start[i] + update.shape()[i] > self.shape()[i] {
+            if start[i]
+                .checked_add(update.shape()[i])
+                .is_none_or(|end| end > self.shape()[i])
+            {
                 return Err(Error::shape(format!(
                     "slice_update: update {:?} at {start:?} does not fit in {:?}",
                     update.shape(),

@@ -206,7 +206,7 @@ pub fn quantized_sdpa(
     mask: &AttentionMask,
     sinks: Option<&Array>,
 ) -> Result<Array> {
-    let d = q.dim(-1);
+    let d = q.dim(-1)?;
     kv.ks.validate(d)?;
     kv.vs.validate(kv.dv)?;
     // Validate shapes against what the dequantized operands would be.
@@ -232,10 +232,10 @@ pub fn quantized_sdpa(
                 hv.dtype()
             )));
         }
-        head = hk.dim(2);
+        head = hk.dim(2)?;
         inputs.extend([hk.clone(), hv.clone()]);
     }
-    let shape = vec![q.dim(0), q.dim(1), q.dim(2), kv.dv];
+    let shape = vec![q.dim(0)?, q.dim(1)?, q.dim(2)?, kv.dv];
     Ok(Array::new_op(
         Primitive::QuantizedSdpa {
             k_centered: kv.k_center.is_some(),
@@ -260,7 +260,7 @@ pub fn quantized_sdpa_reference(
     mask: &AttentionMask,
     sinks: Option<&Array>,
 ) -> Result<Array> {
-    let (k, v) = kv.dequantized(q.dim(-1))?;
+    let (k, v) = kv.dequantized(q.dim(-1)?)?;
     sdpa_reference(q, &k, &v, scale, mask, sinks)
 }
 
@@ -282,12 +282,16 @@ pub(crate) fn fuse_packed(
     if vc.is_some() || kh.is_some() != vh.is_some() {
         return None; // no fused kernel for these; the composed path handles them
     }
+    let dv = match v.dim(-1) {
+        Ok(dv) => dv,
+        Err(e) => return Some(Err(e)),
+    };
     let kv = PackedKv {
         k: &kp,
         v: &vp,
         ks,
         vs,
-        dv: v.dim(-1),
+        dv,
         k_center: kc.as_ref(),
         head: kh.as_ref().zip(vh.as_ref()),
     };

@@ -25,8 +25,8 @@ impl Array {
         } else {
             other.clone()
         };
-        let (m, k) = (a.dim(-2), a.dim(-1));
-        let (k2, n) = (b.dim(-2), b.dim(-1));
+        let (m, k) = (a.dim(-2)?, a.dim(-1)?);
+        let (k2, n) = (b.dim(-2)?, b.dim(-1)?);
         if k != k2 {
             return Err(Error::shape(format!(
                 "matmul: expected inner dimensions to match, found {:?} @ {:?}",

@@ -93,7 +93,7 @@ impl Array {
         if let Some(s) = sinks {
             inputs.push(s.clone());
         }
-        let shape = vec![q.dim(0), q.dim(1), q.dim(2), v.dim(3)];
+        let shape = vec![q.dim(0)?, q.dim(1)?, q.dim(2)?, v.dim(3)?];
         Ok(Array::new_op(
             Primitive::ScaledDotProductAttention {
                 scale,
@@ -122,9 +122,10 @@ pub(crate) fn validate_sdpa(
             v.shape()
         )));
     }
-    let (b, hq, tq, d) = (q.dim(0), q.dim(1), q.dim(2), q.dim(3));
-    let (hkv, tk) = (k.dim(1), k.dim(2));
-    if k.dim(0) != b || v.dim(0) != b || k.dim(3) != d || v.dim(1) != hkv || v.dim(2) != tk {
+    let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+    let (b, hq, tq, d) = (qs[0], qs[1], qs[2], qs[3]);
+    let (hkv, tk) = (ks[1], ks[2]);
+    if ks[0] != b || vs[0] != b || ks[3] != d || vs[1] != hkv || vs[2] != tk {
         return Err(Error::shape(format!(
             "sdpa: q {:?}, k {:?}, v {:?} do not agree",
             q.shape(),
@@ -167,8 +168,8 @@ pub fn sdpa_reference(
     sinks: Option<&Array>,
 ) -> Result<Array> {
     validate_sdpa(q, k, v, mask, sinks)?;
-    let (b, hq, tq, _) = (q.dim(0), q.dim(1), q.dim(2), q.dim(3));
-    let (hkv, tk) = (k.dim(1), k.dim(2));
+    let (b, hq, tq) = (q.dim(0)?, q.dim(1)?, q.dim(2)?);
+    let (hkv, tk) = (k.dim(1)?, k.dim(2)?);
     let rep = hq / hkv;
     // Repeat kv heads: (B, Hkv, 1, Tk, D) → (B, Hkv, rep, Tk, D) → (B, Hq, Tk, D).
     let expand = |x: &Array| -> Result<Array> {

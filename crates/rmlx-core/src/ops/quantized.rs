@@ -18,7 +18,7 @@ fn expect_float(op: &str, x: &Array) -> Result<()> {
 }
 
 fn expect_last_dim(op: &str, x: &Array, k: usize) -> Result<()> {
-    if x.ndim() == 0 || x.dim(-1) != k {
+    if x.ndim() == 0 || x.shape()[x.ndim() - 1] != k {
         return Err(Error::shape(format!(
             "{op}: expected x of shape (…, {k}), found {:?}",
             x.shape()

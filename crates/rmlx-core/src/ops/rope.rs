@@ -164,7 +164,7 @@ impl Array {
                 self.shape()
             )));
         }
-        let (t, d) = (self.dim(-2), self.dim(-1));
+        let (t, d) = (self.dim(-2)?, self.dim(-1)?);
         if dims > d || !dims.is_multiple_of(2) {
             return Err(Error::shape(format!(
                 "rope: expected an even number of rotated dims <= {d}, found {dims}"
@@ -206,7 +206,7 @@ impl Array {
         mscale: f32,
         positions: &Array,
     ) -> Result<Array> {
-        let (t, d) = (self.dim(-2), self.dim(-1));
+        let (t, d) = (self.dim(-2)?, self.dim(-1)?);
         let half = dims / 2;
         let ang = positions
             .astype(DType::F32)?

@@ -127,13 +127,19 @@ const _: () = {
     assert!(size_of::<BlockMxfp4>() == 17);
 };
 
-/// Plain-old-data blocks: every bit pattern is valid (read with unaligned copies).
-pub trait Block: Copy {
+/// Plain-old-data blocks, read with unaligned copies and written as raw bytes.
+///
+/// # Safety
+/// Implementors must be `repr(C)` structs of integer/float fields and arrays with no padding,
+/// so that every bit pattern is a valid value and every byte of a value is initialized.
+pub unsafe trait Block: Copy {
     const ELEMS: usize;
 }
 
 macro_rules! blocks {
-    ($($t:ty => $n:expr),*) => { $(impl Block for $t { const ELEMS: usize = $n; })* };
+    // SAFETY: the block structs above are repr(C) integer/float arrays whose sizes are
+    // asserted at compile time to be their fields' sum (no padding).
+    ($($t:ty => $n:expr),*) => { $(unsafe impl Block for $t { const ELEMS: usize = $n; })* };
 }
 blocks!(BlockQ4_0 => 32, BlockQ4_1 => 32, BlockQ5_0 => 32, BlockQ5_1 => 32, BlockQ8_0 => 32,
     BlockQ2K => QK_K, BlockQ3K => QK_K, BlockQ4K => QK_K, BlockQ5K => QK_K, BlockQ6K => QK_K,
@@ -143,8 +149,8 @@ blocks!(BlockQ4_0 => 32, BlockQ4_1 => 32, BlockQ5_0 => 32, BlockQ5_1 => 32, Bloc
 #[inline(always)]
 pub fn read_block<B: Block>(row: &[u8], i: usize) -> B {
     let bytes = &row[i * size_of::<B>()..(i + 1) * size_of::<B>()];
-    // SAFETY: `bytes` holds exactly size_of::<B>() bytes and B is plain old data (u8/u16/i8
-    // arrays and an f32 in Q8_K), for which every bit pattern is valid.
+    // SAFETY: `bytes` holds exactly size_of::<B>() bytes and B is plain old data (`Block`'s
+    // contract), for which every bit pattern is valid.
     unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const B) }
 }
 

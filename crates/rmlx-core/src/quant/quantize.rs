@@ -9,8 +9,9 @@ fn f16b(v: f32) -> u16 {
     f16::from_f32(v).to_bits()
 }
 
-fn push<B: Copy>(out: &mut Vec<u8>, b: B) {
-    // SAFETY: the block structs are plain old data without padding.
+fn push<B: super::blocks::Block>(out: &mut Vec<u8>, b: B) {
+    // SAFETY: `Block` types are plain old data without padding (the trait's contract), so
+    // all size_of::<B>() bytes of `b` are initialized.
     let bytes = unsafe {
         std::slice::from_raw_parts(&b as *const B as *const u8, std::mem::size_of::<B>())
     };

@@ -86,18 +86,20 @@ impl FullCache {
 
     /// Positions the buffers hold now.
     pub fn capacity(&self) -> usize {
-        self.keys.as_ref().map_or(0, |k| k.dim(2))
+        self.keys
+            .as_ref()
+            .map_or(0, |k| k.shape().get(2).copied().unwrap_or(0))
     }
 
     /// Grows `buf` so it holds at least `need` positions (one copy per STEP positions, never
     /// past the limit).
     fn grow(&self, buf: Option<Array>, value: bool, like: &Array, need: usize) -> Result<Array> {
-        let (b, h, d) = (like.dim(0), like.dim(1), like.dim(3));
+        let (b, h, d) = (like.dim(0)?, like.dim(1)?, like.dim(3)?);
         let cap = (need.div_ceil(STEP) * STEP).min(self.limit);
         match buf {
             None => self.storage.buffer(value, b, h, cap, d),
             Some(old) => {
-                let extra = self.storage.buffer(value, b, h, cap - old.dim(2), d)?;
+                let extra = self.storage.buffer(value, b, h, cap - old.dim(2)?, d)?;
                 concat(&[old, extra], 2)
             }
         }
@@ -110,7 +112,7 @@ impl FullCache {
             self.storage.encode(false, k, kc)?,
             self.storage.encode(true, v, None)?,
         );
-        let end = start + k.dim(2);
+        let end = start + k.dim(2)?;
         if end > self.limit {
             return Err(rmlx_core::Error::msg(format!(
                 "kv cache: positions up to {end} exceed the cache's {} positions (the context)",
@@ -139,7 +141,7 @@ impl FullCache {
     /// Packed storage: sets the center on the first update and writes the exact slots (the
     /// head, and the ring of recent positions) of new rows k, v at positions start...
     fn track_exact(&mut self, k: &Array, v: &Array, start: usize) -> Result<()> {
-        let t = k.dim(2);
+        let t = k.dim(2)?;
         if start == 0 && t >= MIN_CENTER {
             self.k_center = Some(k.astype(DType::F32)?.mean(&[2], true)?);
         }
@@ -159,7 +161,7 @@ impl FullCache {
         if runs.is_empty() {
             return Ok(());
         }
-        let (b, h, d, dv) = (k.dim(0), k.dim(1), k.dim(3), v.dim(3));
+        let (b, h, d, dv) = (k.dim(0)?, k.dim(1)?, k.dim(3)?, v.dim(3)?);
         let (mut ek, mut ev) = match self.exact.take() {
             Some(e) => e,
             None => {
@@ -229,8 +231,9 @@ impl FullCache {
 
 impl KvCache for FullCache {
     fn update(&mut self, k: &Array, v: &Array) -> Result<KvView> {
-        let end = self.offset + k.dim(2);
-        self.dims = (k.dim(3), v.dim(3));
+        super::check_update(k, v)?;
+        let end = self.offset + k.dim(2)?;
+        self.dims = (k.dim(3)?, v.dim(3)?);
         if self.storage.is_packed() {
             if self.offset == 0 {
                 self.reset();

@@ -102,6 +102,18 @@ pub trait KvCache: Send {
     fn can_truncate(&self, len: usize) -> bool;
 }
 
+/// Checks an update's k (B, H, T, D) and v (B, H, T, Dv) before a cache touches them (rows
+/// that do not fit the cached ones are then an error of the write itself).
+pub(crate) fn check_update(k: &Array, v: &Array) -> Result<()> {
+    let (ks, vs) = (k.shape(), v.shape());
+    if ks.len() != 4 || vs.len() != 4 || ks[..3] != vs[..3] {
+        return Err(Error::shape(format!(
+            "kv cache: expected k (B, H, T, D) and v (B, H, T, Dv), found {ks:?} and {vs:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// The per-layer caches of a model.
 pub struct ModelCache {
     pub layers: Vec<Box<dyn KvCache>>,

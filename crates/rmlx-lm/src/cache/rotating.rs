@@ -35,7 +35,7 @@ impl RotatingCache {
     /// Writes positions offset+first.. of encoded rows `x` (B, H, T, W) into their slots (at
     /// most 2 runs).
     fn write(&self, buf: Array, x: &Array, first: usize) -> Result<Array> {
-        let t = x.dim(2);
+        let t = x.dim(2)?;
         let mut buf = buf;
         let mut i = first;
         while i < t {
@@ -50,8 +50,9 @@ impl RotatingCache {
 
 impl KvCache for RotatingCache {
     fn update(&mut self, k: &Array, v: &Array) -> Result<KvView> {
-        let t = k.dim(2);
-        let (b, h, d, dv) = (k.dim(0), k.dim(1), k.dim(3), v.dim(3));
+        super::check_update(k, v)?;
+        let t = k.dim(2)?;
+        let (b, h, d, dv) = (k.dim(0)?, k.dim(1)?, k.dim(3)?, v.dim(3)?);
         let st = self.storage;
         let keys = match self.keys.take() {
             Some(a) => a,

@@ -84,7 +84,7 @@ impl Storage {
         match *self {
             Storage::Dense(t) => x.astype(t),
             Storage::Packed { k, v } => {
-                let spec = shrink(if value { v } else { k }, x.dim(-1));
+                let spec = shrink(if value { v } else { k }, x.dim(-1)?);
                 match center {
                     Some(c) => x.astype(DType::F32)?.sub(c)?.quantize_kv(spec),
                     None => x.quantize_kv(spec),

@@ -45,14 +45,30 @@ fn rope_from_io(r: &rmlx_io::RopeScaling) -> RopeScaling {
     }
 }
 
-pub fn llama(files: &ModelFiles, arch: &str) -> Result<LlamaConfig> {
-    if let Some(m) = files.gguf().map(|g| g.metadata()) {
-        return llama_gguf(m, arch, files);
+/// Every layer has tensors of its own, so a layer count above the files' tensor count is a
+/// corrupt or hostile config: refused before anything is allocated per layer.
+fn check_layers(files: &ModelFiles, arch: &str, layers: usize) -> Result<()> {
+    let tensors = files.tensors().len();
+    if layers > tensors {
+        return Err(Error::format(format!(
+            "{arch}: the config says {layers} layers, but the files hold only {tensors} tensors"
+        )));
     }
-    let c = files.config().ok_or_else(|| {
-        Error::format(format!("model {}: no config.json", files.path().display()))
-    })?;
-    llama_hf(c, arch)
+    Ok(())
+}
+
+pub fn llama(files: &ModelFiles, arch: &str) -> Result<LlamaConfig> {
+    let cfg = match files.gguf().map(|g| g.metadata()) {
+        Some(m) => llama_gguf(m, arch, files)?,
+        None => {
+            let c = files.config().ok_or_else(|| {
+                Error::format(format!("model {}: no config.json", files.path().display()))
+            })?;
+            llama_hf(c, arch)?
+        }
+    };
+    check_layers(files, arch, cfg.num_hidden_layers)?;
+    Ok(cfg)
 }
 
 fn llama_hf(c: &ModelConfig, arch: &str) -> Result<LlamaConfig> {
@@ -72,6 +88,11 @@ fn llama_hf(c: &ModelConfig, arch: &str) -> Result<LlamaConfig> {
         }
         _ => None,
     };
+    if sliding_window == Some(0) {
+        return Err(Error::format(format!(
+            "{arch} config: expected a sliding_window of at least 1, found 0"
+        )));
+    }
     Ok(LlamaConfig {
         architecture: arch.to_string(),
         hidden_size: hidden,
@@ -165,6 +186,7 @@ pub fn gpt_oss(files: &ModelFiles) -> Result<GptOssConfig> {
         ))
     })?;
     let layers = c.get_usize("num_hidden_layers")?;
+    check_layers(files, "gpt_oss", layers)?;
     let sliding = match c.get("layer_types").and_then(|v| v.as_array()) {
         Some(types) => types
             .iter()
@@ -178,6 +200,18 @@ pub fn gpt_oss(files: &ModelFiles) -> Result<GptOssConfig> {
             .collect::<Result<Vec<_>>>()?,
         None => (0..layers).map(|i| i % 2 == 0).collect(),
     };
+    let sliding_window = c.get_usize_or("sliding_window", 128)?;
+    if sliding_window == 0 {
+        return Err(Error::format(
+            "gpt_oss config: expected a sliding_window of at least 1, found 0",
+        ));
+    }
+    if sliding.len() != layers {
+        return Err(Error::format(format!(
+            "gpt_oss config: expected {layers} layer_types, found {}",
+            sliding.len()
+        )));
+    }
     let rope = c.rope()?;
     Ok(GptOssConfig {
         hidden_size: c.get_usize("hidden_size")?,
@@ -195,7 +229,7 @@ pub fn gpt_oss(files: &ModelFiles) -> Result<GptOssConfig> {
         rms_norm_eps: c.get_f64_or("rms_norm_eps", 1e-5)? as f32,
         rope_theta: rope.theta,
         rope_scaling: rope_from_io(&rope.scaling),
-        sliding_window: c.get_usize_or("sliding_window", 128)?,
+        sliding_window,
         sliding,
         swiglu_limit: c.get_f64_or("swiglu_limit", 7.0)? as f32,
         max_position_embeddings: c.get_usize_or("max_position_embeddings", 131072)?,

@@ -141,7 +141,7 @@ impl GptOss {
         sliding: bool,
     ) -> Result<Array> {
         let c = &self.cfg;
-        let t = x.dim(0) as isize;
+        let t = x.dim(0)? as isize;
         let d = c.head_dim;
         let heads = |y: Array, n: usize| {
             y.reshape(&[1, t, n as isize, d as isize])?
@@ -191,8 +191,8 @@ impl GptOss {
             .gate_up_proj
             .gather_qmm(x, &idx)?
             .add(&ex.gate_up_proj_bias.take(&idx, 0)?)?; // (T, k, 2I)
-        let n2 = gate_up.dim(-1);
-        let (t, kk) = (gate_up.dim(0), gate_up.dim(1));
+        let n2 = gate_up.dim(-1)?;
+        let (t, kk) = (gate_up.dim(0)?, gate_up.dim(1)?);
         let gate = gate_up
             .slice(&[0, 0, 0], &[t, kk, n2], &[1, 1, 2])?
             .clip(None, Some(limit))?;

@@ -145,7 +145,7 @@ impl Llama {
         cache: &mut dyn KvCache,
     ) -> Result<Array> {
         let c = &self.cfg;
-        let t = x.dim(0) as isize;
+        let t = x.dim(0)? as isize;
         let (nq, nkv, d) = (
             c.num_attention_heads as isize,
             c.num_key_value_heads as isize,

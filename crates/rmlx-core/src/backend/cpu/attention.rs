@@ -41,6 +41,9 @@ pub fn sdpa(
             let (ks, vs) = (&kd.strides, &vd.strides);
             let o = out.as_mut_slice::<Q>()?;
             let rows = b * hq * tq;
+            if o.len() != rows * dv || qv.len() != rows * d {
+                return Err(Error::shape(format!("sdpa: expected q of {rows} rows of {d} and an output of {rows} rows of {dv}, found {} and {} values", qv.len(), o.len())));
+            }
             let row_fn = |(qrow, acc, scores): &mut (Vec<f32>, Vec<f32>, Vec<f32>), (row, orow): (usize, &mut [Q])| {
                     let (bi, h, i) = (row / (hq * tq), (row / tq) % hq, row % tq);
                     let hk = h / group;
@@ -99,7 +102,9 @@ pub fn sdpa(
                 super::spin::parallel_for(rows.div_ceil(per), &|c| {
                     let mut sc = scratch();
                     for row in c * per..((c + 1) * per).min(rows) {
-                        // SAFETY: each row's output slice is written by one task only.
+                        // SAFETY: row < rows and `o` holds rows·dv values (one dv row per
+                        // query row), so the slice is inside `o`; task c alone owns rows
+                        // c·per..(c + 1)·per.
                         let orow = unsafe { std::slice::from_raw_parts_mut({ optr }.0.add(row * dv), dv) };
                         row_fn(&mut sc, (row, orow));
                     }
@@ -140,6 +145,8 @@ pub(super) fn rows_of(x: &Arg) -> Result<Data> {
 /// Output rows shared with the pool's tasks, each writing its own rows.
 #[derive(Clone, Copy)]
 struct RowsPtr<T>(*mut T);
-// SAFETY: tasks write disjoint rows; the pointer outlives `parallel_for`.
-unsafe impl<T> Send for RowsPtr<T> {}
-unsafe impl<T> Sync for RowsPtr<T> {}
+// SAFETY: tasks write disjoint rows of `T: Send` values and `parallel_for` returns only after
+// all of them finished, while the output is still borrowed.
+unsafe impl<T: Send> Send for RowsPtr<T> {}
+// SAFETY: as for Send: shared only to hand each task its own rows.
+unsafe impl<T: Send> Sync for RowsPtr<T> {}

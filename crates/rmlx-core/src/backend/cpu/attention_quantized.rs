@@ -200,8 +200,10 @@ const MAX_GROUP: usize = 64;
 /// Partial results shared with the pool's tasks, each writing its own unit.
 #[derive(Clone, Copy)]
 struct PartsPtr(*mut f32);
-// SAFETY: tasks write disjoint units; the buffer outlives the parallel loop.
+// SAFETY: a plain pointer to f32s; tasks write disjoint units and `parallel_for` returns only
+// after all of them finished, while the buffer is still borrowed.
 unsafe impl Send for PartsPtr {}
+// SAFETY: as for Send: shared only to hand each task its own unit.
 unsafe impl Sync for PartsPtr {}
 
 #[allow(clippy::too_many_arguments)]
@@ -343,7 +345,8 @@ pub fn quantized_sdpa(
         if tq == 1 {
             let ptr = PartsPtr(parts.as_mut_ptr());
             super::spin::parallel_for(units, &|u| {
-                // SAFETY: unit u owns parts[u·unit_len..(u+1)·unit_len].
+                // SAFETY: u < units and `parts` holds units·unit_len values, so the slice is
+                // inside it; unit u alone owns parts[u·unit_len..(u+1)·unit_len].
                 let part = unsafe { std::slice::from_raw_parts_mut({ ptr }.0.add(u * unit_len), unit_len) };
                 run(u, part);
             });

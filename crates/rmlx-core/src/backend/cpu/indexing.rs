@@ -64,9 +64,13 @@ pub fn slice_update(
     dtype: DType,
 ) -> Result<Data> {
     let mut it = inputs.into_iter();
-    let (dst, src) = (it.next().expect("dst"), it.next().expect("src"));
+    let (Some(dst), Some(src)) = (it.next(), it.next()) else {
+        return Err(Error::msg(
+            "slice_update: internal error: expected dst and src inputs",
+        ));
+    };
     let es = dtype.size();
-    let whole = shape.iter().product::<usize>() * es;
+    let whole = crate::shape::numel(shape).saturating_mul(es);
     let mut data = dst.data;
     let reusable = data.offset == 0
         && data.is_contiguous(shape)
@@ -88,7 +92,7 @@ pub fn slice_update(
 
 /// An owned row-major copy of any view.
 fn copy_owned(data: &Data, shape: &[usize], es: usize) -> Result<Data> {
-    let mut out = crate::buffer::HostBuffer::zeroed(shape.iter().product::<usize>() * es)?;
+    let mut out = crate::buffer::HostBuffer::zeroed(crate::shape::numel(shape).saturating_mul(es))?;
     let dst = out.bytes_mut().expect("owned");
     let src = data.host()?.bytes();
     let mut i = 0;

@@ -219,11 +219,17 @@ impl Lanes for Portable {
     }
 }
 
+/// The AVX2 lanes. Their methods are safe to name but use AVX2, FMA and F16C unchecked:
+/// only `attend_avx2` (entered after run-time detection) uses this type, which is private to
+/// this module for that reason.
 #[cfg(target_arch = "x86_64")]
-pub(super) struct Avx2;
+struct Avx2;
 
 /// Lane sums of 8 vectors, split by 128-bit half: lane t of the first result is the sum of
 /// p[t]'s low half, of the second its high half.
+///
+/// # Safety
+/// AVX2 must be present (no memory is touched).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn half_sums(
@@ -243,6 +249,9 @@ unsafe fn half_sums(
 }
 
 /// 16 bytes at p.
+///
+/// # Safety
+/// SSE2 (any x86-64) and `p` valid for reading 16 bytes, any alignment.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn x16(p: *const u8) -> std::arch::x86_64::__m128i {
@@ -250,6 +259,9 @@ unsafe fn x16(p: *const u8) -> std::arch::x86_64::__m128i {
 }
 
 /// 32 bytes at p, or 16 and zeros.
+///
+/// # Safety
+/// AVX2 present; `p` valid for reading 32 bytes (`two`) or 16, any alignment.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn x32(p: *const u8, two: bool) -> std::arch::x86_64::__m256i {
@@ -262,6 +274,9 @@ unsafe fn x32(p: *const u8, two: bool) -> std::arch::x86_64::__m256i {
 }
 
 /// The low and the high nibbles of x's bytes.
+///
+/// # Safety
+/// AVX2 must be present (no memory is touched).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn nibbles(
@@ -276,6 +291,9 @@ unsafe fn nibbles(
 }
 
 /// o += v.
+///
+/// # Safety
+/// AVX2 must be present (`o` is a whole [i32; 8], so the access is in bounds).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn add_to(o: &mut [i32; KB], v: std::arch::x86_64::__m256i) {
@@ -295,11 +313,20 @@ impl Lanes for Avx2 {
             return Portable::kdots(spec, keys, q8, out);
         }
         let nbytes = d * spec.bits as usize / 8;
-        assert!(keys.iter().all(|r| r.len() >= nbytes) && out.len() >= d / g);
+        // A group divides D and is a multiple of 16 (`KvQuant::validate`); the loads below
+        // take whole 16-value halves, so D's multiple of 16 is checked here, not assumed.
+        assert!(
+            d.is_multiple_of(16)
+                && keys.iter().all(|r| r.len() >= nbytes)
+                && out.len() >= d / g.max(1),
+            "kv attention: key rows or head dim {d} not as packed"
+        );
         out[..d / g].iter_mut().for_each(|o| *o = [0; KB]);
-        // SAFETY: only called from `attend_avx2` (AVX2 present). Each step reads 16 or 32
-        // bytes at offset < nbytes of a key row (the second 16 only when `two`, i.e. when
-        // they are inside the row's codes) and of q8 likewise; `out` indices are < d / g.
+        // SAFETY: only called from `attend_avx2` (AVX2 present). D is a multiple of 16
+        // (asserted; of 32 on the 4-bit path, `nib_block`). Each step reads 16 or 32 bytes
+        // of a key row below `nbytes` (the second 16 only when `two`, i.e. when they are
+        // inside the row's codes; rows hold nbytes, asserted) and of q8 (D values) likewise;
+        // `out` is indexed with bounds checks.
         unsafe {
             // (Plain loops, no closures: a closure would not inherit the caller's target
             // features, and its intrinsics would become calls.)
@@ -368,6 +395,9 @@ impl Lanes for Avx2 {
         unsafe {
             let (r, o) = (row.as_ptr(), out.as_mut_ptr());
             // 8 signed bytes (codes less mid) → out[e..e + 8].
+            //
+            // # Safety
+            // AVX2 present; `o` valid for writing 8 f32.
             #[inline(always)]
             unsafe fn put8(o: *mut f32, bytes: __m128i) {
                 _mm256_storeu_ps(o, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)));
@@ -508,6 +538,10 @@ impl Lanes for Avx2 {
             let (vp, ap) = (vb.as_ptr().add(lo), acc.as_mut_ptr());
             // acc[e..e + 8N] over the KB rows. Each accumulator takes KB dependent FMAs, so
             // 8 of them keep both FMA pipes busy where 4 would wait on the FMA latency.
+            //
+            // # Safety
+            // AVX2 and FMA present; `ap` valid for reading and writing e..e + 8N, `vp` for
+            // reading j·dv + e..j·dv + e + 8N for every j < KB.
             #[inline(always)]
             unsafe fn run<const N: usize>(
                 p: &[f32; KB],
@@ -783,6 +817,10 @@ pub(super) fn attend_unit<L: Lanes>(
     }
 }
 
+/// `attend_unit` with the AVX2 lanes, compiled with the features they use.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be present.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn attend_avx2(

@@ -7,7 +7,7 @@ use super::{alloc, finish, strided};
 use crate::array::Data;
 use crate::backend::Arg;
 use crate::dtype::{DType, Element};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use half::{bf16, f16};
 
 /// At most this many rows of x use the GEMV path with f32 weights (beyond, `gemm`'s blocking
@@ -51,7 +51,16 @@ pub fn matmul(a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Dat
         let a32 = to_f32(a)?;
         let b32 = to_f32(b)?;
         for (bi, out_b) in out.chunks_mut(m * n).enumerate() {
-            // SAFETY: offsets and strides describe in-bounds views of the f32 buffers.
+            // `gemm` reads through raw pointers: each operand's view must lie in its buffer.
+            let fits = view_fits(a32.len(), a_off[bi], [(m, sa[0]), (k, sa[1])])
+                && view_fits(b32.len(), b_off[bi], [(k, sb[0]), (n, sb[1])]);
+            if !fits || out_b.len() != m * n {
+                return Err(Error::shape(format!(
+                    "matmul: operand views of ({m}, {k}) and ({k}, {n}) exceed their buffers"
+                )));
+            }
+            // SAFETY: both operand views lie inside their f32 buffers (checked above), the
+            // output batch is (m, n) row-major and exclusively borrowed.
             unsafe {
                 gemm::gemm(
                     m,
@@ -86,6 +95,21 @@ pub fn matmul(a: &Arg, b: &Arg, shape: &[usize], out_dtype: DType) -> Result<Dat
     Ok(finish(o, shape))
 }
 
+/// Whether a 2-D view at `off` with (size, stride) per axis stays inside `len` elements
+/// (false on overflow); an empty view always fits.
+fn view_fits(len: usize, off: usize, dims: [(usize, usize); 2]) -> bool {
+    if dims.iter().any(|&(size, _)| size == 0) {
+        return true;
+    }
+    dims.iter()
+        .try_fold(off, |end, &(size, stride)| {
+            (size - 1)
+                .checked_mul(stride)
+                .and_then(|d| end.checked_add(d))
+        })
+        .is_some_and(|last| last < len)
+}
+
 /// The whole buffer as f32 (same element positions, so views' offsets/strides still apply).
 fn to_f32(x: &Arg) -> Result<std::borrow::Cow<'_, [f32]>> {
     let h = x.data.host()?;
@@ -102,8 +126,10 @@ fn to_f32(x: &Arg) -> Result<std::borrow::Cow<'_, [f32]>> {
 /// The output of `gemv`, shared by its tasks (each writes its own rows).
 #[derive(Clone, Copy)]
 struct OutRows(*mut f32);
-// SAFETY: tasks write disjoint ranges and the caller waits for them all.
+// SAFETY: a plain pointer to f32s; tasks write disjoint ranges and `parallel_for` returns
+// only after all of them finished, while the output is still borrowed.
 unsafe impl Send for OutRows {}
+// SAFETY: as for Send: shared only to hand each task its own ranges.
 unsafe impl Sync for OutRows {}
 
 #[allow(clippy::too_many_arguments)]
@@ -132,12 +158,14 @@ fn gemv<W: DotWeight>(
         // enough that taking one (an atomic) costs nothing against its work, and small enough
         // to stay in L2 while the m rows of x pass over them (K = 14k bf16: 8 rows).
         let rows = ((1usize << 18) / (k * std::mem::size_of::<W>()).max(1)).clamp(4, 64) / 4 * 4;
+        assert_eq!(out_b.len(), m * n, "gemv: output of a batch is not (M, N)");
         let out_ptr = OutRows(out_b.as_mut_ptr());
         let task = |t: usize| {
             let r0 = t * rows;
             let r1 = (r0 + rows).min(n);
             for r in 0..m {
-                // SAFETY: task t alone writes out_b[r·n + r0 .. r·n + r1], inside out_b.
+                // SAFETY: task t alone writes out_b[r·n + r0 .. r·n + r1]; r < m and
+                // r1 ≤ n, so it lies inside out_b (m·n values, asserted).
                 let o = unsafe {
                     std::slice::from_raw_parts_mut({ out_ptr }.0.add(r * n + r0), r1 - r0)
                 };

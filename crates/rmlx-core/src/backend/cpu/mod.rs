@@ -47,7 +47,7 @@ pub fn num_threads() -> usize {
 
 /// A zeroed contiguous output buffer.
 pub(crate) fn alloc(shape: &[usize], dtype: DType) -> Result<HostBuffer> {
-    HostBuffer::zeroed(numel(shape) * dtype.size())
+    HostBuffer::zeroed(numel(shape).saturating_mul(dtype.size()))
 }
 
 pub(crate) fn finish(buf: HostBuffer, shape: &[usize]) -> Data {

@@ -2,13 +2,29 @@
 //! GEMV for unquantized weights. AVX-512 where present, else AVX2 (`simd_avx2.rs`), portable
 //! code elsewhere.
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
+
+/// Whether `n` rows of `d` elements at `base + i·stride` (i < n) all lie inside `len`
+/// elements; false on overflow (a wrapped sum would pass a plain comparison).
+fn rows_in_bounds(base: usize, n: usize, stride: usize, d: usize, len: usize) -> bool {
+    if n == 0 {
+        return true;
+    }
+    (n - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(base))
+        .and_then(|v| v.checked_add(d))
+        .is_some_and(|end| end <= len)
+}
 
 /// Weight element types with a SIMD dot product against f32.
 pub trait DotWeight: crate::dtype::Element {
     fn dot(x: &[f32], w: &[Self]) -> f32;
     /// acc += p · w (attention's weighted sum of value rows).
     fn axpy(p: f32, w: &[Self], acc: &mut [f32]) {
+        // A row shorter than acc is a caller bug: a bounds panic, as on the SIMD paths.
+        let w = &w[..acc.len()];
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x.to_f32();
         }
@@ -19,12 +35,14 @@ pub trait DotWeight: crate::dtype::Element {
         if let Some(kind) = avx2_kind::<Self>() {
             let (d, n) = (x.len(), out.len());
             assert!(
-                n == 0 || base + (n - 1) * stride + d <= w.len(),
+                rows_in_bounds(base, n, stride, d, w.len()),
                 "dots: rows out of bounds"
             );
-            // SAFETY: features checked (`avx2_kind`); every row is in bounds (asserted).
+            // SAFETY: `avx2_kind` found AVX2, FMA and F16C and named `Self`'s element kind;
+            // the n rows of d elements at base + i·stride lie inside `w` (asserted). With n = 0
+            // nothing is read (`wrapping_add`: base may then be anything).
             unsafe {
-                let p = w.as_ptr().add(base) as *const u8;
+                let p = w.as_ptr().wrapping_add(base) as *const u8;
                 match kind {
                     avx2::F32 => avx2::dots::<{ avx2::F32 }>(x, p, stride, out),
                     avx2::BF16 => avx2::dots::<{ avx2::BF16 }>(x, p, stride, out),
@@ -44,12 +62,13 @@ pub trait DotWeight: crate::dtype::Element {
         if let Some(kind) = avx2_kind::<Self>() {
             let (d, n) = (acc.len(), p.len());
             assert!(
-                n == 0 || base + (n - 1) * stride + d <= w.len(),
+                rows_in_bounds(base, n, stride, d, w.len()),
                 "axpys: rows out of bounds"
             );
-            // SAFETY: features checked (`avx2_kind`); every row is in bounds (asserted).
+            // SAFETY: as in `dots`: features checked, every row of `acc.len()` elements in
+            // bounds (asserted); with no rows the kernel reads nothing.
             unsafe {
-                let q = w.as_ptr().add(base) as *const u8;
+                let q = w.as_ptr().wrapping_add(base) as *const u8;
                 match kind {
                     avx2::F32 => avx2::axpys::<{ avx2::F32 }>(p, q, stride, acc),
                     avx2::BF16 => avx2::axpys::<{ avx2::BF16 }>(p, q, stride, acc),
@@ -86,7 +105,7 @@ fn avx2_kind<T: crate::dtype::Element>() -> Option<u8> {
 pub fn exp_sub(s: &mut [f32], m: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if avx2::has_avx2() {
-        // SAFETY: features checked.
+        // SAFETY: AVX2 and FMA detected (`has_avx2`), all `exp_sub` needs.
         return unsafe { avx2::exp_sub(s, m) };
     }
     let mut sum = 0.0;
@@ -121,6 +140,10 @@ fn dot_scalar<T: crate::dtype::Element>(x: &[f32], w: &[T]) -> f32 {
 mod avx512 {
     use std::arch::x86_64::*;
 
+    /// Σ x[i]·w[i] over x.len() values.
+    ///
+    /// # Safety
+    /// AVX-512F must be present and `w` hold at least `x.len()` values.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot_f32(x: &[f32], w: &[f32]) -> f32 {
         let n = x.len();
@@ -147,13 +170,20 @@ mod avx512 {
         s
     }
 
-    /// bf16 → f32 is a 16-bit left shift of the bits.
+    /// 16 bf16 at `p` as f32 (bf16 → f32 is a 16-bit left shift of the bits).
+    ///
+    /// # Safety
+    /// AVX-512F must be present and `p` valid for reading 16 u16 (32 bytes, any alignment).
     #[inline(always)]
     unsafe fn load_bf16(p: *const u16) -> __m512 {
         let h = _mm256_loadu_si256(p as *const __m256i);
         _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
     }
 
+    /// Σ x[i]·w[i] over x.len() values, `w` the bits of bf16 values.
+    ///
+    /// # Safety
+    /// As `dot_f32`: AVX-512F present, `w.len() ≥ x.len()`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot_bf16(x: &[f32], w: &[u16]) -> f32 {
         let n = x.len();
@@ -181,6 +211,9 @@ mod avx512 {
     }
 
     /// acc += p · w for 16-bit weights (`bf16`: shift; `f16`: vcvtph2ps).
+    ///
+    /// # Safety
+    /// AVX-512F must be present and `w` hold at least `acc.len()` values.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn axpy_16(p: f32, w: &[u16], acc: &mut [f32], bf16: bool) {
         let n = acc.len();
@@ -207,6 +240,10 @@ mod avx512 {
         }
     }
 
+    /// Σ x[i]·w[i] over x.len() values, `w` the bits of f16 values.
+    ///
+    /// # Safety
+    /// As `dot_f32`: AVX-512F present, `w.len() ≥ x.len()`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot_f16(x: &[f32], w: &[u16]) -> f32 {
         let n = x.len();
@@ -238,7 +275,7 @@ impl DotWeight for f32 {
     fn dot(x: &[f32], w: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if has_avx512() {
-            // SAFETY: feature checked at run time; slices have equal length.
+            // SAFETY: AVX-512F detected; `w` is sliced to x.len() values.
             return unsafe { avx512::dot_f32(x, &w[..x.len()]) };
         }
         #[cfg(target_arch = "x86_64")]
@@ -257,6 +294,7 @@ impl DotWeight for f32 {
             // SAFETY: features checked; `w` holds acc.len() f32s.
             return unsafe { avx2::axpy::<{ avx2::F32 }>(p, w.as_ptr() as *const u8, acc) };
         }
+        let w = &w[..acc.len()];
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x;
         }
@@ -267,9 +305,8 @@ impl DotWeight for bf16 {
     fn axpy(p: f32, w: &[bf16], acc: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx512() {
-            let bits: &[u16] =
-                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, acc.len()) };
-            // SAFETY: feature checked; bf16 is a transparent u16; lengths match.
+            let bits: &[u16] = w[..acc.len()].reinterpret_cast();
+            // SAFETY: AVX-512F detected; `bits` holds acc.len() values (sliced above).
             return unsafe { avx512::axpy_16(p, bits, acc, true) };
         }
         #[cfg(target_arch = "x86_64")]
@@ -278,6 +315,7 @@ impl DotWeight for bf16 {
             // SAFETY: features checked; `w` holds acc.len() bf16 values.
             return unsafe { avx2::axpy::<{ avx2::BF16 }>(p, w.as_ptr() as *const u8, acc) };
         }
+        let w = &w[..acc.len()];
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x.to_f32();
         }
@@ -286,9 +324,8 @@ impl DotWeight for bf16 {
     fn dot(x: &[f32], w: &[bf16]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if has_avx512() {
-            let bits: &[u16] =
-                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, x.len()) };
-            // SAFETY: feature checked; bf16 is a transparent u16.
+            let bits: &[u16] = w[..x.len()].reinterpret_cast();
+            // SAFETY: AVX-512F detected; `bits` holds x.len() values (sliced above).
             return unsafe { avx512::dot_bf16(x, bits) };
         }
         #[cfg(target_arch = "x86_64")]
@@ -305,9 +342,8 @@ impl DotWeight for f16 {
     fn axpy(p: f32, w: &[f16], acc: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx512() {
-            let bits: &[u16] =
-                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, acc.len()) };
-            // SAFETY: feature checked; f16 is a transparent u16; lengths match.
+            let bits: &[u16] = w[..acc.len()].reinterpret_cast();
+            // SAFETY: AVX-512F detected; `bits` holds acc.len() values (sliced above).
             return unsafe { avx512::axpy_16(p, bits, acc, false) };
         }
         #[cfg(target_arch = "x86_64")]
@@ -316,6 +352,7 @@ impl DotWeight for f16 {
             // SAFETY: features checked; `w` holds acc.len() f16 values.
             return unsafe { avx2::axpy::<{ avx2::F16 }>(p, w.as_ptr() as *const u8, acc) };
         }
+        let w = &w[..acc.len()];
         for (a, x) in acc.iter_mut().zip(w) {
             *a += p * x.to_f32();
         }
@@ -324,9 +361,8 @@ impl DotWeight for f16 {
     fn dot(x: &[f32], w: &[f16]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if has_avx512() {
-            let bits: &[u16] =
-                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u16, x.len()) };
-            // SAFETY: feature checked; f16 is a transparent u16.
+            let bits: &[u16] = w[..x.len()].reinterpret_cast();
+            // SAFETY: AVX-512F detected; `bits` holds x.len() values (sliced above).
             return unsafe { avx512::dot_f16(x, bits) };
         }
         #[cfg(target_arch = "x86_64")]
@@ -342,6 +378,45 @@ impl DotWeight for f16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A weight row shorter than x is a bounds panic, never a read past its end (the 16-bit
+    /// kinds once built their slices from x's length alone).
+    #[test]
+    fn short_weight_rows_panic() {
+        let x = vec![1f32; 40];
+        let short =
+            |f: &(dyn Fn() + std::panic::RefUnwindSafe)| std::panic::catch_unwind(f).is_err();
+        let wb = vec![bf16::ONE; 39];
+        let wh = vec![f16::ONE; 39];
+        let wf = vec![1f32; 39];
+        assert!(short(&|| {
+            bf16::dot(&x, &wb);
+        }));
+        assert!(short(&|| {
+            f16::dot(&x, &wh);
+        }));
+        assert!(short(&|| {
+            f32::dot(&x, &wf);
+        }));
+        assert!(short(&|| {
+            bf16::axpy(1.0, &wb, &mut x.clone());
+        }));
+        assert!(short(&|| {
+            f16::axpy(1.0, &wh, &mut x.clone());
+        }));
+        // Batched rows: the second row runs past the end.
+        assert!(short(&|| {
+            bf16::dots(&x[..20], &wb, 0, 20, &mut [0f32; 2]);
+        }));
+        assert!(short(&|| {
+            f16::axpys(&[1.0, 1.0], &wh, 0, 20, &mut [0f32; 20]);
+        }));
+        assert!(rows_in_bounds(0, 2, 20, 20, 40) && !rows_in_bounds(1, 2, 20, 20, 40));
+        assert!(
+            !rows_in_bounds(usize::MAX, 2, usize::MAX, 1, 40),
+            "overflow passes"
+        );
+    }
 
     #[test]
     fn simd_dots_match_scalar() {

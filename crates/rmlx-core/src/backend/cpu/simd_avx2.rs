@@ -16,6 +16,10 @@ pub fn has_avx2() -> bool {
 }
 
 /// 8 weights from `p` as f32: f32 as is, 16-bit ones widened.
+///
+/// # Safety
+/// AVX2 and F16C must be present; `p` must be valid for reading elements i..i + 8 of kind
+/// `W` (any alignment).
 #[inline(always)]
 unsafe fn load8<const W: u8>(p: *const u8, i: usize) -> __m256 {
     match W {
@@ -29,15 +33,15 @@ unsafe fn load8<const W: u8>(p: *const u8, i: usize) -> __m256 {
 }
 
 /// One weight from `p` as f32.
+///
+/// # Safety
+/// `p` must be valid for reading element i of kind `W` (unaligned reads are used).
 #[inline(always)]
-fn load1<const W: u8>(p: *const u8, i: usize) -> f32 {
-    // SAFETY (of the reads): callers pass i < the slice's length.
-    unsafe {
-        match W {
-            F32 => *(p as *const f32).add(i),
-            BF16 => f32::from_bits((*(p as *const u16).add(i) as u32) << 16),
-            _ => half::f16::from_bits(*(p as *const u16).add(i)).to_f32(),
-        }
+unsafe fn load1<const W: u8>(p: *const u8, i: usize) -> f32 {
+    match W {
+        F32 => (p as *const f32).add(i).read_unaligned(),
+        BF16 => f32::from_bits(((p as *const u16).add(i).read_unaligned() as u32) << 16),
+        _ => half::f16::from_bits((p as *const u16).add(i).read_unaligned()).to_f32(),
     }
 }
 
@@ -46,6 +50,10 @@ pub const F32: u8 = 0;
 pub const BF16: u8 = 1;
 pub const F16: u8 = 2;
 
+/// The sum of v's 8 lanes.
+///
+/// # Safety
+/// AVX must be present (callers run with AVX2 enabled).
 #[inline(always)]
 unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -225,6 +233,9 @@ pub unsafe fn exp_sub(s: &mut [f32], m: f32) -> f32 {
 }
 
 /// exp on 8 lanes: 0 below −87 (−∞ included), +∞ above 88.7, NaN kept.
+///
+/// # Safety
+/// AVX2 and FMA must be present (it touches no memory).
 #[inline(always)]
 pub(super) unsafe fn exp8(x0: __m256) -> __m256 {
     // exp(x) = 2^n · exp(r), n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in two parts).

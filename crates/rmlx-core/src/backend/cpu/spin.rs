@@ -5,9 +5,16 @@
 //! each job the helpers here spin on an atomic job slot for a short while (no syscalls, ~1 µs
 //! to start the next loop, as llama.cpp's threadpool does), then park so that they never
 //! compete for cores with rayon's workers during long kernels.
+//!
+//! Panics: every call of the job runs under `catch_unwind`, on the helpers and on the caller
+//! alike, so the caller never unwinds out of `parallel_for` (freeing the closure) while a
+//! helper may still call it. After a panic the remaining indices are skipped, the caller waits
+//! for the helpers as usual, frees the pool, and resumes the first panic on its own thread.
 
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -25,6 +32,10 @@ struct Pool {
     inside: AtomicUsize,
     /// Helpers parked (asleep); a new job wakes them.
     parked: AtomicUsize,
+    /// Set when a call of the job panicked: the indices left are skipped.
+    failed: AtomicBool,
+    /// The first panic's payload, resumed on the caller's thread.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 type Job<'a> = &'a (dyn Fn(usize) + Sync);
@@ -56,6 +67,8 @@ fn pool() -> &'static Pool {
             live: AtomicBool::new(false),
             inside: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            panic: Mutex::new(None),
         }
     })
 }
@@ -77,8 +90,12 @@ fn helper_loop() {
             seen = e;
             p.inside.fetch_add(1, SeqCst);
             if p.live.load(SeqCst) && p.epoch.load(SeqCst) == e {
-                // SAFETY: `live` and our `inside` count keep the caller inside `parallel_for`,
-                // so the closure it points to is alive.
+                // SAFETY: `job` points to the caller's `Job` local, set before `live`. The
+                // caller clears `live` only after every index is done, then waits for
+                // `inside` to reach 0 before it returns (it cannot unwind earlier: `work`
+                // catches panics). Our `inside` count was raised before we saw `live` set
+                // (all SeqCst), so the caller is still inside `parallel_for` and the
+                // reference and the closure behind it are alive until we lower it.
                 let f: Job = unsafe { *(p.job.load(SeqCst) as *const Job) };
                 work(p, f);
             }
@@ -102,6 +119,9 @@ fn helper_loop() {
     }
 }
 
+/// Takes indices until none is left. A panicking call is caught (the first payload kept for
+/// the caller); indices taken after it are counted done without running, so `done` still
+/// reaches n and nobody waits forever.
 fn work(p: &Pool, f: Job) {
     let n = p.n.load(SeqCst);
     loop {
@@ -109,7 +129,15 @@ fn work(p: &Pool, f: Job) {
         if i >= n {
             return;
         }
-        f(i);
+        if !p.failed.load(SeqCst) {
+            // The payload is resumed on the caller, which then sees whatever state the
+            // closure left: the same contract as a panic in a plain loop.
+            if let Err(e) = catch_unwind(AssertUnwindSafe(|| f(i))) {
+                p.failed.store(true, SeqCst);
+                let mut slot = p.panic.lock().unwrap_or_else(|e| e.into_inner());
+                slot.get_or_insert(e);
+            }
+        }
         p.done.fetch_add(1, SeqCst);
     }
 }
@@ -123,7 +151,9 @@ pub fn threads() -> usize {
 }
 
 /// Runs `f(0..n)` on the calling thread and the spinning helpers; returns when all are done.
-/// Falls back to a serial loop when another caller holds the pool.
+/// Falls back to a serial loop when another caller holds the pool. If a call of `f` panics,
+/// the indices not yet started are skipped and the panic is resumed here once no helper runs
+/// `f` any more; the pool stays usable.
 pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
     let p = pool();
     if n <= 1 || p.helpers.is_empty() || BUSY.swap(true, Acquire) {
@@ -134,6 +164,7 @@ pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
     p.n.store(n, SeqCst);
     p.next.store(0, SeqCst);
     p.done.store(0, SeqCst);
+    p.failed.store(false, SeqCst);
     p.job.store(&fref as *const Job as usize, SeqCst);
     p.live.store(true, SeqCst);
     p.epoch.fetch_add(1, SeqCst);
@@ -148,7 +179,11 @@ pub fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
     while p.inside.load(SeqCst) != 0 {
         std::hint::spin_loop();
     }
+    let panic = p.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
     BUSY.store(false, Release);
+    if let Some(payload) = panic {
+        resume_unwind(payload);
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +199,47 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(SeqCst) == 1), "n = {n}");
         }
+    }
+
+    /// A panicking job reaches the caller as that panic, whichever thread ran the index, and
+    /// the pool runs later jobs completely (no index lost, no hang, no stale state).
+    #[test]
+    fn a_panicking_job_reaches_the_caller_and_the_pool_stays_usable() {
+        for bad in [0usize, 1, 63, 99] {
+            let ran = AtomicUsize::new(0);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                parallel_for(100, &|i| {
+                    if i == bad {
+                        panic!("job {i} failed");
+                    }
+                    // Slow enough that helpers take indices too.
+                    std::thread::sleep(Duration::from_micros(20));
+                    ran.fetch_add(1, SeqCst);
+                });
+            }));
+            let payload = r.expect_err("the panic must reach the caller");
+            let msg = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .unwrap_or_default();
+            assert_eq!(msg, format!("job {bad} failed"));
+            assert!(ran.load(SeqCst) < 100);
+            // Every index of the next jobs runs exactly once.
+            for n in [2usize, 50, 1000] {
+                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                parallel_for(n, &|i| {
+                    hits[i].fetch_add(1, SeqCst);
+                });
+                assert!(hits.iter().all(|h| h.load(SeqCst) == 1), "n = {n}");
+            }
+        }
+        // Every index panicking: helpers and the caller all fail at once.
+        let r = catch_unwind(|| parallel_for(64, &|_| panic!("all")));
+        assert!(r.is_err());
+        let hits: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
+        parallel_for(64, &|i| {
+            hits[i].fetch_add(1, SeqCst);
+        });
+        assert!(hits.iter().all(|h| h.load(SeqCst) == 1));
     }
 }

@@ -71,6 +71,11 @@ impl Allocator {
 
     /// Uninitialized device memory of at least `bytes` (the context must be current).
     pub(crate) fn alloc(&self, dev: &Arc<CudaDevice>, bytes: usize) -> Result<CudaBuffer> {
+        if bytes > self.limit {
+            // Also keeps `bucket` and the sums below from overflowing (a shape too large to
+            // count asks for usize::MAX bytes).
+            return Err(self.oom(dev, bytes, self.in_use(), "the memory limit"));
+        }
         let cap = bucket(bytes);
         {
             let mut st = self.lock();

@@ -194,7 +194,8 @@ pub(crate) fn sdpa(
             "cuda: sdpa: head dim {d} is too large"
         )));
     }
-    Launch::new(f, "sdpa_rows")
+    let mut launch = Launch::new(f, "sdpa_rows");
+    launch
         .arg(ptr_at(&qc, dev)?)
         .arg(kptr)
         .arg(vptr)
@@ -218,28 +219,39 @@ pub(crate) fn sdpa(
         .arg(window.map_or(-1i64, |w| w.min(i64::MAX as usize) as i64))
         .arg(splits as i32)
         .arg(part_ptr)
-        .arg(vec_k as i32)
-        .run(
+        .arg(vec_k as i32);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); q, positions
+    // and sinks are contiguous copies; k and v are read through the strides of their
+    // row-contiguous views (kr, vr) for b·hkv heads of tk rows of d / dv; `out` is a fresh (b,
+    // hq, tq, dv) buffer and `part` (when splits > 1) holds the per-split partials; shared
+    // memory holds d f32 (≤ 48 KiB, checked).
+    unsafe {
+        launch.run(
             dev,
             (grid_x, hq as u32, b as u32),
             (THREADS as u32, 1, 1),
             shared,
-        )?;
+        )?
+    };
     if splits > 1 {
         let f = dev.function(
             &key(q.dtype, k.dtype, dv_per),
             || build(q.dtype, k.dtype, dv_per),
             "sdpa_combine",
         )?;
-        Launch::new(f, "sdpa_combine")
+        let mut launch = Launch::new(f, "sdpa_combine");
+        launch
             .arg(part_ptr)
             .arg(sptr)
             .arg(out)
             .arg(int(hq, "q heads")?)
             .arg(int(tq, "Tq")?)
             .arg(int(dv, "Dv")?)
-            .arg(splits as i32)
-            .run(dev, (rows as u32, 1, 1), (THREADS as u32, 1, 1), 0)?;
+            .arg(splits as i32);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `part`
+        // holds the splits' partials written by sdpa_rows before it on this stream, `out` the
+        // (rows, dv) output.
+        unsafe { launch.run(dev, (rows as u32, 1, 1), (THREADS as u32, 1, 1), 0)? };
     }
     // Temporaries (contiguous copies, f32 sinks) are freed stream-ordered after the kernel.
     drop((qc, kr, vr, qp, kp, sinks, part));

@@ -224,10 +224,13 @@ impl CudaDevice {
     }
 
     /// Copies `out.len()` bytes at device address `src` to the host and waits for them.
-    pub(crate) fn download(&self, src: sys::CUdeviceptr, out: &mut [u8]) -> Result<()> {
+    ///
+    /// # Safety
+    /// `src..src + out.len()` must lie inside a live allocation of this device.
+    pub(crate) unsafe fn download(&self, src: sys::CUdeviceptr, out: &mut [u8]) -> Result<()> {
         self.bind()?;
-        // SAFETY: the caller passes an address inside a live buffer with `out.len()` bytes;
-        // the stream is synchronized before `out` is read.
+        // SAFETY: the caller passes an address inside a live buffer with `out.len()` bytes
+        // (this fn's contract); the stream is synchronized before `out` is read.
         unsafe { result::memcpy_dtoh_async(out, src, self.cu_stream()) }
             .map_err(|e| self.error("download", e))?;
         self.synchronize()

@@ -109,19 +109,24 @@ fn map(
     let src = || source(&(defines(x.dtype, out_dtype, "RMLX_UNARY", map_def) + BODY));
     if x.is_contiguous() {
         let f = dev.function(key, src, "unary_contig")?;
-        Launch::new(f, "unary_contig")
-            .arg(ptr_at(x, dev)?)
-            .arg(out)
-            .arg(n as i64)
-            .run_1d(dev, n)?;
+        let mut launch = Launch::new(f, "unary_contig");
+        launch.arg(ptr_at(x, dev)?).arg(out).arg(n as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x is a
+        // contiguous view of n elements and `out` a fresh buffer of n (`output`); the kernel's
+        // threads index 0..n.
+        unsafe { launch.run_1d(dev, n)? };
     } else {
         let f = dev.function(key, src, "unary_strided")?;
-        Launch::new(f, "unary_strided")
+        let mut launch = Launch::new(f, "unary_strided");
+        launch
             .arg(base_ptr(x, dev)?)
             .arg(Layout::of(x)?)
             .arg(out)
-            .arg(n as i64)
-            .run_1d(dev, n)?;
+            .arg(n as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x by its
+        // base pointer and its own layout (every index the layout yields lies in x's buffer,
+        // as the view's do); `out` is a fresh buffer of n; threads index 0..n.
+        unsafe { launch.run_1d(dev, n)? };
     }
     Ok(data)
 }
@@ -191,30 +196,42 @@ pub(crate) fn binary(
     let full = |x: &Arg| x.is_contiguous() && x.shape == shape;
     if full(a) && full(b) {
         let f = dev.function(&key, src, "binary_contig")?;
-        Launch::new(f, "binary_contig")
+        let mut launch = Launch::new(f, "binary_contig");
+        launch
             .arg(ptr_at(a, dev)?)
             .arg(ptr_at(b, dev)?)
             .arg(out)
-            .arg(n as i64)
-            .run_1d(dev, n)?;
+            .arg(n as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); a and b are
+        // contiguous views of `shape` (n elements each, `full`), `out` a fresh buffer of n;
+        // threads index 0..n.
+        unsafe { launch.run_1d(dev, n)? };
     } else if full(a) && b.numel() == 1 {
         let f = dev.function(&key, src, "binary_scalar")?;
-        Launch::new(f, "binary_scalar")
+        let mut launch = Launch::new(f, "binary_scalar");
+        launch
             .arg(ptr_at(a, dev)?)
             .arg(ptr_at(b, dev)?)
             .arg(out)
-            .arg(n as i64)
-            .run_1d(dev, n)?;
+            .arg(n as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); a is a
+        // contiguous view of n elements, b holds one, `out` is a fresh buffer of n; threads
+        // index 0..n.
+        unsafe { launch.run_1d(dev, n)? };
     } else {
         let f = dev.function(&key, src, "binary_strided")?;
-        Launch::new(f, "binary_strided")
+        let mut launch = Launch::new(f, "binary_strided");
+        launch
             .arg(base_ptr(a, dev)?)
             .arg(broadcast_layout(a, shape)?)
             .arg(base_ptr(b, dev)?)
             .arg(broadcast_layout(b, shape)?)
             .arg(out)
-            .arg(n as i64)
-            .run_1d(dev, n)?;
+            .arg(n as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); a and b by
+        // base pointer with their layouts broadcast to `shape` (stride 0 on broadcast axes
+        // keeps every index inside their views), `out` a fresh buffer of n.
+        unsafe { launch.run_1d(dev, n)? };
     }
     Ok(data)
 }
@@ -263,7 +280,8 @@ pub(crate) fn select(
     let key = format!("where/{out_dtype}");
     let src = || source(&(defines(out_dtype, out_dtype, "RMLX_WHERE", "") + BODY));
     let f = dev.function(&key, src, "where_strided")?;
-    Launch::new(f, "where_strided")
+    let mut launch = Launch::new(f, "where_strided");
+    launch
         .arg(base_ptr(c, dev)?)
         .arg(broadcast_layout(c, shape)?)
         .arg(base_ptr(a, dev)?)
@@ -271,8 +289,11 @@ pub(crate) fn select(
         .arg(base_ptr(b, dev)?)
         .arg(broadcast_layout(b, shape)?)
         .arg(out)
-        .arg(n as i64)
-        .run_1d(dev, n)?;
+        .arg(n as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); c, a and b by
+    // base pointer with layouts broadcast to `shape` (indices stay in their views), `out` a
+    // fresh buffer of n.
+    unsafe { launch.run_1d(dev, n)? };
     Ok(data)
 }
 

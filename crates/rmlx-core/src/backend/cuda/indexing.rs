@@ -81,15 +81,20 @@ pub(crate) fn concat(
         let n = inp.numel();
         if n > 0 {
             let f = func(dev, es, DType::I32, "concat_part")?;
-            Launch::new(f, "concat_part")
+            let mut launch = Launch::new(f, "concat_part");
+            launch
                 .arg(base_ptr(inp, dev)?)
                 .arg(Layout::of(inp)?)
                 .arg(out)
                 .arg(n as i64)
                 .arg(w as i64)
                 .arg(out_row as i64)
-                .arg(col as i64)
-                .run_1d(dev, n)?;
+                .arg(col as i64);
+            // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); the
+            // input by base pointer and its own layout (n elements); it lands in columns
+            // col..col + w of rows of `out_row` in `out`, a fresh buffer of `shape` whose rows
+            // hold every input's columns (w summed over inputs is out_row).
+            unsafe { launch.run_1d(dev, n)? };
         }
         col += w;
     }
@@ -107,7 +112,11 @@ pub(crate) fn slice_update(
     dtype: DType,
 ) -> Result<Data> {
     let mut it = inputs.into_iter();
-    let (dst, src) = (it.next().expect("dst"), it.next().expect("src"));
+    let (Some(dst), Some(src)) = (it.next(), it.next()) else {
+        return Err(Error::msg(
+            "slice_update: internal error: expected dst and src inputs",
+        ));
+    };
     if src.dtype != dtype || dst.dtype != dtype {
         return Err(Error::dtype(
             "slice_update: dst, src and output dtypes differ",
@@ -138,13 +147,17 @@ pub(crate) fn slice_update(
     let ld = Layout::new(&src.shape, &strides, base)?;
     let out = cuda_buffer(&data, dev)?.ptr();
     let f = func(dev, es, DType::I32, "scatter_view")?;
-    Launch::new(f, "scatter_view")
+    let mut launch = Launch::new(f, "scatter_view");
+    launch
         .arg(base_ptr(&src, dev)?)
         .arg(Layout::of(&src)?)
         .arg(out)
         .arg(ld)
-        .arg(n as i64)
-        .run_1d(dev, n)?;
+        .arg(n as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); src by base
+    // pointer and its layout (n elements); `ld` places them at `start` in `data`, an owned
+    // contiguous buffer of `shape`, where the op checked that start + src's shape fits.
+    unsafe { launch.run_1d(dev, n)? };
     Ok(data)
 }
 
@@ -165,15 +178,20 @@ pub(crate) fn take(
     let (xc, ic) = (contiguous_arg(dev, x)?, contiguous_arg(dev, idx)?);
     let inner: usize = x.shape[axis + 1..].iter().product();
     let f = func(dev, dtype.size(), idx.dtype, "take_axis")?;
-    Launch::new(f, "take_axis")
+    let mut launch = Launch::new(f, "take_axis");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(ptr_at(&ic, dev)?)
         .arg(out)
         .arg(n as i64)
         .arg(idx.numel() as i64)
         .arg(inner as i64)
-        .arg(x.shape[axis] as i64)
-        .run_1d(dev, n)?;
+        .arg(x.shape[axis] as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x and idx are
+    // contiguous copies; the kernel reads x only for indices in 0..axis_len (others give
+    // zeros), idx for positions < idx.numel(), and writes `out` (a fresh buffer of n =
+    // numel(shape)).
+    unsafe { launch.run_1d(dev, n)? };
     Ok(data)
 }
 
@@ -194,15 +212,19 @@ pub(crate) fn take_along_axis(
     let (xc, ic) = (contiguous_arg(dev, x)?, contiguous_arg(dev, idx)?);
     let inner: usize = shape[axis + 1..].iter().product();
     let f = func(dev, dtype.size(), idx.dtype, "take_along")?;
-    Launch::new(f, "take_along")
+    let mut launch = Launch::new(f, "take_along");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(ptr_at(&ic, dev)?)
         .arg(out)
         .arg(n as i64)
         .arg(shape[axis] as i64)
         .arg(inner as i64)
-        .arg(x.shape[axis] as i64)
-        .run_1d(dev, n)?;
+        .arg(x.shape[axis] as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x and idx are
+    // contiguous copies of their shapes; x is read only for indices in 0..axis_len (others
+    // give zeros), and `out` is a fresh buffer of n.
+    unsafe { launch.run_1d(dev, n)? };
     Ok(data)
 }
 

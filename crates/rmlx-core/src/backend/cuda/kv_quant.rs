@@ -76,7 +76,8 @@ pub(crate) fn quantize(
     let (n, norm) = rotation(d);
     let f = quant_fn(dev, x.dtype, "kv_quantize")?;
     let shared = ((d + 2 * (d / spec.group)) * 4) as u32;
-    Launch::new(f, "kv_quantize")
+    let mut launch = Launch::new(f, "kv_quantize");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(int(d, "dim")?)
@@ -84,13 +85,19 @@ pub(crate) fn quantize(
         .arg(spec.bits as i32)
         .arg(spec.rotate as i32)
         .arg(n)
-        .arg(norm)
-        .run(
+        .arg(norm);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); one block per
+    // row of d floats in `xc` (rows·d elements, contiguous), each writing its row_bytes(d) in
+    // `out` (a fresh (rows, row_bytes) buffer); shared memory sized for d values and their
+    // group parameters.
+    unsafe {
+        launch.run(
             dev,
             (int(rows, "rows")? as u32, 1, 1),
             (THREADS, 1, 1),
             shared,
-        )?;
+        )?
+    };
     drop(xc);
     Ok(data)
 }
@@ -165,7 +172,8 @@ fn dequantize_into(
     };
     let (n, norm) = rotation(dim);
     let f = quant_fn(dev, DType::F32, "kv_dequantize")?;
-    Launch::new(f, "kv_dequantize")
+    let mut launch = Launch::new(f, "kv_dequantize");
+    launch
         .arg(ptr_at(&xa, dev)?)
         .arg(match &cptr {
             Some(c) => ptr_at(c, dev)?,
@@ -184,13 +192,19 @@ fn dequantize_into(
         .arg(spec.bits as i32)
         .arg(spec.rotate as i32)
         .arg(n)
-        .arg(norm)
-        .run(
+        .arg(norm);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); one block per
+    // packed row of `xa` (rows rows of row_bytes, strides `s` describe the view), writing slot
+    // head + t of (heads, t_out, dim) `out`, which the caller allocated with t_out ≥ head + t;
+    // the center (if any) holds rows / t · dim f32 (checked above).
+    unsafe {
+        launch.run(
             dev,
             (int(rows, "rows")? as u32, 1, 1),
             (THREADS, 1, 1),
             (dim * 4) as u32,
-        )?;
+        )?
+    };
     drop((xa, cptr));
     Ok(())
 }
@@ -241,14 +255,18 @@ fn head_into(dev: &Arc<CudaDevice>, x: &Arg, out: u64, t_out: usize) -> Result<(
     };
     let key = format!("kv_head/{}", x.dtype);
     let f = dev.function(&key, || build("RMLX_KV_HEAD", x.dtype), "kv_head_copy")?;
-    Launch::new(f, "kv_head_copy")
+    let mut launch = Launch::new(f, "kv_head_copy");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(int(head, "head")?)
         .arg(int(t_out, "rows")?)
         .arg(int(d, "dim")?)
-        .arg(total as i64)
-        .run_1d(dev, total)?;
+        .arg(total as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` is a
+    // contiguous (B, H, head, d) copy of `total` elements; each lands in slots 0..head of (B,
+    // H, t_out, d) `out`, t_out ≥ head (the caller's layout).
+    unsafe { launch.run_1d(dev, total)? };
     drop(xc);
     Ok(())
 }

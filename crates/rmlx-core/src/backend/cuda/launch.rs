@@ -123,7 +123,14 @@ impl Launch {
     }
 
     /// Launches on the device's stream; returns at once.
-    pub(crate) fn run(
+    ///
+    /// # Safety
+    /// The arguments pushed must be the kernel's parameters in order, each of its declared
+    /// type, and every device address among them must point into a live allocation of this
+    /// device holding every element the kernel indexes for this launch shape and these size
+    /// arguments. Buffers may be freed after the call (reuse is stream-ordered, so a later
+    /// writer queues behind this kernel); host memory must not be passed.
+    pub(crate) unsafe fn run(
         &mut self,
         dev: &CudaDevice,
         grid: (u32, u32, u32),
@@ -147,20 +154,24 @@ impl Launch {
             *p = unsafe { base.add(start as usize) } as *mut std::ffi::c_void;
         }
         let ptrs = &mut ptrs[..self.count];
-        // SAFETY: `ptrs` points at one value per kernel parameter, in order, each matching the
-        // kernel's declared type (the family that builds the launch owns both sides); the
-        // device addresses passed are live buffers of the sizes the kernel indexes.
+        // SAFETY: `ptrs` points at one value per parameter inside `words` (alive until the
+        // call returns: the driver copies them at launch); their order, types and the device
+        // addresses' extents are this fn's contract, stated by each caller.
         unsafe { result::launch_kernel(self.func.0, grid, block, shared, dev.cu_stream(), ptrs) }
             .map_err(|e| dev.error(&format!("launching {}", self.name), e))
     }
 
     /// A 1-D launch of `n` threads in blocks of 256, grid-stride beyond 65k blocks.
-    pub(crate) fn run_1d(&mut self, dev: &CudaDevice, n: usize) -> Result<()> {
+    ///
+    /// # Safety
+    /// As `run`.
+    pub(crate) unsafe fn run_1d(&mut self, dev: &CudaDevice, n: usize) -> Result<()> {
         let blocks = n.div_ceil(256).clamp(1, 1 << 16) as u32;
         if n == 0 {
             return Ok(());
         }
-        self.run(dev, (blocks, 1, 1), (256, 1, 1), 0)
+        // SAFETY: forwarded: this fn's contract is `run`'s.
+        unsafe { self.run(dev, (blocks, 1, 1), (256, 1, 1), 0) }
     }
 }
 
@@ -197,7 +208,7 @@ pub(crate) fn base_ptr(arg: &Arg, dev: &CudaDevice) -> Result<u64> {
 
 /// A new contiguous output of `shape`/`dtype` (uninitialized: the kernel writes every element).
 pub(crate) fn output(dev: &Arc<CudaDevice>, shape: &[usize], dtype: DType) -> Result<(Data, u64)> {
-    let bytes = crate::shape::numel(shape) * dtype.size();
+    let bytes = crate::shape::numel(shape).saturating_mul(dtype.size());
     let buf = dev.alloc(bytes)?;
     let ptr = buf.ptr();
     Ok((Data::contiguous(Buffer::Device(Box::new(buf)), shape), ptr))

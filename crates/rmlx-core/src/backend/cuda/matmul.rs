@@ -288,20 +288,27 @@ fn gemv(
         if m == 1 && vec && n >= GEMV1_MIN_N {
             // Many columns: a warp per GEMV1_COLS of them, each over the whole of K.
             let f = dev.function(&key, build, "gemv1")?;
-            return Launch::new(f, "gemv1")
+            let mut launch = Launch::new(f, "gemv1");
+            launch
                 .arg(px)
                 .arg(pw)
                 .arg(ldw as i64)
                 .arg(out)
                 .arg(n as i64)
                 .arg(k as i64)
-                .arg(xvec as i32)
-                .run(
+                .arg(xvec as i32);
+            // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x at
+            // `px` (one row of k) and W at `pw` (n rows of k, leading dimension ldw, 16-byte
+            // aligned when `vec`) are the operands' views, `out` a fresh buffer of n; each
+            // warp covers its GEMV1_COLS columns below n.
+            return unsafe {
+                launch.run(
                     dev,
                     (n.div_ceil(GEMV1_WARPS * GEMV1_COLS) as u32, 1, 1),
                     ((32 * GEMV1_WARPS) as u32, 1, 1),
                     0,
-                );
+                )
+            };
         }
         let f = dev.function(&key, build, "gemv")?;
         // One block per output column (its warps split K).
@@ -309,7 +316,8 @@ fn gemv(
         if blocks > i32::MAX as usize {
             return Err(Error::shape(format!("cuda: gemv: N = {n} is too large")));
         }
-        Launch::new(f, "gemv")
+        let mut launch = Launch::new(f, "gemv");
+        launch
             .arg(px)
             .arg(ldx as i64)
             .arg(pw)
@@ -319,13 +327,19 @@ fn gemv(
             .arg(n as i64)
             .arg(k as i64)
             .arg(vec as i32)
-            .arg(xvec as i32)
-            .run(
+            .arg(xvec as i32);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x at `px`
+        // (m rows of k, leading dimension ldx) and W at `pw` (n rows of k, leading dimension
+        // ldw) are the operands' views, `out` a fresh (m, n) buffer; one block per output
+        // column.
+        unsafe {
+            launch.run(
                 dev,
                 (blocks as u32, 1, 1),
                 ((32 * GEMV_WARPS) as u32, 1, 1),
                 0,
             )
+        }
     })())
 }
 

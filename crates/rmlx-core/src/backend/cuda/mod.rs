@@ -27,7 +27,7 @@ pub use alloc::CudaBuffer;
 use super::{Arg, Backend};
 use crate::array::Data;
 use crate::backend::common::views;
-use crate::buffer::{Buffer, HostBuffer};
+use crate::buffer::{Buffer, DeviceBuffer, HostBuffer};
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -273,8 +273,20 @@ impl Backend for CudaBackend {
         let data = elementwise::contiguous(&dev, arg)?;
         let bytes = arg.numel() * arg.dtype.size();
         let mut host = HostBuffer::zeroed(bytes)?;
-        let src = launch::cuda_buffer(&data, &dev)?.ptr() + (data.offset * arg.dtype.size()) as u64;
-        dev.download(src, host.bytes_mut().expect("owned buffer"))?;
+        let buf = launch::cuda_buffer(&data, &dev)?;
+        let start = data.offset * arg.dtype.size();
+        if start.checked_add(bytes).is_none_or(|end| end > buf.len()) {
+            return Err(Error::msg(format!(
+                "cuda: download: a view of {bytes} bytes at {start} is outside its buffer of {}",
+                buf.len()
+            )));
+        }
+        let out = host
+            .bytes_mut()
+            .ok_or_else(|| Error::msg("cuda: download: host buffer is not writable"))?;
+        // SAFETY: start..start + bytes lies inside `buf` (checked above), which `data` keeps
+        // alive for the call; `out` holds exactly `bytes` bytes.
+        unsafe { dev.download(buf.ptr() + start as u64, out)? };
         Ok(Data::contiguous(Buffer::Host(host), &arg.shape))
     }
 

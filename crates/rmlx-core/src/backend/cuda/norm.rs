@@ -49,19 +49,25 @@ pub(crate) fn rms_norm(
     let (xc, wc) = (as_arg(x)?, as_arg(w)?);
     let key = format!("rms_norm/{}/{}", x.dtype, w.dtype);
     let f = dev.function(&key, || src(x.dtype, w.dtype), "rms_norm_rows")?;
-    Launch::new(f, "rms_norm_rows")
+    let mut launch = Launch::new(f, "rms_norm_rows");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(ptr_at(&wc, dev)?)
         .arg(out)
         .arg(rows as i64)
         .arg(d as i64)
-        .arg(eps)
-        .run(
+        .arg(eps);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` holds
+    // rows·d and `wc` d contiguous values, `out` is a fresh buffer of rows·d; block i
+    // normalizes row i (rows capped at 2^20 blocks, grid-stride beyond).
+    unsafe {
+        launch.run(
             dev,
             (rows.min(1 << 20) as u32, 1, 1),
             ((d.div_ceil(32) * 32).clamp(32, 512) as u32, 1, 1),
             0,
-        )?;
+        )?
+    };
     Ok(data)
 }
 

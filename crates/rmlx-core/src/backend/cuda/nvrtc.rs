@@ -138,16 +138,12 @@ fn compile_program(prog: sys::nvrtcProgram, name: &str, arch_flag: &str) -> Resu
     }
     let mut size = 0usize;
     // SAFETY: `prog` compiled successfully; `size` is a valid out-pointer.
-    check(
-        unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) },
-        "nvrtcGetCUBINSize",
-    )?;
+    let r = unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) };
+    check(r, "nvrtcGetCUBINSize")?;
     let mut bin = vec![0u8; size];
-    // SAFETY: `bin` has exactly the size NVRTC reported.
-    check(
-        unsafe { sys::nvrtcGetCUBIN(prog, bin.as_mut_ptr() as *mut std::ffi::c_char) },
-        "nvrtcGetCUBIN",
-    )?;
+    // SAFETY: `bin` has exactly the size NVRTC reported for this program's image.
+    let r = unsafe { sys::nvrtcGetCUBIN(prog, bin.as_mut_ptr() as *mut std::ffi::c_char) };
+    check(r, "nvrtcGetCUBIN")?;
     Ok(bin)
 }
 

@@ -166,7 +166,8 @@ pub(crate) fn quantized_matmul(
         one_row_gemv(dev, (&key, src), &x, &parts, out, None, n, k, 1)?;
     } else if m <= GEMV_ROWS {
         let func = dev.function(&key, src, "qmv")?;
-        Launch::new(func, "qmv")
+        let mut launch = Launch::new(func, "qmv");
+        launch
             .arg(ptr_at(&x, dev)?)
             .arg(p0)
             .arg(p1)
@@ -180,16 +181,23 @@ pub(crate) fn quantized_matmul(
             .arg(0i32)
             .arg(1i64)
             .arg(0i32)
-            .arg(1i64)
-            .run(
+            .arg(1i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x (m rows
+        // of k, contiguous), the weight parts p0..p2 (validated against n, k and the format at
+        // load) and `out` (a fresh (m, n) buffer) cover every index the kernel computes from
+        // n, k and m; no gather (null indices).
+        unsafe {
+            launch.run(
                 dev,
                 (n.div_ceil(GEMV_WARPS) as u32, (m > 0) as u32, 1),
                 (32 * GEMV_WARPS as u32, 1, 1),
                 0,
-            )?;
+            )?
+        };
     } else {
         let func = dev.function(&key, src, "qmm")?;
-        Launch::new(func, "qmm")
+        let mut launch = Launch::new(func, "qmm");
+        launch
             .arg(ptr_at(&x, dev)?)
             .arg(p0)
             .arg(p1)
@@ -202,8 +210,12 @@ pub(crate) fn quantized_matmul(
             .arg(m as i64)
             .arg(1i64)
             .arg(0i32)
-            .arg(1i64)
-            .run(dev, tile_grid(n, m.div_ceil(TILE_M))?, (256, 1, 1), 0)?;
+            .arg(1i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x (m rows
+        // of k, contiguous), the weight parts p0..p2 (validated against n, k and the format at
+        // load) and `out` (a fresh (m, n) buffer) cover every index the tiled kernel computes
+        // from n, k and m; no gather (null scratch, one expert).
+        unsafe { launch.run(dev, tile_grid(n, m.div_ceil(TILE_M))?, (256, 1, 1), 0)? };
     }
     Ok(data)
 }
@@ -237,7 +249,8 @@ fn one_row_gemv(
         experts: 1,
     });
     let func = dev.function(key, src, "qmv1")?;
-    Launch::new(func, "qmv1")
+    let mut launch = Launch::new(func, "qmv1");
+    launch
         .arg(ptr_at(x, dev)?)
         .arg(p0)
         .arg(p1)
@@ -250,8 +263,13 @@ fn one_row_gemv(
         .arg((g.idx != 0) as i32)
         .arg(g.top_k as i64)
         .arg(g.shared_x)
-        .arg(g.experts as i64)
-        .run(
+        .arg(g.experts as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x (`rows` rows
+    // of k, contiguous), the weight parts p0..p2 (validated against n, k and the format at
+    // load), `out` (a fresh buffer of rows·n) and, when gathering, `g.idx` (rows·top_k expert
+    // ids, checked against `experts` in the kernel) cover every index the kernel computes.
+    unsafe {
+        launch.run(
             dev,
             (
                 n.div_ceil(GEMV_WARPS * ONE_ROW_FEATURES) as u32,
@@ -260,7 +278,8 @@ fn one_row_gemv(
             ),
             (32 * GEMV_WARPS as u32, 1, 1),
             0,
-        )?;
+        )?
+    };
     Ok(())
 }
 
@@ -283,7 +302,10 @@ pub(crate) fn gather_qmm(
     d: DType,
 ) -> Result<Data> {
     check_float("gather_qmm", d)?;
-    let (idx_arg, wargs) = inputs[1..].split_last().expect("op gives x, parts, idx");
+    let (idx_arg, wargs) = inputs
+        .get(1..)
+        .and_then(|i| i.split_last())
+        .ok_or_else(|| Error::msg("gather_qmm: internal error: the op gave no inputs"))?;
     if idx_arg.dtype != DType::U32 {
         return Err(Error::dtype(format!(
             "gather_qmm: expected u32 indices, found {}",
@@ -318,17 +340,22 @@ pub(crate) fn gather_qmm(
     let scratch_words = 4 * experts + 2 + pairs;
     let scratch = dev.alloc(scratch_words * 4)?;
     let sort = dev.function(&key, src, "moe_sort")?;
-    Launch::new(sort, "moe_sort")
+    let mut launch = Launch::new(sort, "moe_sort");
+    launch
         .arg(idx_ptr)
         .arg(scratch.ptr())
         .arg(out)
         .arg(pairs as i64)
         .arg(experts as i64)
-        .arg(n as i64)
-        .run(dev, (1, 1, 1), (512, 1, 1), 0)?;
+        .arg(n as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `idx` holds
+    // `pairs` u32 expert ids (out-of-range ids are skipped by the kernel), `scratch` the
+    // 4·experts + 2 + pairs words the sort uses; one block.
+    unsafe { launch.run(dev, (1, 1, 1), (512, 1, 1), 0)? };
     let (key, src) = module(f, d, parts.ts)?;
     let func = dev.function(&key, src, "qmm")?;
-    Launch::new(func, "qmm")
+    let mut launch = Launch::new(func, "qmm");
+    launch
         .arg(ptr_at(&x, dev)?)
         .arg(p0)
         .arg(p1)
@@ -341,13 +368,19 @@ pub(crate) fn gather_qmm(
         .arg(pairs as i64)
         .arg(top_k as i64)
         .arg(shared_x)
-        .arg(experts as i64)
-        .run(
+        .arg(experts as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x, the weight
+    // parts p0..p2 (validated at load), `out` and the sort scratch (sized for `experts` and
+    // `pairs`) cover every index the tiled kernel computes from n, k and the row count; expert
+    // ids are checked against `experts` in the kernel.
+    unsafe {
+        launch.run(
             dev,
             tile_grid(n, pairs.div_ceil(TILE_M) + experts)?,
             (256, 1, 1),
             0,
-        )?;
+        )?
+    };
     // Dropping `scratch` now is safe: its next user is queued behind these kernels.
     drop(scratch);
     Ok(data)
@@ -362,7 +395,9 @@ pub(crate) fn quantized_take(
     d: DType,
 ) -> Result<Data> {
     check_float("quantized_take", d)?;
-    let (idx_arg, wargs) = inputs.split_last().expect("op gives parts, idx");
+    let (idx_arg, wargs) = inputs
+        .split_last()
+        .ok_or_else(|| Error::msg("quantized_take: internal error: the op gave no inputs"))?;
     let entry = match idx_arg.dtype {
         DType::U32 => "qtake_u32",
         DType::I32 => "qtake_i32",
@@ -380,7 +415,8 @@ pub(crate) fn quantized_take(
     let (key, src) = module(f, d, parts.ts)?;
     let func = dev.function(&key, src, entry)?;
     let [p0, p1, p2] = parts.ptrs;
-    Launch::new(func, entry)
+    let mut launch = Launch::new(func, entry);
+    launch
         .arg(p0)
         .arg(p1)
         .arg(p2)
@@ -389,8 +425,11 @@ pub(crate) fn quantized_take(
         .arg(count as i64)
         .arg(rows as i64)
         .arg(k as i64)
-        .arg(parts.gs)
-        .run_1d(dev, count * (k / 8))?;
+        .arg(parts.gs);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); the weight
+    // parts (validated at load), `idx` (count ids, each checked against `rows` in the kernel)
+    // and `out` (a fresh count × k buffer).
+    unsafe { launch.run_1d(dev, count * (k / 8))? };
     Ok(data)
 }
 

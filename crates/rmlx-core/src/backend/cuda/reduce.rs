@@ -109,47 +109,63 @@ pub(crate) fn reduce(
         r <= 16 || (!red_contig && kept_contig && m >= 512) || (!red_contig && m >= 8192);
     if by_thread {
         let f = dev.function(&key, s, "reduce_cols")?;
-        Launch::new(f, "reduce_cols")
+        let mut launch = Launch::new(f, "reduce_cols");
+        launch
             .arg(xp)
             .arg(kept)
             .arg(red)
             .arg(out)
             .arg(m as i64)
-            .arg(r as i64)
-            .run_1d(dev, m)?;
+            .arg(r as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x by base
+        // pointer with the kept/reduced layouts of its own view (m × r indices inside it),
+        // `out` a fresh buffer of m; one thread per output.
+        unsafe { launch.run_1d(dev, m)? };
     } else if m < 128 && r >= 1 << 15 {
         // Few long rows: split each over up to 512 blocks, then reduce the f64 partials.
         let parts = r.div_ceil(8192).min(512);
         let chunk = r.div_ceil(parts);
         let part = dev.alloc(m * parts * 8)?;
         let f = dev.function(&key, s, "reduce_partial")?;
-        Launch::new(f, "reduce_partial")
+        let mut launch = Launch::new(f, "reduce_partial");
+        launch
             .arg(xp)
             .arg(kept)
             .arg(red)
             .arg(part.ptr())
             .arg(r as i64)
-            .arg(chunk as i64)
-            .run(dev, (parts as u32, m as u32, 1), (256, 1, 1), 0)?;
+            .arg(chunk as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x with the
+        // kept/reduced layouts of its view, `part` a fresh buffer of m · parts f64; block (p,
+        // i) reduces chunk p of row i.
+        unsafe { launch.run(dev, (parts as u32, m as u32, 1), (256, 1, 1), 0)? };
         let f = dev.function(&key, s, "reduce_finish")?;
-        Launch::new(f, "reduce_finish")
+        let mut launch = Launch::new(f, "reduce_finish");
+        launch
             .arg(part.ptr())
             .arg(out)
             .arg(m as i64)
-            .arg(parts as i64)
-            .run(dev, (grid_rows(m), 1, 1), (block_for(parts, 256), 1, 1), 0)?;
+            .arg(parts as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `part`
+        // holds m · parts f64 written by the kernel before it on this stream, `out` a fresh
+        // buffer of m.
+        unsafe { launch.run(dev, (grid_rows(m), 1, 1), (block_for(parts, 256), 1, 1), 0)? };
         // `part` is freed here: stream-ordered reuse queues any next writer behind these kernels.
         drop(part);
     } else {
         let f = dev.function(&key, s, "reduce_rows")?;
-        Launch::new(f, "reduce_rows")
+        let mut launch = Launch::new(f, "reduce_rows");
+        launch
             .arg(xp)
             .arg(kept)
             .arg(red)
             .arg(out)
             .arg(m as i64)
-            .arg(r as i64)
-            .run(dev, (grid_rows(m), 1, 1), (block_for(r, 256), 1, 1), 0)?;
+            .arg(r as i64);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x with the
+        // kept/reduced layouts of its view (m × r indices inside it), `out` a fresh buffer of
+        // m; one block per row.
+        unsafe { launch.run(dev, (grid_rows(m), 1, 1), (block_for(r, 256), 1, 1), 0)? };
     }
     Ok(data)
 }
@@ -186,24 +202,32 @@ pub(crate) fn arg_reduce(
         let chunks = r.div_ceil(4096).min(256);
         let part = dev.alloc(m * chunks * 8)?;
         let f = dev.function(&key, s, "arg_part")?;
-        Launch::new(f, "arg_part")
+        let mut launch = Launch::new(f, "arg_part");
+        launch
             .arg(base_ptr(x, dev)?)
             .arg(kept)
             .arg(stride)
             .arg(part.ptr())
             .arg(r as i64)
-            .arg(sign)
-            .run(dev, (chunks as u32, m as u32, 1), (256, 1, 1), 0)?;
+            .arg(sign);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x by base
+        // pointer with the kept layout and reduced-axis stride of its view (m × r indices
+        // inside it), `part` a fresh buffer of m · chunks (value, index) pairs.
+        unsafe { launch.run(dev, (chunks as u32, m as u32, 1), (256, 1, 1), 0)? };
         let (key, defs) = arg_key(x.dtype);
         let f = dev.function(&key, || src(x.dtype, DType::U32, &defs), "arg_merge")?;
-        Launch::new(f, "arg_merge")
+        let mut launch = Launch::new(f, "arg_merge");
+        launch
             .arg(base_ptr(x, dev)?)
             .arg(kept)
             .arg(part.ptr())
             .arg(out)
             .arg(chunks as i64)
-            .arg(sign)
-            .run(dev, (m as u32, 1, 1), (block_for(chunks, 256), 1, 1), 0)?;
+            .arg(sign);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x as for
+        // arg_part, `part` the m · chunks pairs written by arg_part before it on this stream,
+        // `out` a fresh buffer of m u32.
+        unsafe { launch.run(dev, (m as u32, 1, 1), (block_for(chunks, 256), 1, 1), 0)? };
         // `part` is freed stream-ordered, after the merge.
         return Ok(data);
     }
@@ -221,10 +245,15 @@ pub(crate) fn arg_reduce(
         .arg(m as i64)
         .arg(r as i64)
         .arg(sign);
-    if name == "arg_cols" {
-        l.run_1d(dev, m)?;
-    } else {
-        l.run(dev, (grid_rows(m), 1, 1), (block_for(r, 256), 1, 1), 0)?;
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x by base
+    // pointer with the kept layout and reduced-axis stride of its view (m × r indices inside
+    // it), `out` a fresh buffer of m u32.
+    unsafe {
+        if name == "arg_cols" {
+            l.run_1d(dev, m)?;
+        } else {
+            l.run(dev, (grid_rows(m), 1, 1), (block_for(r, 256), 1, 1), 0)?;
+        }
     }
     Ok(data)
 }
@@ -262,12 +291,15 @@ fn row_op(
     let key = format!("{kind}/{}/{out_dtype}", x.dtype);
     let defs = format!("#define RMLX_{}", kind.to_uppercase());
     let f = dev.function(&key, || src(x.dtype, out_dtype, &defs), entry)?;
-    Launch::new(f, entry)
+    let mut launch = Launch::new(f, entry);
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(rows as i64)
-        .arg(d as i64)
-        .run(dev, (grid_rows(rows), 1, 1), (block_for(d, 256), 1, 1), 0)?;
+        .arg(d as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` is a
+    // contiguous copy of rows·d values, `out` a fresh buffer of rows·d; one block per row.
+    unsafe { launch.run(dev, (grid_rows(rows), 1, 1), (block_for(d, 256), 1, 1), 0)? };
     Ok(data)
 }
 
@@ -301,13 +333,17 @@ pub(crate) fn topk(dev: &Arc<CudaDevice>, k: usize, x: &Arg, shape: &[usize]) ->
         || src(x.dtype, DType::U32, "#define RMLX_TOPK"),
         "topk_rows",
     )?;
-    Launch::new(f, "topk_rows")
+    let mut launch = Launch::new(f, "topk_rows");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg(rows as i64)
         .arg(d as i64)
-        .arg(k as i64)
-        .run(dev, (grid_rows(rows), 1, 1), (block_for(d, 256), 1, 1), 0)?;
+        .arg(k as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` is a
+    // contiguous copy of rows·d values, `out` a fresh buffer of rows·k indices (k ≤ d, checked
+    // by the op).
+    unsafe { launch.run(dev, (grid_rows(rows), 1, 1), (block_for(d, 256), 1, 1), 0)? };
     Ok(data)
 }
 
@@ -337,12 +373,15 @@ pub(crate) fn swiglu(
         || src(x.dtype, out_dtype, "#define RMLX_SWIGLU"),
         "swiglu",
     )?;
-    Launch::new(f, "swiglu")
+    let mut launch = Launch::new(f, "swiglu");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(out)
         .arg((total / n) as i64)
-        .arg(n as i64)
-        .run_1d(dev, total)?;
+        .arg(n as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` is a
+    // contiguous copy of total / n rows of 2n values, `out` a fresh buffer of total = rows·n.
+    unsafe { launch.run_1d(dev, total)? };
     Ok(data)
 }
 

@@ -65,25 +65,33 @@ pub(crate) fn rope(
     let table = dev.alloc((t * half).max(1) * 8)?;
     if half > 0 {
         let f = dev.function(&key, || s.clone(), "rope_table")?;
-        Launch::new(f, "rope_table")
+        let mut launch = Launch::new(f, "rope_table");
+        launch
             .arg(ptr_at(&fc, dev)?)
             .arg(ptr_at(&pc, dev)?)
             .arg(table.ptr())
             .arg(t as i64)
             .arg(half as i64)
-            .arg(mscale)
-            .run_1d(dev, t * half)?;
+            .arg(mscale);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `fc` holds
+        // half f32 frequencies and `pc` t i32 positions (contiguous copies), `table` a fresh
+        // buffer of t·half cos/sin pairs (8 bytes each).
+        unsafe { launch.run_1d(dev, t * half)? };
     }
     let f = dev.function(&key, || s, "rope_apply")?;
-    Launch::new(f, "rope_apply")
+    let mut launch = Launch::new(f, "rope_apply");
+    launch
         .arg(ptr_at(&xc, dev)?)
         .arg(table.ptr())
         .arg(out)
         .arg(n as i64)
         .arg(t as i64)
         .arg(d as i64)
-        .arg(dims as i64)
-        .run_1d(dev, n)?;
+        .arg(dims as i64);
+    // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` is a
+    // contiguous copy of n values (rows of d, t positions), `table` the t·half pairs written
+    // by the kernel before it on this stream, `out` a fresh buffer of n.
+    unsafe { launch.run_1d(dev, n)? };
     // The table is freed once both kernels are queued: stream-ordered reuse waits behind them.
     drop(table);
     Ok(data)

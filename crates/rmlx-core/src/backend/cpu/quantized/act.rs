@@ -46,12 +46,14 @@ impl QRows {
 pub fn quantize_row_fast(x: &[f32], q: &mut [i8], d: &mut [f32], sd: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::avx2::has_avx2() {
-        // SAFETY: the features were detected.
+        // SAFETY: AVX2 and FMA were detected (`has_avx2`).
         return unsafe { quantize_row_avx2(x, q, d, sd) };
     }
     quantize_row(x, q, d, sd)
 }
 
+/// # Safety
+/// AVX2 and FMA must be present.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn quantize_row_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], sd: &mut [f32]) {

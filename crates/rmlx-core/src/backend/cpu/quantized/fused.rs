@@ -144,12 +144,20 @@ static K: Consts = {
     c
 };
 
+/// 64 bytes at `p`.
+///
+/// # Safety
+/// AVX-512F present; `p` valid for reading 64 bytes (any alignment).
 #[inline(always)]
 unsafe fn ld<T>(p: *const T) -> __m512i {
     _mm512_loadu_si512(p as *const _)
 }
 
 /// Loads up to 64 bytes at `p`, `avail` of them valid (the rest zero, never read).
+///
+/// # Safety
+/// AVX-512BW and BMI2 present; `p` valid for reading min(avail, 64) bytes (a masked load
+/// does not touch the others, so `p` may point anywhere when avail = 0).
 #[inline(always)]
 unsafe fn load_upto(p: *const u8, avail: usize) -> __m512i {
     let n = avail.min(64) as u32;
@@ -163,6 +171,11 @@ struct Step {
     s: __m256,
 }
 
+/// Step `g` of the row at `w`.
+///
+/// # Safety
+/// The features enabled here present; `w` a row of `rb` bytes of `KIND` (MXFP4: rb/16
+/// exponents at `w.s`) and g < rb.div_ceil(step_bytes(KIND)).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,bmi2,f16c")]
 unsafe fn decode_step<const KIND: u8>(w: WRow, rb: usize, g: usize, pf: usize) -> Step {
@@ -208,12 +221,14 @@ unsafe fn decode_step<const KIND: u8>(w: WRow, rb: usize, g: usize, pf: usize) -
         Q4_1 => &T4_1,
         _ => &T8_0,
     };
+    // Past the row's end (a short last step) the masked loads read nothing: their pointers
+    // are formed with wrapping arithmetic, never dereferenced there.
     let z0 = load_upto(p, rem);
-    let z1 = load_upto(p.add(64), rem.saturating_sub(64));
+    let z1 = load_upto(p.wrapping_add(64), rem.saturating_sub(64));
     let h = _mm512_permutex2var_epi16(z0, ld(t.scale.as_ptr()), z1);
     let s = _mm256_cvtph_ps(_mm512_castsi512_si128(h));
     let c = if KIND == Q8_0 {
-        let z2 = load_upto(p.add(128), rem.saturating_sub(128));
+        let z2 = load_upto(p.wrapping_add(128), rem.saturating_sub(128));
         let flip = _mm512_set1_epi8(-128);
         [
             _mm512_xor_si512(
@@ -240,6 +255,9 @@ unsafe fn decode_step<const KIND: u8>(w: WRow, rb: usize, g: usize, pf: usize) -
 /// sub-blocks of 32; 128 bytes of nibbles, bytes 32j..32j+32 holding sub-blocks 2j (low) and
 /// 2j+1 (high)). Codes: [sub-blocks 4h, 4h+2] and [4h+1, 4h+3]; scales: d·sc and −dmin·m of
 /// sub-blocks 4h..4h+4.
+///
+/// # Safety
+/// The features enabled here present; `sb` a readable 144-byte super-block, h < 2.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,f16c")]
 unsafe fn q4k_step(sb: *const u8, h: usize) -> Step {
@@ -278,6 +296,9 @@ unsafe fn q4k_step(sb: *const u8, h: usize) -> Step {
 /// sub-block scales, d f16): elements 128n + l, l < 32, are ql[64n+l] low | qh[32n+l] bits 0-1,
 /// then +32: ql[64n+32+l] low | bits 2-3, +64: ql[64n+l] high | bits 4-5, +96: bits 6-7.
 /// Codes (0..64, offset 32) in natural order; scales d·sc of the step's 8 sub-blocks of 16.
+///
+/// # Safety
+/// The features enabled here present; `sb` a readable 210-byte super-block, n < 2.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,f16c")]
 unsafe fn q6k_step(sb: *const u8, n: usize) -> Step {

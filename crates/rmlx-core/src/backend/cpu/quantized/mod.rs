@@ -71,7 +71,10 @@ pub fn gather_qmm(
     s: &[usize],
     d: DType,
 ) -> Result<Data> {
-    let (idx_arg, wargs) = inputs[1..].split_last().expect("op gives x, parts, idx");
+    let (idx_arg, wargs) = inputs
+        .get(1..)
+        .and_then(|i| i.split_last())
+        .ok_or_else(|| Error::msg("gather_qmm: internal error: the op gave no inputs"))?;
     let experts = wargs[0].shape[0];
     let parts = Parts::new(f, k, wargs)?;
     let w = parts.view(n)?;
@@ -99,7 +102,9 @@ pub fn quantized_take(
     s: &[usize],
     d: DType,
 ) -> Result<Data> {
-    let (idx_arg, wargs) = inputs.split_last().expect("op gives parts, idx");
+    let (idx_arg, wargs) = inputs
+        .split_last()
+        .ok_or_else(|| Error::msg("quantized_take: internal error: the op gave no inputs"))?;
     let n = wargs[0].shape[0];
     let parts = Parts::new(f, k, wargs)?;
     let w = parts.view(n)?;
@@ -174,8 +179,10 @@ fn quantize_x(x: &Arg, k: usize) -> Result<QRows> {
 /// A raw pointer to the output shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: every (output row, n) element is written by exactly one task.
+// SAFETY: a plain pointer to f32s; every (output row, n) element is written by exactly one
+// task (tasks own disjoint ranges of n), and `run` returns only after all tasks finished.
 unsafe impl Send for OutPtr {}
+// SAFETY: as for Send: shared only to hand each task its own elements.
 unsafe impl Sync for OutPtr {}
 
 /// The jobs' rows against every output feature, as an array of shape `s` and dtype `d`:
@@ -191,17 +198,47 @@ fn run_out(w: &WeightView, xq: &QRows, jobs: &[Job], s: &[usize], d: DType) -> R
     write_out(&out, s, d)
 }
 
+/// Checks every index the jobs name: the SIMD kernels read weight rows, activation rows and
+/// output rows through raw pointers, so each must exist (and K agree) before they run.
+fn check_jobs(w: &WeightView, xq: &QRows, jobs: &[Job], out: &[f32]) -> Result<()> {
+    const OP: &str = "quantized matmul";
+    if xq.k != w.k() || xq.k == 0 || !xq.k.is_multiple_of(crate::quant::GROUP) {
+        return Err(Error::shape(format!(
+            "{OP}: expected activations of K = {} (a multiple of {}), found K = {}",
+            w.k(),
+            crate::quant::GROUP,
+            xq.k
+        )));
+    }
+    let x_rows = xq.q.len() / xq.k;
+    let max =
+        |f: fn(&(usize, usize)) -> usize| jobs.iter().flat_map(|j| j.rows.iter().map(f)).max();
+    if let Some(r) = max(|r| r.0).filter(|&r| r >= x_rows) {
+        return Err(Error::shape(format!(
+            "{OP}: x row {r} named, x has {x_rows} rows"
+        )));
+    }
+    let out_rows = max(|r| r.1 + 1).unwrap_or(0);
+    if out_rows.checked_mul(w.n()).is_none_or(|e| e > out.len()) {
+        return Err(Error::shape(format!(
+            "{OP}: output smaller than its {out_rows} rows of N = {}",
+            w.n()
+        )));
+    }
+    let experts = jobs.iter().map(|j| j.expert + 1).max().unwrap_or(0);
+    if experts.checked_mul(w.n()).is_none_or(|r| r > w.rows()) {
+        return Err(Error::shape(format!(
+            "{OP}: expected {experts} expert(s) of N = {} weight rows, the parts hold {} rows",
+            w.n(),
+            w.rows()
+        )));
+    }
+    Ok(())
+}
+
 /// Computes every job's rows against every output feature into `out` ((rows, N) f32).
 fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out: &mut [f32]) -> Result<()> {
-    let rows = jobs
-        .iter()
-        .flat_map(|j| j.rows.iter().map(|r| r.1 + 1))
-        .max();
-    if rows.unwrap_or(0) * w.n() > out.len() {
-        return Err(Error::shape(
-            "quantized matmul: output smaller than its rows",
-        ));
-    }
+    check_jobs(w, xq, jobs, out)?;
     #[cfg(target_arch = "x86_64")]
     if let Some(kind) = tiles::kind(w.format()) {
         tiles::run_into(kind, w, xq, jobs, out);
@@ -247,7 +284,8 @@ fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out: &mut [f32]) -> Result<()> 
                         Some(f) => f(bytes, &xq.row(xr)),
                         None => dot(&dec, &xq.row(xr)),
                     };
-                    // SAFETY: (or, r) is in bounds and written by this task only.
+                    // SAFETY: or < out rows and r < N (`check_jobs`); this task alone owns
+                    // columns n0..n0 + chunk of its job's rows.
                     unsafe { *{ ptr }.0.add(or * n + r) = v };
                 }
             }

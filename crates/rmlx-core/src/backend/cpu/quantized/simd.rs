@@ -9,11 +9,13 @@ use crate::quant::RowRef;
 use std::arch::x86_64::*;
 
 /// Whether the AVX-512 kernels may run: the CPU has every feature they use and the
-/// environment does not force the scalar fallback (`RMLX_QUANT_SCALAR=1`, for tests).
+/// environment does not force the scalar fallback (`RMLX_QUANT_SCALAR=1`, for tests) or the
+/// AVX2 kernels (`RMLX_QUANT_NO_AVX512=1`, to test and time those on an AVX-512 CPU).
 pub fn has_avx512_vnni() -> bool {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off = |var: &str| std::env::var_os(var).is_some_and(|v| v != "0");
     *OK.get_or_init(|| {
-        std::env::var_os("RMLX_QUANT_SCALAR").is_none_or(|v| v == "0") && cpu_has_avx512_vnni()
+        !off("RMLX_QUANT_SCALAR") && !off("RMLX_QUANT_NO_AVX512") && cpu_has_avx512_vnni()
     })
 }
 
@@ -30,26 +32,43 @@ fn cpu_has_avx512_vnni() -> bool {
 
 /// The common-form decoders compiled with AVX-512 enabled (they auto-vectorize).
 pub fn decode_row(row: RowRef, d: &mut Decoded) -> Result<()> {
-    // SAFETY: only handed out by `best_decode` after `has_avx512_vnni`.
+    assert!(
+        has_avx512_vnni(),
+        "decode_row: AVX-512 kernel without AVX-512"
+    );
+    // SAFETY: the features were detected (asserted; `best_decode` hands this out only then).
     unsafe { decode_row_avx512(row, d) }
 }
 
+/// # Safety
+/// AVX-512 F/BW/DQ/VL/VBMI and F16C must be present.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,f16c")]
 unsafe fn decode_row_avx512(row: RowRef, d: &mut Decoded) -> Result<()> {
     crate::quant::decode_row(row, &mut d.u, &mut d.s, &mut d.o)
 }
 
 pub fn dot(w: &Decoded, x: &XRow) -> f32 {
-    // SAFETY: only handed out by `best_dot` after `has_avx512_vnni`.
+    let (k, g) = (w.u.len(), w.u.len() / 16);
+    assert!(
+        has_avx512_vnni()
+            && k.is_multiple_of(16)
+            && x.q.len() == k
+            && [w.s.len(), w.o.len(), x.d.len(), x.sd.len()] == [g; 4],
+        "quantized dot: rows of different lengths, or no AVX-512"
+    );
+    // SAFETY: features detected and lengths checked (asserted).
     unsafe { dot_vnni(&w.u, &w.s, &w.o, x.q, x.d, x.sd) }
 }
 
 /// 64 elements a step: dpbusd gives 16 lanes of 4 products, lanes 4g..4g+3 belonging to
 /// group g of 16, so the 4 group scales are spread over lanes with one permute.
+///
+/// # Safety
+/// AVX-512 F/BW/DQ/VL/VNNI present; k = u.len() a multiple of 16, q of k values, s, o, d and
+/// sd of k/16.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 unsafe fn dot_vnni(u: &[u8], s: &[f32], o: &[f32], q: &[i8], d: &[f32], sd: &[f32]) -> f32 {
     let k = u.len();
-    debug_assert!(q.len() == k && s.len() == k / 16 && d.len() == k / 16);
     let spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     let zero = _mm512_setzero_si512();
     let mut acc = _mm512_setzero_ps();
@@ -112,6 +131,9 @@ const fn block_bytes(kind: u8) -> usize {
 }
 
 /// Unsigned codes of two 32-element blocks (element order), as one register.
+///
+/// # Safety
+/// AVX-512 F/BW present (the caller's features); `a` and `b` each a readable block of `KIND`.
 #[inline(always)]
 unsafe fn codes2<const KIND: u8>(a: *const u8, b: *const u8) -> __m512i {
     if KIND == Q8_0 {
@@ -138,6 +160,9 @@ unsafe fn codes2<const KIND: u8>(a: *const u8, b: *const u8) -> __m512i {
 }
 
 /// f16 bits to f32 with F16C.
+///
+/// # Safety
+/// F16C present; `p` valid for reading 2 bytes (any alignment).
 #[inline(always)]
 unsafe fn h2f(p: *const u8) -> f32 {
     let bits = (p as *const u16).read_unaligned();
@@ -145,6 +170,9 @@ unsafe fn h2f(p: *const u8) -> f32 {
 }
 
 /// (scale, offset) of a block: value = scale·code + offset.
+///
+/// # Safety
+/// F16C present; `p` a readable block of `KIND`.
 #[inline(always)]
 unsafe fn scale_offset<const KIND: u8>(p: *const u8) -> (f32, f32) {
     let d = h2f(p);
@@ -157,12 +185,19 @@ unsafe fn scale_offset<const KIND: u8>(p: *const u8) -> (f32, f32) {
 
 /// Dot of one GGUF Q4_0/Q4_1/Q8_0 row with a quantized activation row, two blocks a step.
 pub fn dot_fused<const KIND: u8>(row: &[u8], x: &XRow) -> f32 {
-    assert!(row.len() * 32 >= x.q.len() * block_bytes(KIND) && x.q.len().is_multiple_of(32));
-    // SAFETY: `best_fused` hands this out only after `has_avx512_vnni` (F16C comes with it on
-    // every AVX-512 CPU); the assert bounds all reads.
+    assert!(
+        has_avx512_vnni()
+            && row.len() * 32 >= x.q.len() * block_bytes(KIND)
+            && x.q.len().is_multiple_of(32),
+        "dot_fused: row shorter than x, or no AVX-512"
+    );
+    // SAFETY: the features were detected (`has_avx512_vnni` includes F16C); the row holds
+    // x.q.len() / 32 blocks (asserted); x.d and x.sd are indexed with bounds checks.
     unsafe { dot_fused_impl::<KIND>(row.as_ptr(), x) }
 }
 
+/// # Safety
+/// AVX-512 F/BW/DQ/VL/VNNI and F16C present; `row` holds x.q.len() / 32 blocks of `KIND`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,f16c")]
 unsafe fn dot_fused_impl<const KIND: u8>(row: *const u8, x: &XRow) -> f32 {
     let bb = block_bytes(KIND);

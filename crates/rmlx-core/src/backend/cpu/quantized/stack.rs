@@ -44,8 +44,10 @@ impl WRow {
     }
 }
 
-// SAFETY: a WRow points into weight bytes that are only read, and outlive the tasks using it.
+// SAFETY: a WRow points into weight bytes that are only read (never written while shared),
+// and the tasks using it finish before `run_into` returns, while the weights are borrowed.
 unsafe impl Send for WRow {}
+// SAFETY: as for Send: shared read-only pointers.
 unsafe impl Sync for WRow {}
 
 /// The rows of a weight stack (experts × N rows, contiguous): row i starts i·`rb` bytes

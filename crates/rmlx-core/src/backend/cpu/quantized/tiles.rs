@@ -61,8 +61,11 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out: &mut 
                     };
                     let pairs = &xt[c..c + cn];
                     let mut res = [[0f32; 4]; 4];
-                    // SAFETY: `kind` returned this kernel only after feature detection; rows
-                    // are `rb` bytes of this weight and x rows come from the jobs.
+                    // SAFETY: `kind` returned this kernel only after feature detection. The 4
+                    // weight rows are rows < (expert + 1)·N of the stack, `rb` bytes each, which
+                    // the parts hold; the x rows are < x's rows and x's K is the weight's
+                    // (`check_jobs` verified all three before any task ran); `x` was laid
+                    // out for KIND (`run_into`).
                     unsafe {
                         match cn {
                             1 => {
@@ -88,7 +91,8 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out: &mut 
                     }
                     for (r, rr) in res.iter().enumerate().take((n1 - r0).min(4)) {
                         for (&(_, or), &v) in pairs.iter().zip(rr) {
-                            // SAFETY: (or, r0 + r) is in bounds and written by this task only.
+                            // SAFETY: or < out rows and r0 + r < N (`check_jobs`: out holds
+                            // them all); this task alone owns columns n0..n1 of its job's rows.
                             unsafe { *{ ptr }.0.add(or * n + r0 + r) = v };
                         }
                     }

@@ -18,6 +18,10 @@ pub struct WeightView<'a> {
     format: QuantFormat,
     k: usize,
     n: usize,
+    /// Bytes per row of the packed codes (GGUF blocks, MXFP4 blocks, affine words).
+    rb: usize,
+    /// Whole rows every part holds (the SIMD kernels read rows by raw pointer).
+    rows: usize,
     bytes: Vec<&'a [u8]>,
     floats: Vec<Floats<'a>>,
 }
@@ -53,13 +57,68 @@ impl Parts {
                 }
             }
         }
+        let (rb, rows) = row_layout(self.format, self.k, &bytes, &floats)?;
         Ok(WeightView {
             format: self.format,
             k: self.k,
             n,
+            rb,
+            rows,
             bytes,
             floats,
         })
+    }
+}
+
+/// Bytes per packed row and the whole rows that every part holds, or an error naming what
+/// does not fit the format (K not a whole number of blocks, parts missing).
+fn row_layout(
+    format: QuantFormat,
+    k: usize,
+    bytes: &[&[u8]],
+    floats: &[Floats],
+) -> Result<(usize, usize)> {
+    let bad = |what: String| Error::format(format!("quantized weight ({format}): {what}"));
+    let rows_of = |len: usize, per: usize| len.checked_div(per).unwrap_or(0);
+    let need = |nb: usize, nf: usize| {
+        if bytes.len() < nb || floats.len() < nf {
+            Err(bad(format!(
+                "expected {nb} packed and {nf} float parts, found {} and {}",
+                bytes.len(),
+                floats.len()
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    match format {
+        QuantFormat::Gguf(t) => {
+            need(1, 0)?;
+            let rb = t.row_bytes(k)?;
+            Ok((rb, rows_of(bytes[0].len(), rb)))
+        }
+        QuantFormat::Mxfp4 => {
+            need(2, 0)?;
+            if !k.is_multiple_of(32) {
+                return Err(bad(format!("K = {k} is not a multiple of 32")));
+            }
+            let rows = rows_of(bytes[0].len(), k / 2).min(rows_of(bytes[1].len(), k / 32));
+            Ok((k / 2, rows))
+        }
+        QuantFormat::Affine { bits, group_size } => {
+            need(1, 2)?;
+            let g = group_size as usize;
+            if g == 0 || !k.is_multiple_of(g) || !(k * bits as usize).is_multiple_of(8) {
+                return Err(bad(format!(
+                    "K = {k} does not fit groups of {g} at {bits} bits"
+                )));
+            }
+            let (rb, ng) = (k * bits as usize / 8, k / g);
+            let rows = rows_of(bytes[0].len(), rb)
+                .min(rows_of(floats[0].len(), ng))
+                .min(rows_of(floats[1].len(), ng));
+            Ok((rb, rows))
+        }
     }
 }
 
@@ -71,29 +130,46 @@ fn sub<'a>(f: Floats<'a>, start: usize, len: usize) -> Floats<'a> {
     }
 }
 
+impl Floats<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Floats::F32(v) => v.len(),
+            Floats::F16(v) => v.len(),
+            Floats::BF16(v) => v.len(),
+        }
+    }
+}
+
 impl<'a> WeightView<'a> {
     pub fn n(&self) -> usize {
         self.n
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Whole rows (over all experts) that the parts hold.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
     pub fn format(&self) -> QuantFormat {
         self.format
     }
 
+    /// Row r of expert e; panics past `rows()` (callers check their indices against it).
     pub fn row(&self, e: usize, r: usize) -> RowRef<'a> {
         let i = e * self.n + r;
-        let k = self.k;
+        let (k, rb) = (self.k, self.rb);
         match self.format {
-            QuantFormat::Gguf(t) => {
-                let rb = t.row_bytes(k).expect("validated by the op");
-                RowRef::Gguf(t, &self.bytes[0][i * rb..][..rb])
-            }
+            QuantFormat::Gguf(t) => RowRef::Gguf(t, &self.bytes[0][i * rb..][..rb]),
             QuantFormat::Mxfp4 => RowRef::Mxfp4 {
-                blocks: &self.bytes[0][i * k / 2..][..k / 2],
+                blocks: &self.bytes[0][i * rb..][..rb],
                 scales: &self.bytes[1][i * k / 32..][..k / 32],
             },
-            QuantFormat::Affine { bits, group_size } => {
-                let (wb, g) = (k * bits as usize / 8, k / group_size as usize);
+            QuantFormat::Affine { group_size, bits } => {
+                let (wb, g) = (rb, k / group_size as usize);
                 RowRef::Affine {
                     bits,
                     group: group_size as usize,

@@ -8,6 +8,9 @@ use std::arch::x86_64::*;
 const BLOCK_BYTES: usize = 34;
 
 /// Accumulates one Q8_0 row (K = `k`) against C activation rows.
+///
+/// # Safety
+/// AVX2, FMA, F16C present; `p` holds k/32 Q8_0 blocks and k = 32·x.nb().
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn q8_0_row<const C: usize>(
@@ -32,6 +35,9 @@ pub(super) unsafe fn q8_0_row<const C: usize>(
 }
 
 /// Block `b` of the row against the C activation rows, into accumulator slot `sl`.
+///
+/// # Safety
+/// As `q8_0_row`, with b < k/32 and `sl` < 2.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn block<const C: usize>(

@@ -11,10 +11,15 @@ use crate::quant::{GgmlType as G, QuantFormat, RowRef};
 use std::arch::x86_64::*;
 
 pub fn decode_row(row: RowRef, d: &mut Decoded) -> Result<()> {
-    // SAFETY: only handed out by `best_decode` after `has_avx2`.
+    assert!(super::has_avx2(), "decode_row: AVX2 kernel without AVX2");
+    // SAFETY: the features were detected (asserted; `best_decode` hands this out only then).
     unsafe { decode_row_avx2(row, d) }
 }
 
+/// `decode_row` compiled with AVX2 (same code, auto-vectorized).
+///
+/// # Safety
+/// AVX2, FMA, F16C and BMI2 must be present.
 #[target_feature(enable = "avx2,fma,f16c,bmi2")]
 unsafe fn decode_row_avx2(row: RowRef, d: &mut Decoded) -> Result<()> {
     crate::quant::decode_row(row, &mut d.u, &mut d.s, &mut d.o)
@@ -47,11 +52,15 @@ pub fn narrow_codes(format: QuantFormat) -> bool {
 /// back with the offsets.
 pub fn dot<const WIDE: bool>(w: &Decoded, x: &XRow) -> f32 {
     assert!(x.q.len() == w.u.len() && w.s.len() == w.u.len() / 16 && x.d.len() == w.s.len());
-    assert!(w.o.len() == w.s.len() && x.sd.len() == w.s.len());
-    // SAFETY: only handed out by `best_dot` after `has_avx2`; lengths checked above.
+    assert!(w.o.len() == w.s.len() && x.sd.len() == w.s.len() && super::has_avx2());
+    // SAFETY: features detected and lengths checked (asserted; `best_dot` hands this out
+    // only after `has_avx2`).
     unsafe { dot_impl::<WIDE>(w, x) }
 }
 
+/// # Safety
+/// AVX2 and FMA present; the lengths `dot` asserts: x.q and w.u K values, w.s, w.o, x.d and
+/// x.sd K/16.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_impl<const WIDE: bool>(w: &Decoded, x: &XRow) -> f32 {
     let k = w.u.len();

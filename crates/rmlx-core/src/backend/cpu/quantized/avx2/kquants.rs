@@ -11,6 +11,10 @@ use super::{fma_block, h2f, h2f8, slot, Acc, XTile};
 use std::arch::x86_64::*;
 
 /// Prefetches the `bytes` of one super-block `pf` bytes ahead of `p`.
+///
+/// # Safety
+/// SSE present (any x86-64). Any address: prefetches never fault and the addresses are
+/// formed with wrapping arithmetic.
 #[inline(always)]
 unsafe fn prefetch(p: *const u8, bytes: usize, pf: usize) {
     if pf > 0 {
@@ -39,6 +43,11 @@ fn k4_scales(q: &[u8; 12]) -> [u32; 4] {
     ]
 }
 
+/// Accumulates one Q4_K row (K = `k`) against C activation rows.
+///
+/// # Safety
+/// AVX2, FMA, F16C present; `p` holds k/256 Q4_K super-blocks (144 bytes) and
+/// k = 32·x.nb().
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn q4k_row<const C: usize>(
@@ -104,6 +113,11 @@ static Q6_SCALE_SHUF: [[u8; 32]; 4] = {
     m
 };
 
+/// Accumulates one Q6_K row (K = `k`) against C activation rows.
+///
+/// # Safety
+/// AVX2, FMA, F16C present; `p` holds k/256 Q6_K super-blocks (210 bytes) and
+/// k = 32·x.nb().
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn q6k_row<const C: usize>(

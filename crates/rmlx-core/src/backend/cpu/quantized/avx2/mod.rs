@@ -56,14 +56,15 @@ pub(super) fn slot<const C: usize>(b: usize) -> usize {
 /// exponents at `w.s + r·rb/16`) and the C activation rows of `x`, K = 32·`x.nb`.
 ///
 /// # Safety
-/// AVX2, FMA and F16C must be present; rows must hold K elements of `KIND`. `pf`: prefetch
-/// distance in bytes (0 = off); prefetches never fault.
+/// AVX2, FMA and F16C must be present; the `nr` rows at `w` (`rb` bytes apart) must hold
+/// K = 32·x.nb() elements of `KIND` each (MXFP4: exponents at `w.s`, rb/16 apart). `pf`:
+/// prefetch distance in bytes (0 = off); prefetches never fault.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn tile<const KIND: u8, const C: usize>(
     w: WRow,
     rb: usize,
     nr: usize,
-    x: XTile<C>,
+    x: XTile<'_, C>,
     out: &mut [f32],
     pf: usize,
 ) {
@@ -80,11 +81,15 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
             _ => pairs::row::<KIND, C>(wr.p, wr.s, k, &x, &mut acc, pf),
         }
         for (c, a) in acc.iter().enumerate() {
-            *out.get_unchecked_mut(r * C + c) = hsum(_mm256_add_ps(a[0], a[1]));
+            out[r * C + c] = hsum(_mm256_add_ps(a[0], a[1]));
         }
     }
 }
 
+/// The sum of v's 8 lanes.
+///
+/// # Safety
+/// AVX2 and FMA present (no memory is touched).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn hsum(v: __m256) -> f32 {
@@ -94,6 +99,9 @@ pub(super) unsafe fn hsum(v: __m256) -> f32 {
 }
 
 /// f16 bits at `p` to f32.
+///
+/// # Safety
+/// AVX2 and F16C present; `p` valid for reading 2 bytes (any alignment).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn h2f(p: *const u8) -> f32 {
@@ -102,6 +110,9 @@ pub(super) unsafe fn h2f(p: *const u8) -> f32 {
 }
 
 /// f16 bits at `p`, converted and broadcast to 8 lanes.
+///
+/// # Safety
+/// As `h2f`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn h2f8(p: *const u8) -> __m256 {
@@ -109,6 +120,9 @@ pub(super) unsafe fn h2f8(p: *const u8) -> __m256 {
 }
 
 /// acc += cvt(madd(p16, m16)) · (w scale × x scale at `xd`): the tail shared by every kind.
+///
+/// # Safety
+/// AVX2 and FMA present; `xd` valid for reading one f32.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn fma_block(

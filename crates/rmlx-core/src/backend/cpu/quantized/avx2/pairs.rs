@@ -44,6 +44,9 @@ static CODES_U: [i8; 32] = {
 /// 2^(e−128) for 8 exponents (`e8m0_half`): e << 23 as float bits is 2^(e−127) for e ≥ 1,
 /// and e = 0 takes 2^−127's bits; halving is exact (2^−127 and 2^−128 are subnormal powers
 /// of two).
+///
+/// # Safety
+/// AVX2 present; `e` valid for reading 8 bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn e8m0_8(e: *const u8) -> __m256 {
@@ -57,6 +60,10 @@ unsafe fn e8m0_8(e: *const u8) -> __m256 {
 }
 
 /// The scales and offsets of blocks b..b+8: (d, offset per unit of d_x·Σq).
+///
+/// # Safety
+/// AVX2, FMA, F16C present; blocks b..b + 8 of `KIND` at `p` readable (MXFP4: exponents
+/// b..b + 8 at `e`, `p` unused).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn run_scales<const KIND: u8>(p: *const u8, e: *const u8, b: usize) -> (__m256, __m256) {
@@ -88,6 +95,9 @@ unsafe fn run_scales<const KIND: u8>(p: *const u8, e: *const u8, b: usize) -> (_
 
 /// Blocks b and b+4 (`P` = b mod 8 < 4) against the C activation rows: `sc[c]` holds the
 /// run's 8 block scales of row c.
+///
+/// # Safety
+/// AVX2 and FMA present; blocks b and b + 4 of `KIND` at `p` readable, and b + 4 < x.nb().
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pair<const KIND: u8, const C: usize, const P: i32>(
@@ -131,6 +141,10 @@ unsafe fn pair<const KIND: u8, const C: usize, const P: i32>(
 }
 
 /// A lone block `b` (low-nibble elements, then high) into slot 0.
+///
+/// # Safety
+/// AVX2, FMA, F16C present; block b of `KIND` at `p` readable (MXFP4: exponent b at `e`),
+/// and b < x.nb().
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn single<const KIND: u8, const C: usize>(
@@ -167,6 +181,11 @@ unsafe fn single<const KIND: u8, const C: usize>(
 
 /// Accumulates one row (blocks at `p`, MXFP4 exponents at `e`, K = `k`) against C activation
 /// rows packed for `KIND`. `pf`: prefetch distance in bytes (0 = off).
+///
+/// # Safety
+/// AVX2, FMA, F16C present; `p` holds the row's k/32 blocks of `KIND` (MXFP4: `e` its k/32
+/// exponents) and k = 32·x.nb(). Prefetch addresses may be anything (they never fault and are
+/// formed with wrapping arithmetic).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn row<const KIND: u8, const C: usize>(

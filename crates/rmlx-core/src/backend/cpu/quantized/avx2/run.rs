@@ -98,9 +98,10 @@ fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out: &mut 
                     let pairs = groups[g];
                     let cn = pairs.len();
                     let o = &mut buf[..nr * cn];
-                    // SAFETY: `kind` returned this kernel only after feature detection; rows
-                    // r0..r0+nr of expert `job.expert` exist, each `rb` bytes of K elements;
-                    // group g packs cn rows.
+                    // SAFETY: `kind` returned this kernel only after feature detection. Rows
+                    // r0..r0 + nr < N of expert `job.expert` exist in the parts, `rb` bytes of
+                    // K elements each, and x's K is the weight's (`check_jobs`); `x.tile`
+                    // checks that group g packs cn rows; `o` holds nr·cn values.
                     unsafe {
                         match cn {
                             1 => tile::<KIND, 1>(wr, rb, nr, x.tile(g), o, pf),
@@ -111,7 +112,8 @@ fn run_kind<const KIND: u8>(w: &WeightView, xq: &QRows, jobs: &[Job], out: &mut 
                     }
                     for r in 0..nr {
                         for (i, &(_, or)) in pairs.iter().enumerate() {
-                            // SAFETY: (or, r0 + r) is in bounds and written by this task only.
+                            // SAFETY: or < out rows and r0 + r < N (`check_jobs`: out holds
+                            // them all); this task alone owns columns n0..n1 of its job's rows.
                             unsafe { *{ ptr }.0.add(or * n + r0 + r) = o[r * cn + i] };
                         }
                     }

@@ -12,6 +12,7 @@
 
 use super::super::act::QRows;
 use super::{MXFP4, Q4_0, Q4_1};
+use std::marker::PhantomData;
 
 pub struct XPack {
     nb: usize,
@@ -24,15 +25,18 @@ pub struct XPack {
     sd: Vec<f32>,
 }
 
-/// C packed activation rows (C ∈ {1, 2, 4, 8}), as one kernel call reads them.
+/// C packed activation rows (C ∈ {1, 2, 4, 8}), as one kernel call reads them: pointers
+/// into an `XPack` (borrowed for `'a`, so a tile never outlives its data) at a group that
+/// `XPack::tile` checked to hold C rows of `nb` blocks.
 #[derive(Clone, Copy)]
-pub struct XTile<const C: usize> {
+pub struct XTile<'a, const C: usize> {
     q: *const i8,
     d: *const f32,
     dr: *const f32,
     sdb: *const f32,
     sd: *const f32,
     nb: usize,
+    _pack: PhantomData<&'a XPack>,
 }
 
 impl XPack {
@@ -85,12 +89,24 @@ impl XPack {
         p
     }
 
-    /// Group `g`, packed C rows wide.
-    pub fn tile<const C: usize>(&self, g: usize) -> XTile<C> {
+    /// Group `g`, packed C rows wide (panics if the group is not C rows: a caller bug).
+    pub fn tile<const C: usize>(&self, g: usize) -> XTile<'_, C> {
         let s = self.start[g];
         let nb = self.nb;
+        let next = self
+            .start
+            .get(g + 1)
+            .copied()
+            .unwrap_or(self.d.len() / nb.max(1));
+        // Rows s..s + C exist in every array: q holds 32·nb codes a row, d/dr/sdb nb values,
+        // sd 2·nb (all pushed together per row in `new`).
         assert!(
-            (s + C) * nb <= self.d.len(),
+            next == s + C
+                && (s + C) * nb <= self.d.len()
+                && (s + C) * nb * 32 <= self.q.len()
+                && (s + C) * nb <= self.dr.len()
+                && (s + C) * nb <= self.sdb.len()
+                && (s + C) * nb * 2 <= self.sd.len(),
             "xpack: group {g} is not {C} rows"
         );
         XTile {
@@ -100,6 +116,7 @@ impl XPack {
             sdb: self.sdb[s * nb..].as_ptr(),
             sd: self.sd[s * 2 * nb..].as_ptr(),
             nb,
+            _pack: PhantomData,
         }
     }
 }
@@ -114,32 +131,54 @@ fn nibble_part(q: &mut Vec<i8>, block: &[i8], kind: u8, high: bool) {
     }
 }
 
-impl<const C: usize> XTile<C> {
+/// The accessors return pointers into the tile's rows without bounds checks (they run once
+/// per block in the kernels' inner loops).
+///
+/// # Safety (all accessors)
+/// `c < C` and `b < nb` (`g < 2·nb` for `sd`). The pointer is then inside the packed data
+/// (`XPack::tile` checked that C rows exist) and valid for the reads its doc names: 32 bytes
+/// for `q`, one f32 for `d`, the nb − b values b.. for `dr`/`sdb` and 2·nb − g for `sd`.
+impl<const C: usize> XTile<'_, C> {
     /// Blocks of 32 per row.
     pub fn nb(&self) -> usize {
         self.nb
     }
     /// Codes of block `b` of row `c` (32 bytes).
+    ///
+    /// # Safety
+    /// See the impl: c < C, b < nb.
     #[inline(always)]
     pub unsafe fn q(&self, c: usize, b: usize) -> *const i8 {
         self.q.add((b * C + c) * 32)
     }
     /// The scale of block `b` of row `c`.
+    ///
+    /// # Safety
+    /// See the impl: c < C, b < nb.
     #[inline(always)]
     pub unsafe fn d(&self, c: usize, b: usize) -> *const f32 {
         self.d.add(b * C + c)
     }
     /// The scales of blocks b.. of row `c`.
+    ///
+    /// # Safety
+    /// See the impl: c < C, b < nb; nb − b values follow.
     #[inline(always)]
     pub unsafe fn dr(&self, c: usize, b: usize) -> *const f32 {
         self.dr.add(c * self.nb + b)
     }
     /// d·Σq of blocks b.. of row `c`.
+    ///
+    /// # Safety
+    /// See the impl: c < C, b < nb; nb − b values follow.
     #[inline(always)]
     pub unsafe fn sdb(&self, c: usize, b: usize) -> *const f32 {
         self.sdb.add(c * self.nb + b)
     }
     /// d·Σq of groups of 16 g.. of row `c`.
+    ///
+    /// # Safety
+    /// See the impl: c < C, g < 2·nb; 2·nb − g values follow.
     #[inline(always)]
     pub unsafe fn sd(&self, c: usize, g: usize) -> *const f32 {
         self.sd.add(c * 2 * self.nb + g)

@@ -1,6 +1,19 @@
-//! GEMV/GEMM throughput of the quantized kernels (ignored; run with
-//! `cargo test --release -p rmlx-core --test quant_bench -- --ignored --nocapture`).
-//! Prints GB/s of packed weight bytes streamed per call (the decode-time roofline metric).
+//! GEMV/GEMM throughput of the quantized kernels through the public API, in GB/s of packed
+//! weight bytes streamed per call (the decode-time roofline metric):
+//!
+//! `cargo bench -p rmlx-core --bench quantized_matmul [-- SECTION...]`
+//!
+//! Sections (all by default; an argument runs those whose name contains it):
+//! - `throughput`: one weight per shape, hot in cache, GEMV to prefill-sized GEMM;
+//! - `stream`: decode GEMVs over more weight bytes than the caches hold (one weight after
+//!   another, as a model reads them), MXFP4 at gpt-oss-20b's expert shapes;
+//! - `decode_token`: the 121 GEMVs of a SmolLM2-135M decode token as the model runs them
+//!   (fused qkv and gate/up), each matrix in its own memory;
+//! - `smollm2_unfused`: the 211 unfused GEMVs of the same token.
+//!
+//! `QB_FILTER=substring` narrows `throughput`/`stream` to matching shapes. On an AVX-512 CPU,
+//! `RMLX_QUANT_NO_AVX512=1` runs the AVX2 kernels instead (what most desktops run), and
+//! `RMLX_QUANT_SCALAR=1` the portable ones. Timings on a shared or busy machine are void.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rmlx_core::quant::quantize::{quantize_affine, quantize_q4_1, quantize_q8_0};
@@ -74,7 +87,7 @@ fn bench(name: &str, f: QuantFormat, n: usize, k: usize, m: usize) {
         times.push(t.elapsed().as_secs_f64());
     }
     let cpu = (cpu_seconds() - cpu0) / iters as f64;
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times.sort_by(f64::total_cmp);
     let t = times[times.len() / 2];
     println!(
         "{name:<28} {n:>6}x{k:<5} M={m:<4} wall {:>8.1} us {:>6.1} GB/s {:>6.1} GFLOP/s | cpu {:>8.1} us",
@@ -126,7 +139,7 @@ fn bench_gather(name: &str, e: usize, n: usize, k: usize) {
         w.gather_qmm(&x, &idx).unwrap().eval().unwrap();
         times.push(t.elapsed().as_secs_f64());
     }
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times.sort_by(f64::total_cmp);
     let t = times[times.len() / 2];
     println!(
         "{name:<28} {e}x{n}x{k} top4 wall {:>8.1} us {:>6.1} GB/s",
@@ -148,11 +161,9 @@ fn random_blocks(rng: &mut StdRng, t: GgmlType, n: usize, k: usize, offs: &[usiz
     Array::from_vec(b, &[n, rb]).unwrap()
 }
 
-/// Every matmul of one SmolLM2-135M decode step (30 layers of Q4_1 q/k/v/o/gate/up/down and
-/// the Q8_0 tied head, ~98 MB, each weight in its own memory as in the model), in order.
-#[test]
-#[ignore]
-fn smollm2_decode_matmuls() {
+/// Every matmul of one SmolLM2-135M decode step (30 layers of Q4_1 and the Q8_0 tied head,
+/// ~98 MB, each weight in its own memory as in the model), in order: `shapes` per layer.
+fn smollm2_decode_matmuls(label: &str, shapes: &[(usize, usize)]) {
     let mut rng = StdRng::seed_from_u64(3);
     let (h, f) = (576, 1536);
     let q41 = |rng: &mut StdRng, n, k| {
@@ -161,7 +172,7 @@ fn smollm2_decode_matmuls() {
     };
     let mut ws = Vec::new();
     for _ in 0..30 {
-        for (n, k) in [(h, h), (192, h), (192, h), (h, h), (f, h), (f, h), (h, f)] {
+        for &(n, k) in shapes {
             ws.push(q41(&mut rng, n, k));
         }
     }
@@ -186,11 +197,14 @@ fn smollm2_decode_matmuls() {
         times.push(t.elapsed().as_secs_f64());
     }
     let cpu = (cpu_seconds() - cpu0) / 30.0;
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times.sort_by(f64::total_cmp);
     let t = times[times.len() / 2];
+    let bytes: usize = ws.iter().chain([&head]).map(|w| w.parts[0].nbytes()).sum();
     println!(
-        "SmolLM2-135M decode matmuls (211 GEMVs, ~98 MB): {:.2} ms median, {:.2} ms best \
-         ({:.0} tok/s ceiling from matmuls alone) | cpu {:.2} ms per token",
+        "SmolLM2-135M decode matmuls ({label}, {} GEMVs, {:.0} MB): {:.2} ms median, {:.2} ms \
+         best ({:.0} tok/s ceiling from matmuls alone) | cpu {:.2} ms per token",
+        ws.len() + 1,
+        bytes as f64 / 1e6,
         t * 1e3,
         times[0] * 1e3,
         1.0 / t,
@@ -198,9 +212,7 @@ fn smollm2_decode_matmuls() {
     );
 }
 
-#[test]
-#[ignore]
-fn quantized_gemv_gemm_throughput() {
+fn throughput() {
     bench(
         "tiny Q4_1 overhead (64x64)",
         QuantFormat::Gguf(GgmlType::Q4_1),
@@ -210,7 +222,6 @@ fn quantized_gemv_gemm_throughput() {
     );
     bench_gather("mxfp4 gate_up gather", 8, 5760, 2880);
     bench_gather("mxfp4 down gather", 8, 2880, 2880);
-    println!("threads: {}", rayon::current_num_threads());
     let q41 = QuantFormat::Gguf(GgmlType::Q4_1);
     let q80 = QuantFormat::Gguf(GgmlType::Q8_0);
     let a4 = QuantFormat::Affine {
@@ -244,4 +255,72 @@ fn quantized_gemv_gemm_throughput() {
     bench("Q4_1 prefill (1536x576)", q41, 1536, 576, 128);
     bench("Q4_K prefill (1536x2048)", q4k, 1536, 2048, 128);
     bench("Q8_0 prefill (1536x576)", q80, 1536, 576, 128);
+}
+
+/// Decode GEMVs over more bytes than the last-level cache holds: `count` weights of one shape,
+/// each in its own memory, multiplied one after the other (a model's weights stream the same
+/// way); GB/s of the fastest pass.
+fn stream() {
+    let mut rng = StdRng::seed_from_u64(16);
+    let q41 = QuantFormat::Gguf(GgmlType::Q4_1);
+    let q80 = QuantFormat::Gguf(GgmlType::Q8_0);
+    for (name, f, n, k) in [
+        ("stream Q4_1 gate_up", q41, 3072, 576),
+        ("stream Q4_1 down", q41, 576, 1536),
+        ("stream Q4_1 o", q41, 576, 576),
+        ("stream Q4_1 qkv", q41, 960, 576),
+        ("stream Q8_0 gate_up", q80, 3072, 576),
+        ("stream Q8_0 head", q80, 49152, 576),
+        ("stream mxfp4 gate_up", QuantFormat::Mxfp4, 5760, 2880),
+        ("stream mxfp4 down", QuantFormat::Mxfp4, 2880, 2880),
+    ] {
+        if std::env::var("QB_FILTER").is_ok_and(|p| !name.contains(&p)) {
+            continue;
+        }
+        let (one, bytes) = weight(&mut rng, f, n, k);
+        let count = (96 << 20) / bytes + 1;
+        let mut ws = vec![one];
+        ws.extend((1..count).map(|_| weight(&mut rng, f, n, k).0));
+        let x: Vec<f32> = (0..k).map(|_| rng.gen::<f32>() - 0.5).collect();
+        let x = Array::from_slice(&x, &[1, k]).unwrap();
+        let mut best = f64::INFINITY;
+        for _ in 0..10 {
+            let t = Instant::now();
+            for w in &ws {
+                w.quantized_matmul(&x).unwrap().eval().unwrap();
+            }
+            best = best.min(t.elapsed().as_secs_f64() / count as f64);
+        }
+        println!(
+            "{name:<28} {n:>6}x{k:<5} x{count:<4} {:>8.1} us {:>6.1} GB/s",
+            best * 1e6,
+            bytes as f64 / best / 1e9
+        );
+    }
+}
+
+fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()));
+    println!("threads: {}", rayon::current_num_threads());
+    if run("throughput") {
+        throughput();
+    }
+    if run("stream") {
+        stream();
+    }
+    let (h, f) = (576, 1536);
+    if run("decode_token") {
+        smollm2_decode_matmuls(
+            "fused qkv, gate/up",
+            &[(960, h), (h, h), (2 * f, h), (h, f)],
+        );
+    }
+    if run("smollm2_unfused") {
+        let unfused = [(h, h), (192, h), (192, h), (h, h), (f, h), (f, h), (h, f)];
+        smollm2_decode_matmuls("unfused", &unfused);
+    }
 }

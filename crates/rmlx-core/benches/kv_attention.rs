@@ -1,6 +1,5 @@
-//! Decode attention over a long packed KV cache against the dense bf16 kernel (ignored; run
-//! with `RAYON_NUM_THREADS=1 cargo test --release -p rmlx-core --test kv_bench -- --ignored
-//! --nocapture`). Shapes of SmolLM2-135M (9 query heads over 3 KV heads, head dim 64) at
+//! Decode attention over a long packed KV cache against the dense bf16 kernel:
+//! `RAYON_NUM_THREADS=1 cargo bench -p rmlx-core --bench kv_attention`. Shapes of SmolLM2-135M (9 query heads over 3 KV heads, head dim 64) at
 //! 4,096 tokens, the packed kinds with the cache's exact head. The kinds run round-robin and
 //! each prints its minimum over many calls (the host is shared and noisy) and its ratio to
 //! bf16.
@@ -22,9 +21,7 @@ fn us(f: &dyn Fn()) -> f64 {
     t.elapsed().as_secs_f64() * 1e6
 }
 
-#[test]
-#[ignore]
-fn decode_attention_4k() {
+fn main() {
     let (hq, hkv, d, tk) = (9, 3, 64, 4096);
     let mut rng = StdRng::seed_from_u64(1);
     let mut rand = |shape: &[usize]| {
