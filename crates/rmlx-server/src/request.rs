@@ -89,11 +89,11 @@ impl Common {
                 .with_param("n"));
             }
         }
-        if !matches!(
-            &self.logprobs,
-            None | Some(Json::Null) | Some(Json::Bool(false))
-        ) && self.logprobs != Some(serde_json::json!(0))
-        {
+        let no_logprobs = match &self.logprobs {
+            None | Some(Json::Null) | Some(Json::Bool(false)) => true,
+            Some(v) => v.as_u64() == Some(0),
+        };
+        if !no_logprobs {
             return Err(ApiError::invalid("logprobs: not supported yet").with_param("logprobs"));
         }
         let temperature = in_range("temperature", self.temperature, 1.0, 0.0, 2.0)?;

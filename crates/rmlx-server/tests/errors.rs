@@ -67,6 +67,8 @@ async fn malformed_or_ill_typed_requests_are_400s() {
         (chat(json!({"top_p": 0.0})), "top_p"),
         (chat(json!({"max_tokens": 0})), "max_tokens"),
         (chat(json!({"stop": 5})), "invalid request"),
+        (chat(json!({"logprobs": true})), "logprobs"),
+        (chat(json!({"seed": "x"})), "invalid type"),
         (json!({"model": MODEL_ID}).to_string(), "messages"),
     ];
     for (body, needle) in cases {

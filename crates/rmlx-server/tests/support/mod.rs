@@ -43,7 +43,15 @@ pub async fn start(
     queue: usize,
     edit: impl FnOnce(&mut ServerConfig),
 ) -> TestServer {
-    let dir = tiny_chat::llama_chat(context);
+    start_with(tiny_chat::llama_chat(context), queue, edit).await
+}
+
+/// The model in `dir` served as `MODEL_ID`.
+pub async fn start_with(
+    dir: tempfile::TempDir,
+    queue: usize,
+    edit: impl FnOnce(&mut ServerConfig),
+) -> TestServer {
     let engine = Engine::load(dir.path()).expect("tiny model loads");
     let worker = Arc::new(Worker::spawn(engine, queue).expect("worker starts"));
     let mut config = ServerConfig::new(MODEL_ID);
