@@ -40,4 +40,4 @@ pub use load::{load_model, load_model_on, load_model_with, LoadOptions, LoadedMo
 pub use model::{Logits, Model, ModelInfo};
 pub use sample::{Sampler, SamplerConfig};
 pub use tokenizer::{GgufVocab, StreamDecoder, Tokenizer, TokenizerConfig};
-pub use worker::{Event, SubmitError, Worker};
+pub use worker::{Event, SubmitError, Worker, WorkerStats};

@@ -64,6 +64,10 @@ fn worker_output_equals_generate_and_cancels_when_nobody_listens() {
         1,
         "a cancelled request sends nothing after the refusal (no more text, no Done)"
     );
+    let stats = worker.stats();
+    assert_eq!((stats.cancelled, stats.finished, stats.failed), (1, 1, 0));
+    // The cancelled one stopped at its next token, far from its 100.
+    assert!(stats.generated_tokens < 20 + 10, "{stats:?}");
 }
 
 #[test]

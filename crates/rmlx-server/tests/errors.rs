@@ -2,10 +2,9 @@
 
 mod support;
 
-use rmlx_lm::{Event, GenerateOptions, Prompt, SamplerConfig};
+use rmlx_lm::{GenerateOptions, Prompt, SamplerConfig};
 use serde_json::{json, Value as Json};
-use std::sync::mpsc;
-use support::{start, TestServer, MODEL_ID};
+use support::{block_worker, start, wait_done, TestServer, MODEL_ID};
 
 /// POSTs `body` (raw bytes) to `path`; returns the status and the JSON answer.
 async fn post(
@@ -186,20 +185,7 @@ async fn a_full_queue_is_a_429() {
         ..GenerateOptions::default()
     };
     let prompt = Prompt::Text("Hi".into());
-    // The running request's sink blocks the worker on its first token until released.
-    let (started_tx, started) = mpsc::channel::<()>();
-    let (release, released) = mpsc::channel::<()>();
-    let mut first = true;
-    let sink = Box::new(move |_e: Event| {
-        if first {
-            first = false;
-            let _ = started_tx.send(());
-            let _ = released.recv();
-        }
-        true
-    });
-    server.worker.submit(&prompt, opts.clone(), sink).unwrap();
-    started.recv().unwrap();
+    let release = block_worker(&server);
     let waiting = server.worker.submit_channel(&prompt, opts).unwrap();
 
     let (status, v) = post(&server, "/v1/chat/completions", chat(json!({})), None).await;
@@ -207,15 +193,7 @@ async fn a_full_queue_is_a_429() {
     assert_eq!(v["error"]["code"], "queue_full");
 
     release.send(()).unwrap();
-    let done = tokio::task::spawn_blocking(move || loop {
-        match waiting.recv().unwrap() {
-            Event::Done(s) => break s,
-            Event::Text(_) => {}
-            Event::Error(e) => panic!("{e}"),
-        }
-    })
-    .await
-    .unwrap();
+    let done = wait_done(waiting).await;
     assert_eq!(done.generated_tokens, 4);
     // The queue drained: requests are served again.
     let (status, v) = post(&server, "/v1/chat/completions", chat(json!({})), None).await;

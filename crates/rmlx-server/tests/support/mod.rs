@@ -5,8 +5,9 @@
 #[path = "../../../rmlx-lm/tests/support/tiny_chat.rs"]
 pub mod tiny_chat;
 
-use rmlx_lm::{Engine, Worker};
+use rmlx_lm::{Engine, Event, GenerateOptions, Prompt, SamplerConfig, Worker};
 use rmlx_server::{AppState, ServerConfig};
+use std::sync::mpsc;
 use std::sync::Arc;
 
 pub const MODEL_ID: &str = "tiny-llama";
@@ -71,4 +72,45 @@ pub async fn start_with(
         worker,
         _dir: dir,
     }
+}
+
+/// Puts a 4-token request on the worker whose sink holds the worker on its first token until
+/// the returned sender is used (or dropped): the worker is busy, deterministically.
+pub fn block_worker(server: &TestServer) -> mpsc::Sender<()> {
+    let opts = GenerateOptions {
+        max_tokens: Some(4),
+        sampler: SamplerConfig::greedy(),
+        ..GenerateOptions::default()
+    };
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let mut first = true;
+    let sink = Box::new(move |_e: Event| {
+        if first {
+            first = false;
+            let _ = started_tx.send(());
+            let _ = released.recv();
+        }
+        true
+    });
+    let prompt = Prompt::Text("Hi".into());
+    server
+        .worker
+        .submit(&prompt, opts, sink)
+        .expect("queue the blocking request");
+    started.recv().expect("the blocking request starts");
+    release
+}
+
+/// Waits (off the async runtime) for a request's end; returns its stats.
+pub async fn wait_done(rx: mpsc::Receiver<Event>) -> rmlx_lm::GenerationStats {
+    tokio::task::spawn_blocking(move || loop {
+        match rx.recv().expect("the request ends with Done or Error") {
+            Event::Done(s) => break s,
+            Event::Text(_) => {}
+            Event::Error(e) => panic!("{e}"),
+        }
+    })
+    .await
+    .expect("waiting thread")
 }
