@@ -10,6 +10,9 @@
 //! name is a 404 `model_not_found`, as OpenAI answers, so a client never silently talks to a
 //! model it did not ask for.
 
+// No unsafe code here: the unsafe kernels live in rmlx-core, behind safe APIs.
+#![forbid(unsafe_code)]
+
 mod error;
 mod handlers;
 mod reply;
