@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(api)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }
@@ -104,6 +105,16 @@ async fn not_found(req: Request) -> ApiError {
     ))
     .with_status(StatusCode::NOT_FOUND)
     .with_code("not_found")
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::invalid(format!(
+        "method {} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    .with_code("method_not_allowed")
 }
 
 async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {

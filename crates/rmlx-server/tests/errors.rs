@@ -134,6 +134,12 @@ async fn unknown_models_and_routes_are_404s() {
     let (status, v) = post(&server, "/v1/embeddings", "{}", None).await;
     assert_eq!(status, 404, "{v}");
     assert!(error_message(&v).contains("/v1/embeddings"));
+    let r = reqwest::get(format!("{}/v1/chat/completions", server.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Json = r.json().await.unwrap();
+    assert!(error_message(&v).contains("GET"), "{v}");
 }
 
 #[tokio::test]
