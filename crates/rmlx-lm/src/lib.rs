@@ -11,6 +11,8 @@
 //!   tokenizing exactly as llama.cpp does for GGUF files; [`StreamDecoder`] for streaming text.
 //! - [`ChatTemplate`]: Hugging Face chat templates (jinja) rendered as transformers does.
 //! - [`Sampler`]: penalties, top-k, top-p, min-p, temperature, seeded draws.
+//! - [`Worker`]: one thread that owns the model and serves requests from a bounded queue,
+//!   each streaming its events to its own sink (what `rmlx serve` runs on).
 
 // No unsafe code here: the unsafe kernels live in rmlx-core, behind safe APIs.
 #![forbid(unsafe_code)]
@@ -31,6 +33,7 @@ pub mod npy;
 pub mod sample;
 pub mod tokenizer;
 pub mod weights;
+pub mod worker;
 
 pub use chat_session::ChatSession;
 pub use chat_template::ChatTemplate;
@@ -40,3 +43,4 @@ pub use load::{load_model, load_model_on, load_model_with, LoadOptions, LoadedMo
 pub use model::{Logits, Model, ModelInfo};
 pub use sample::{Sampler, SamplerConfig};
 pub use tokenizer::{GgufVocab, StreamDecoder, Tokenizer, TokenizerConfig};
+pub use worker::{Event, SubmitError, Worker, WorkerStats};

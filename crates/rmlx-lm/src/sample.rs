@@ -59,7 +59,8 @@ impl SamplerConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks every setting is in range (what `Sampler::new` refuses).
+    pub fn validate(&self) -> Result<()> {
         let bad =
             |what: &str, v: f32| Err(Error::msg(format!("sampler: expected {what}, found {v}")));
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {

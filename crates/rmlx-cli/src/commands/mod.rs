@@ -8,6 +8,7 @@ pub mod inspect;
 mod logits;
 mod perplexity;
 mod sampling;
+mod serve;
 
 use clap::Subcommand;
 
@@ -25,6 +26,8 @@ pub enum Command {
     Perplexity(perplexity::Args),
     /// Prefill and decode speed on random tokens (like llama-bench).
     Bench(bench::Args),
+    /// Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, ...).
+    Serve(serve::Args),
     /// Fetch NVRTC (CUDA's run-time compiler) from PyPI, for a GPU without a CUDA toolkit.
     FetchNvrtc(fetch_nvrtc::Args),
 }
@@ -37,6 +40,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Logits(a) => logits::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::FetchNvrtc(a) => fetch_nvrtc::run(a),
     }
 }

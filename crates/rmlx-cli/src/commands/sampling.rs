@@ -91,10 +91,16 @@ impl GenFlags {
 
 /// Loads the engine, with a note on stderr.
 pub fn load(flags: &GenFlags) -> anyhow::Result<rmlx_lm::Engine> {
-    let path = rmlx_lm::default_model::resolve(flags.model.clone())?;
+    load_model(flags.model.clone(), flags.ctx)
+}
+
+/// Loads `model` (default: the default model) with a context of `ctx` tokens (default: the
+/// model's), showing progress and a note on stderr.
+pub fn load_model(model: Option<PathBuf>, ctx: Option<usize>) -> anyhow::Result<rmlx_lm::Engine> {
+    let path = rmlx_lm::default_model::resolve(model)?;
     let t = std::time::Instant::now();
     let mut opts = rmlx_lm::LoadOptions {
-        context: flags.ctx,
+        context: ctx,
         ..Default::default()
     };
     let e = if rmlx_core::default_device().is_gpu() {

@@ -1,0 +1,191 @@
+//! The endpoints: check the request, queue it on the worker, answer with the whole reply or
+//! an SSE stream of chunks.
+
+use crate::error::ApiError;
+use crate::reply::{Accumulator, Delta, Endpoint, Head};
+use crate::request::{self, ChatRequest, Common, CompletionRequest};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rmlx_lm::{Event, Prompt};
+use serde_json::json;
+use std::convert::Infallible;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::StreamExt;
+
+pub async fn models(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": state.config.model_id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "rmlx",
+            "meta": {"context_length": state.worker.engine().model.info().context_length},
+        }],
+    }))
+}
+
+pub async fn chat(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ChatRequest = request::parse(&body_bytes(body)?)?;
+    check_model(&state, &req.common)?;
+    let prompt = request::chat_prompt(&req.messages)?;
+    if state.worker.engine().template.is_none() {
+        return Err(ApiError::invalid(
+            "this model has no chat template: use /v1/completions",
+        ));
+    }
+    let harmony = state.worker.engine().uses_harmony();
+    run(
+        state,
+        Endpoint::Chat,
+        prompt,
+        req.common,
+        harmony,
+        "messages",
+    )
+    .await
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: CompletionRequest = request::parse(&body_bytes(body)?)?;
+    check_model(&state, &req.common)?;
+    let prompt = request::text_prompt(&req.prompt)?;
+    run(
+        state,
+        Endpoint::Completion,
+        prompt,
+        req.common,
+        false,
+        "prompt",
+    )
+    .await
+}
+
+/// The body, or the reason it could not be read (413 when over the limit).
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        let status = r.status();
+        let e = ApiError::invalid(r.body_text()).with_status(status);
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            e.with_code("body_too_large")
+        } else {
+            e
+        }
+    })
+}
+
+fn check_model(state: &AppState, common: &Common) -> Result<(), ApiError> {
+    if common.model == state.config.model_id {
+        return Ok(());
+    }
+    Err(ApiError::invalid(format!(
+        "the model `{}` does not exist here; this server serves `{}`",
+        common.model, state.config.model_id
+    ))
+    .with_status(StatusCode::NOT_FOUND)
+    .with_param("model")
+    .with_code("model_not_found"))
+}
+
+/// Queues the request; answers with the whole reply or a stream.
+async fn run(
+    state: AppState,
+    endpoint: Endpoint,
+    prompt: Prompt,
+    common: Common,
+    harmony: bool,
+    prompt_param: &'static str,
+) -> Result<Response, ApiError> {
+    let opts = common.options(harmony, state.config.kv_cache)?;
+    let (tx, rx) = unbounded_channel();
+    // Tokenizing and the context check happen here, on this task (milliseconds); the model
+    // runs on the worker thread.
+    state
+        .worker
+        .submit(&prompt, opts, Box::new(move |e| tx.send(e).is_ok()))
+        .map_err(|e| ApiError::from_submit(e, prompt_param))?;
+    let head = Head::new(endpoint, &state.config.model_id);
+    if common.stream {
+        Ok(stream(head, rx, harmony, common.include_usage()))
+    } else {
+        whole(head, rx, harmony).await
+    }
+}
+
+async fn whole(
+    head: Head,
+    mut rx: UnboundedReceiver<Event>,
+    harmony: bool,
+) -> Result<Response, ApiError> {
+    let mut acc = Accumulator::new(harmony);
+    while let Some(e) = rx.recv().await {
+        match e {
+            Event::Text(t) => {
+                acc.push(&t);
+            }
+            Event::Done(stats) => {
+                let (_, reply) = acc.finish();
+                return Ok(Json(head.response(&reply, &stats)).into_response());
+            }
+            Event::Error(m) => return Err(ApiError::server(m)),
+        }
+    }
+    Err(ApiError::server(
+        "the engine worker ended the request without a result",
+    ))
+}
+
+/// SSE chunks: (chat) a role chunk, text chunks, a chunk with the finish reason, the usage
+/// chunk on request, `[DONE]`. A failure mid-stream sends an error object and ends.
+fn stream(head: Head, mut rx: UnboundedReceiver<Event>, harmony: bool, usage: bool) -> Response {
+    let (out, chunks) = unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let send = |v: serde_json::Value| out.send(v.to_string()).is_ok();
+        if head.endpoint == Endpoint::Chat && !send(head.chunk(Delta::Role, None, usage)) {
+            return;
+        }
+        let mut acc = Accumulator::new(harmony);
+        let send_text = |(r, c): (String, String)| {
+            (r.is_empty() || send(head.chunk(Delta::Reasoning(r), None, usage)))
+                && (c.is_empty() || send(head.chunk(Delta::Content(c), None, usage)))
+        };
+        while let Some(e) = rx.recv().await {
+            match e {
+                Event::Text(t) => {
+                    // A closed stream (client gone) drops `rx`, which cancels the request.
+                    if !send_text(acc.push(&t)) {
+                        return;
+                    }
+                }
+                Event::Done(stats) => {
+                    let (rest, _) = acc.finish();
+                    let _ = send_text(rest)
+                        && send(head.chunk(Delta::None, Some(stats.finish), usage))
+                        && (!usage || send(head.usage_chunk(&stats)))
+                        && out.send("[DONE]".into()).is_ok();
+                    return;
+                }
+                Event::Error(m) => {
+                    let _ = send(ApiError::server(m).body());
+                    return;
+                }
+            }
+        }
+    });
+    let events = UnboundedReceiverStream::new(chunks)
+        .map(|data| Ok::<_, Infallible>(SseEvent::default().data(data)));
+    Sse::new(events).into_response()
+}

@@ -1,0 +1,233 @@
+//! Request bodies of `/v1/chat/completions` and `/v1/completions`, checked and turned into the
+//! library's `Prompt` and `GenerateOptions`. Unknown fields are ignored (clients send many).
+
+use crate::error::ApiError;
+use rmlx_lm::cache::CacheKind;
+use rmlx_lm::{GenerateOptions, Prompt, SamplerConfig};
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+/// Fields both endpoints share.
+#[derive(Deserialize)]
+pub struct Common {
+    pub model: String,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub max_tokens: Option<usize>,
+    pub max_completion_tokens: Option<usize>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    /// Any integer (OpenAI clients send i64); its bits seed the sampler.
+    pub seed: Option<i64>,
+    pub stop: Option<Stop>,
+    pub n: Option<u64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    /// Not supported yet: anything but null/false/0 is refused rather than ignored.
+    pub logprobs: Option<Json>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+pub struct ChatRequest {
+    pub messages: Json,
+    #[serde(flatten)]
+    pub common: Common,
+}
+
+#[derive(Deserialize)]
+pub struct CompletionRequest {
+    pub prompt: Json,
+    #[serde(flatten)]
+    pub common: Common,
+}
+
+/// Parses a JSON body into `T`; syntax and type errors are 400s.
+pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let what = if e.is_syntax() || e.is_eof() {
+            "malformed JSON"
+        } else {
+            "invalid request"
+        };
+        ApiError::invalid(format!("{what}: {e}"))
+    })
+}
+
+impl Common {
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+
+    /// The library's options. OpenAI's sampling defaults: temperature 1, top_p 1, no top-k
+    /// or min-p; no `max_tokens` generates until EOS, a stop string or the end of the context.
+    pub fn options(
+        &self,
+        keep_special: bool,
+        kv_cache: CacheKind,
+    ) -> Result<GenerateOptions, ApiError> {
+        if let Some(n) = self.n {
+            if n != 1 {
+                return Err(ApiError::invalid(format!(
+                    "n: only 1 choice per request is supported, found {n}"
+                ))
+                .with_param("n"));
+            }
+        }
+        let no_logprobs = match &self.logprobs {
+            None | Some(Json::Null) | Some(Json::Bool(false)) => true,
+            Some(v) => v.as_u64() == Some(0),
+        };
+        if !no_logprobs {
+            return Err(ApiError::invalid("logprobs: not supported yet").with_param("logprobs"));
+        }
+        let temperature = in_range("temperature", self.temperature, 1.0, 0.0, 2.0)?;
+        let top_p = in_range("top_p", self.top_p, 1.0, 0.0, 1.0)?;
+        if top_p == 0.0 {
+            return Err(
+                ApiError::invalid("top_p: expected a value in (0, 1], found 0").with_param("top_p"),
+            );
+        }
+        let presence = in_range("presence_penalty", self.presence_penalty, 0.0, -2.0, 2.0)?;
+        let frequency = in_range("frequency_penalty", self.frequency_penalty, 0.0, -2.0, 2.0)?;
+        let stop = match &self.stop {
+            None => vec![],
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        };
+        let max_tokens = self.max_completion_tokens.or(self.max_tokens);
+        if max_tokens == Some(0) {
+            return Err(
+                ApiError::invalid("max_tokens: expected at least 1, found 0")
+                    .with_param("max_tokens"),
+            );
+        }
+        Ok(GenerateOptions {
+            max_tokens,
+            sampler: SamplerConfig {
+                temperature,
+                top_k: 0,
+                top_p,
+                min_p: 0.0,
+                repetition_penalty: 1.0,
+                presence_penalty: presence,
+                frequency_penalty: frequency,
+                seed: self.seed.map(|s| s as u64),
+                ..SamplerConfig::default()
+            },
+            stop,
+            keep_special,
+            kv_cache,
+        })
+    }
+}
+
+fn in_range(
+    name: &'static str,
+    v: Option<f32>,
+    default: f32,
+    lo: f32,
+    hi: f32,
+) -> Result<f32, ApiError> {
+    let v = v.unwrap_or(default);
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid(format!(
+            "{name}: expected a value in [{lo}, {hi}], found {v}"
+        ))
+        .with_param(name))
+    }
+}
+
+const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+/// Checks chat messages and gives each a plain-text `content` (text parts joined), as chat
+/// templates expect.
+pub fn chat_prompt(messages: &Json) -> Result<Prompt, ApiError> {
+    let bad = |m: String| ApiError::invalid(m).with_param("messages");
+    let list = messages
+        .as_array()
+        .ok_or_else(|| bad("messages: expected an array of messages".into()))?;
+    if list.is_empty() {
+        return Err(bad(
+            "messages: expected at least one message, found none".into()
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let obj = m
+            .as_object()
+            .ok_or_else(|| bad(format!("messages[{i}]: expected an object")))?;
+        match obj.get("role").and_then(Json::as_str) {
+            Some(r) if ROLES.contains(&r) => {}
+            Some(r) => {
+                return Err(bad(format!(
+                    "messages[{i}].role: expected one of {ROLES:?}, found {r:?}"
+                )))
+            }
+            None => return Err(bad(format!("messages[{i}].role: expected a string"))),
+        }
+        let content = match obj.get("content") {
+            None | Some(Json::Null) => String::new(),
+            Some(Json::String(s)) => s.clone(),
+            Some(Json::Array(parts)) => text_parts(parts)
+                .ok_or_else(|| bad(format!("messages[{i}].content: expected text parts")))?,
+            Some(_) => {
+                return Err(bad(format!(
+                    "messages[{i}].content: expected a string or an array of text parts"
+                )))
+            }
+        };
+        let mut m = obj.clone();
+        m.insert("content".into(), Json::String(content));
+        out.push(Json::Object(m));
+    }
+    Ok(Prompt::Chat(out))
+}
+
+/// `[{"type": "text", "text": …}, …]` joined; None if a part is not text.
+fn text_parts(parts: &[Json]) -> Option<String> {
+    let mut s = String::new();
+    for p in parts {
+        if p.get("type")?.as_str()? != "text" {
+            return None;
+        }
+        s.push_str(p.get("text")?.as_str()?);
+    }
+    Some(s)
+}
+
+/// A completion prompt: a string, or an array holding one string.
+pub fn text_prompt(prompt: &Json) -> Result<Prompt, ApiError> {
+    let text = match prompt {
+        Json::String(s) => Some(s.clone()),
+        Json::Array(v) if v.len() == 1 => v[0].as_str().map(str::to_string),
+        _ => None,
+    };
+    match text {
+        Some(t) if !t.is_empty() => Ok(Prompt::Text(t)),
+        Some(_) => {
+            Err(ApiError::invalid("prompt: expected a non-empty string").with_param("prompt"))
+        }
+        None => Err(
+            ApiError::invalid("prompt: expected a string (or an array of one string)")
+                .with_param("prompt"),
+        ),
+    }
+}
