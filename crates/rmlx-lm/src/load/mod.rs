@@ -90,7 +90,17 @@ impl WeightSource for Placing {
 }
 
 fn load_model_with(path: &Path, progress: Option<Progress>) -> Result<LoadedModel> {
-    let files = Arc::new(ModelFiles::open(path)?);
+    build_model(Arc::new(ModelFiles::open(path)?), progress)
+}
+
+/// Builds the model from files already opened (or assembled in memory) on the default device,
+/// without moving weights: what `load_model` does after opening the path.
+pub fn model_from_files(files: Arc<ModelFiles>) -> Result<LoadedModel> {
+    build_model(files, None)
+}
+
+fn build_model(files: Arc<ModelFiles>, progress: Option<Progress>) -> Result<LoadedModel> {
+    let path = files.path().to_path_buf();
     let arch = files
         .architecture()
         .map(|a| a.replace('-', "_"))
