@@ -3,8 +3,10 @@
 # all targets in parallel, and writes a summary (executions, crashes) to a log.
 #
 #   scripts/fuzz.sh [TARGET|all] [SECONDS] [JOBS]
+#   scripts/fuzz.sh pack        # build, then write fuzz/fuzzbin.tar.xz (stripped targets, ~40 MB)
 #
-# TARGET   one of fuzz/fuzz_targets/*.rs (default: all of them, run side by side)
+# TARGET   one of fuzz/fuzz_targets/*.rs, several joined by commas, or all (the default); the
+#          targets run side by side
 # SECONDS  time per target (default 60); the long runs use 1800 or more
 # JOBS     libFuzzer worker processes per target (default: cores / targets, at least 1)
 #
@@ -17,21 +19,42 @@
 #   logs:      fuzz/logs/STAMP/TARGET.log and fuzz/logs/STAMP/summary.txt
 # A crashing input replays with: fuzz/target/x86_64-unknown-linux-gnu/release/TARGET FILE
 # Exit status 1 when any target found a crash, leak, timeout or out-of-memory input.
+#
+# On a machine without the toolchain (or network), run binaries built elsewhere: `pack` here,
+# copy fuzz/fuzzbin.tar.xz there, `tar -xJf fuzz/fuzzbin.tar.xz -C fuzz`, then
+# FUZZ_BIN=fuzz/bin scripts/fuzz.sh all 1800 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build=fuzz/target/x86_64-unknown-linux-gnu/release
+
+if [ "${1:-}" = pack ]; then
+    (cd fuzz && cargo +nightly fuzz build)
+    rm -rf fuzz/bin && mkdir -p fuzz/bin
+    for t in $(ls fuzz/fuzz_targets | sed 's/\.rs$//'); do
+        # Symbols stay (ASan reports name functions); line tables go.
+        strip --strip-debug -o "fuzz/bin/$t" "$build/$t"
+    done
+    tar -C fuzz -cf - bin | xz -T0 -6 >fuzz/fuzzbin.tar.xz
+    echo "fuzz.sh: wrote fuzz/fuzzbin.tar.xz ($(du -h fuzz/fuzzbin.tar.xz | cut -f1))"
+    exit 0
+fi
 
 target=${1:-all}
 seconds=${2:-60}
 all=$(ls fuzz/fuzz_targets | sed 's/\.rs$//')
-if [ "$target" = all ]; then targets=$all; else targets=$target; fi
+if [ "$target" = all ]; then targets=$all; else targets=$(tr ',' ' ' <<<"$target"); fi
 for t in $targets; do
     grep -qx "$t" <<<"$all" || { echo "fuzz.sh: no target '$t' (have: $(echo $all))" >&2; exit 2; }
 done
 count=$(wc -w <<<"$targets")
 jobs=${3:-$(( $(nproc) / count > 0 ? $(nproc) / count : 1 ))}
 
-(cd fuzz && cargo +nightly fuzz build)
-bin=fuzz/target/x86_64-unknown-linux-gnu/release
+if [ -n "${FUZZ_BIN:-}" ]; then
+    bin=$FUZZ_BIN
+else
+    (cd fuzz && cargo +nightly fuzz build)
+    bin=$build
+fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 logs=fuzz/logs/$stamp
 mkdir -p "$logs"
@@ -55,7 +78,9 @@ wait || true
 status=0
 {
     echo "fuzz run $stamp: ${seconds}s per target, $jobs job(s) each, on $(nproc) cores"
-    echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (modified)')"
+    if git rev-parse --short HEAD >/dev/null 2>&1; then
+        echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (modified)'), binaries from $bin"
+    fi
     printf '%-20s %14s %8s %10s %16s  %s\n' target executions corpus coverage crash/timeout/oom artifacts
     for t in $targets; do
         # Fork mode's progress lines: "#EXECS: cov: C ft: F corp: N exec/s: E
