@@ -172,3 +172,73 @@ fn ordinary_templates_are_unaffected() {
     );
     assert!(out.ends_with("<user>\"message 1999\""));
 }
+
+/// Templates whose operator chains overflowed the stack while minijinja compiled them.
+fn chains(n: usize) -> Vec<(&'static str, String)> {
+    vec![
+        ("filters", format!("{{{{ 1{} }}}}", "|abs".repeat(n))),
+        (
+            "attributes",
+            format!("{{{{ messages{} }}}}", ".a".repeat(n)),
+        ),
+        (
+            "subscripts",
+            format!("{{{{ messages{} }}}}", "[0]".repeat(n)),
+        ),
+        ("calls", format!("{{{{ range{} }}}}", "()".repeat(n))),
+        ("tests", format!("{{{{ 1{} }}}}", " is number".repeat(n))),
+        ("not", format!("{{{{ {}true }}}}", "not ".repeat(n))),
+        ("minus", format!("{{{{ {}1 }}}}", "- ".repeat(n))),
+        ("concat", format!("{{{{ {}'b' }}}}", "'a' ~ ".repeat(n))),
+        ("plus", format!("{{{{ {}1 }}}}", "1 + ".repeat(n))),
+        (
+            "and",
+            format!("{{% if {}true %}}x{{% endif %}}", "true and ".repeat(n)),
+        ),
+        (
+            "ternary",
+            format!("{{{{ {}1 }}}}", "1 if true else ".repeat(n)),
+        ),
+    ]
+}
+
+#[test]
+fn long_operator_chains_are_refused_before_compiling() {
+    for (name, src) in chains(50_000) {
+        let start = Instant::now();
+        let e = ChatTemplate::new(&src, None, None).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "expected at most {MAX_BLOCK_OPERATORS} operators in a block"
+            )),
+            "{name}: {e}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(10), "{name}");
+    }
+    let big = format!("{{{{ 1 }}}}{}", "x".repeat(MAX_TEMPLATE_BYTES));
+    let e = ChatTemplate::new(&big, None, None).unwrap_err().to_string();
+    assert!(e.contains("bytes of source"), "{e}");
+}
+
+#[test]
+fn chains_at_the_limit_compile_and_render_on_a_small_stack() {
+    // Chains near the most a block may hold (a link counts one or two operators), on a 1 MiB
+    // thread: the limit leaves room on any stack.
+    let h = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(|| {
+            for (name, src) in chains(MAX_BLOCK_OPERATORS / 2) {
+                let t =
+                    ChatTemplate::new(&src, None, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let _ = t.render(&[json!({"role": "user", "content": "x"})], false);
+            }
+        })
+        .unwrap();
+    h.join().expect("no stack overflow");
+    // Operators inside strings, comments and raw blocks are text.
+    let src = format!(
+        "{{{{ '{0}' }}}}{{# {0} #}}{{% raw %}}{{{{ {0} }}}}{{% endraw %}}",
+        "|.+".repeat(1000)
+    );
+    assert!(ChatTemplate::new(&src, None, None).is_ok());
+}

@@ -2,13 +2,16 @@
 //! environment: `trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`,
 //! `strftime_now`, a `tojson` with Python `json.dumps` output, and Python string/dict methods.
 //!
-//! Templates come with downloaded models, so every render runs within limits (`limits.rs`):
-//! fuel, recursion, output size and stack.
+//! Templates come with downloaded models, so their source is checked before it is compiled
+//! (`source_check.rs`: size, operators per block) and every render runs within limits
+//! (`limits.rs`: fuel, recursion, output size, stack).
 
 mod limits;
+mod source_check;
 mod tojson;
 
 pub use limits::{FUEL, MAX_NESTING, MAX_OUTPUT_BYTES, RECURSION_LIMIT};
+pub use source_check::{MAX_BLOCK_OPERATORS, MAX_TEMPLATE_BYTES};
 
 use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
@@ -41,6 +44,7 @@ fn tmpl_err(e: minijinja::Error) -> Error {
 impl ChatTemplate {
     /// Compile `source`; `bos_token`/`eos_token` are what the template sees by those names.
     pub fn new(source: &str, bos_token: Option<&str>, eos_token: Option<&str>) -> Result<Self> {
+        source_check::check(source)?;
         let mut env = Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
