@@ -113,3 +113,31 @@ fn eos_from_generation_config_past_the_vocabulary_is_not_encoded() {
     assert!(tk.is_eos(9999));
     assert_eq!(tk.encode("ab", true).unwrap(), vec![2, 1]);
 }
+
+#[test]
+fn token_ids_far_past_the_vocabulary_are_errors() {
+    // Tables indexed by id must not be sized by a hostile id (4 billion entries).
+    let word_level = |vocab: &str, added: &str| {
+        format!(
+            r#"{{"version": "1.0", "added_tokens": [{added}], "normalizer": null,
+                "pre_tokenizer": null, "post_processor": null, "decoder": null,
+                "model": {{"type": "WordLevel", "vocab": {vocab}, "unk_token": "a"}}}}"#
+        )
+    };
+    let json = word_level(r#"{"a": 0, "b": 4000000000}"#, "");
+    let e = Tokenizer::from_texts(&json, None, None, None).unwrap_err();
+    assert!(
+        e.to_string().contains("found id 4000000000 for 2 tokens"),
+        "{e}"
+    );
+    // An added token's id is the tokenizer's to assign: a huge one in the file is not used.
+    let added = r#"{"id": 4000000000, "content": "x", "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": false, "special": true}"#;
+    let tk = Tokenizer::from_texts(&word_level(r#"{"a": 0}"#, added), None, None, None).unwrap();
+    assert_eq!(tk.vocab_size(), 2);
+    // A few holes are fine: ids 0 and 5 make a vocabulary of 6.
+    let tk =
+        Tokenizer::from_texts(&word_level(r#"{"a": 0, "b": 5}"#, ""), None, None, None).unwrap();
+    assert_eq!(tk.vocab_size(), 6);
+    assert_every_id_decodes(&tk);
+}

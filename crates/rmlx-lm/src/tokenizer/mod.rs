@@ -230,10 +230,17 @@ impl Tokenizer {
         // Every id the tokenizer can produce: its count of tokens is lower than the highest id
         // plus one when ids have holes or token texts repeat.
         let max_id = inner.get_vocab(true).into_values().max();
-        let n = inner
-            .get_vocab_size(true)
-            .max(max_id.map_or(0, |m| m as usize + 1))
-            .max(min_vocab);
+        let count = inner.get_vocab_size(true).max(min_vocab);
+        let n = count.max(max_id.map_or(0, |m| m as usize + 1));
+        // Tables below are indexed by id: holes are fine, but a file must not make a handful
+        // of tokens cost billions of entries.
+        if n > (2 * count).max(1 << 16) {
+            return Err(tok_err(format!(
+                "expected token ids below {}, found id {} for {count} tokens",
+                (2 * count).max(1 << 16),
+                n - 1
+            )));
+        }
         let added = inner.get_added_tokens_decoder();
         let mut special = vec![false; n];
         let mut pieces = Vec::with_capacity(n);
