@@ -104,12 +104,15 @@ impl ModelFiles {
         Self::from_safetensors(dir, SafetensorsSet::open_dir(dir)?, Some(config))
     }
 
-    fn from_gguf(path: &Path, file: GgufFile) -> Self {
+    /// A GGUF file already opened (or parsed from memory); `path` names the model in errors.
+    pub fn from_gguf(path: &Path, file: GgufFile) -> Self {
         let tensors = file.tensor_infos();
         Self::assemble(path, Source::Gguf(file), tensors)
     }
 
-    fn from_safetensors(
+    /// A safetensors set already opened (or built in memory) with its config; `path` names the
+    /// model in errors.
+    pub fn from_safetensors(
         path: &Path,
         set: SafetensorsSet,
         config: Option<ModelConfig>,

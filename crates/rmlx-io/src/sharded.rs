@@ -79,7 +79,24 @@ impl SafetensorsSet {
     fn open_index(dir: &Path, index: &Path) -> Result<Self> {
         let ctx = format!("safetensors index {}", index.display());
         let text = std::fs::read_to_string(index).map_err(|e| Error::io(&ctx, e))?;
-        let idx: Index = serde_json::from_str(&text)
+        Self::from_index(&ctx, &text, |shard| {
+            let path = dir.join(shard);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            SafetensorsFile::open(path).map(Some)
+        })
+    }
+
+    /// A set from the text of an index file, its shards opened by `open_shard` (file name →
+    /// the parsed shard, or None when there is no such file). `ctx` names the index in errors.
+    /// Shard names must be plain file names; every tensor must be in the shard the index says.
+    pub fn from_index(
+        ctx: &str,
+        text: &str,
+        mut open_shard: impl FnMut(&str) -> Result<Option<SafetensorsFile>>,
+    ) -> Result<Self> {
+        let idx: Index = serde_json::from_str(text)
             .map_err(|e| Error::format(format!("{ctx}: invalid JSON: {e}")))?;
         let mut shards: Vec<&str> = idx.weight_map.values().map(String::as_str).collect();
         shards.sort_unstable();
@@ -92,19 +109,19 @@ impl SafetensorsSet {
                     "{ctx}: expected a shard file name, found '{shard}'"
                 )));
             }
-            let path = dir.join(shard);
-            if !path.is_file() {
-                let tensor = idx
-                    .weight_map
-                    .iter()
-                    .find(|(_, s)| s == shard)
-                    .map_or("", |(t, _)| t);
-                return Err(Error::format(format!(
-                    "{ctx}: shard '{shard}' (holding '{tensor}') not found in {}",
-                    dir.display()
-                )));
+            match open_shard(shard)? {
+                Some(f) => files.push(f),
+                None => {
+                    let tensor = idx
+                        .weight_map
+                        .iter()
+                        .find(|(_, s)| s == shard)
+                        .map_or("", |(t, _)| t);
+                    return Err(Error::format(format!(
+                        "{ctx}: shard '{shard}' (holding '{tensor}') not found next to the index"
+                    )));
+                }
             }
-            files.push(SafetensorsFile::open(path)?);
         }
         let set = Self::from_files(files)?;
         for (name, shard) in &idx.weight_map {
@@ -119,7 +136,8 @@ impl SafetensorsSet {
         Ok(set)
     }
 
-    fn from_files(files: Vec<SafetensorsFile>) -> Result<Self> {
+    /// A set of already parsed files; a tensor name in two files is an error.
+    pub fn from_files(files: Vec<SafetensorsFile>) -> Result<Self> {
         let mut order = Vec::new();
         let mut map = HashMap::new();
         for (fi, f) in files.iter().enumerate() {

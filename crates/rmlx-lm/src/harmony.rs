@@ -9,14 +9,34 @@ pub struct Message {
     pub text: String,
 }
 
+const CHANNEL: &str = "<|channel|>";
+const MESSAGE: &str = "<|message|>";
+/// What ends a message's text.
+const TERMINATORS: [&str; 4] = ["<|end|>", "<|return|>", "<|call|>", "<|start|>"];
+
+/// Where the first terminator in `s` starts (`s.len()` if none), in one pass: searching for
+/// each terminator separately would scan past the message to the end of the text every time,
+/// quadratic in the number of messages.
+fn message_end(s: &str) -> usize {
+    let mut from = 0;
+    while let Some(i) = s[from..].find("<|") {
+        let at = from + i;
+        if TERMINATORS.iter().any(|t| s[at..].starts_with(t)) {
+            return at;
+        }
+        from = at + 2;
+    }
+    s.len()
+}
+
 /// Splits harmony text into messages by channel. Text outside any message is ignored; an
-/// unterminated last message is kept (generation may stop early).
+/// unterminated last message is kept (generation may stop early). Linear in the text length.
 pub fn parse(text: &str) -> Vec<Message> {
     let mut out = vec![];
     let mut rest = text;
-    while let Some(c) = rest.find("<|channel|>") {
-        rest = &rest[c + "<|channel|>".len()..];
-        let Some(m) = rest.find("<|message|>") else {
+    while let Some(c) = rest.find(CHANNEL) {
+        rest = &rest[c + CHANNEL.len()..];
+        let Some(m) = rest.find(MESSAGE) else {
             break;
         };
         // The header may carry more than the name (`final <|constrain|>json`, `to=functions.x`).
@@ -25,12 +45,8 @@ pub fn parse(text: &str) -> Vec<Message> {
             .next()
             .unwrap_or("")
             .to_string();
-        rest = &rest[m + "<|message|>".len()..];
-        let end = ["<|end|>", "<|return|>", "<|call|>", "<|start|>"]
-            .iter()
-            .filter_map(|t| rest.find(t))
-            .min()
-            .unwrap_or(rest.len());
+        rest = &rest[m + MESSAGE.len()..];
+        let end = message_end(rest);
         out.push(Message {
             channel,
             text: rest[..end].to_string(),
@@ -121,5 +137,21 @@ mod tests {
         );
         // Cut off inside the analysis: nothing final to keep.
         assert_eq!(history_text("<|channel|>analysis<|message|>Thin"), "");
+    }
+
+    #[test]
+    fn long_outputs_parse_in_linear_time() {
+        // 200,000 messages ended by <|end|> with no <|return|>/<|call|>/<|start|> anywhere:
+        // searching each terminator through the rest of the text took minutes.
+        let text = "<|channel|>analysis<|message|>x<|end|>".repeat(200_000);
+        let start = std::time::Instant::now();
+        let m = parse(&text);
+        assert_eq!(m.len(), 200_000);
+        assert!(m.iter().all(|m| m.channel == "analysis" && m.text == "x"));
+        // Milliseconds in linear time; ten seconds leaves room for a busy machine.
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        // A terminator split by other markers still ends the message where it starts.
+        let m = parse("<|channel|>final<|message|>a<|b<|<|return|>");
+        assert_eq!(m[0].text, "a<|b<|");
     }
 }

@@ -69,3 +69,34 @@ fn harmony_like_raises_on_unknown_role() {
         .unwrap();
     assert_eq!(date.len(), 10, "{date:?}");
 }
+
+#[test]
+fn long_conversations_fit_the_render_limits() {
+    // The fuel and output limits stop hostile templates; a 5,000-message chat with tools through
+    // the harmony-like template (loops, namespaces, macros, tojson) must still render.
+    let fx = fixture();
+    let t = ChatTemplate::new(
+        fx["templates"]["harmony_like"].as_str().unwrap(),
+        None,
+        None,
+    )
+    .unwrap();
+    let messages: Vec<Value> = (0..5000)
+        .map(|i| match i % 3 {
+            0 => json!({"role": "user", "content": format!("question {i}")}),
+            1 => json!({"role": "assistant", "content": format!("answer {i}"), "thinking": "t"}),
+            _ => json!({"role": "tool", "name": "f", "content": {"result": i}}),
+        })
+        .collect();
+    let mut extra = Map::new();
+    extra.insert("date_string".into(), json!("2026-12-01"));
+    extra.insert(
+        "tools".into(),
+        json!([{"type": "function", "function": {"name": "f", "description": "d",
+            "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}]),
+    );
+    let out = t.render_with(&messages, true, &extra).unwrap();
+    assert!(out.contains("<|start|>user<|message|>question 4998<|end|>"));
+    assert!(out.contains("type f = (_: {\"type\": \"object\""));
+    assert!(out.ends_with("<|start|>assistant"));
+}

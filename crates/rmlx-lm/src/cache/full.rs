@@ -17,8 +17,8 @@
 use super::{KvCache, KvView, Storage};
 use rmlx_core::{concat, Array, DType, Result};
 
-/// Capacity grows in steps of this many positions.
-const STEP: usize = 256;
+/// Capacity grows in steps of this many positions (the rotating cache's too, up to its window).
+pub(super) const STEP: usize = 256;
 /// Fewest positions of a first update whose keys' mean becomes the center (a lone first token
 /// is often an outlier).
 const MIN_CENTER: usize = 8;

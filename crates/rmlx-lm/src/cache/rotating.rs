@@ -2,16 +2,20 @@
 //! memory does not grow with the context. A multi-token chunk attends over the old window plus
 //! the whole chunk; the mask (from positions) keeps each query inside its own window. Works the
 //! same dense or packed: rows are encoded once and both the view and the slots use them.
+//! Buffers grow in steps, as the full cache's do, until they hold the window: before the first
+//! wrap slot = position, so growing moves nothing, and a window from a config (which may be far
+//! longer than any conversation, or hostile) costs only the positions actually seen.
 
+use super::full::STEP;
 use super::{KvCache, KvView, Storage};
 use rmlx_core::{concat, Array, DType, Result};
 
 pub struct RotatingCache {
     window: usize,
     storage: Storage,
-    keys: Option<Array>,   // (B, Hkv, window, row width of D)
-    values: Option<Array>, // (B, Hkv, window, row width of Dv)
-    /// Position held by each slot, -1 if empty.
+    keys: Option<Array>, // (B, Hkv, capacity, row width of D); capacity <= window
+    values: Option<Array>, // (B, Hkv, capacity, row width of Dv)
+    /// Position held by each slot of the capacity, -1 if empty.
     slot_pos: Vec<i32>,
     offset: usize,
 }
@@ -27,8 +31,21 @@ impl RotatingCache {
             storage,
             keys: None,
             values: None,
-            slot_pos: vec![-1; window],
+            slot_pos: Vec::new(),
             offset: 0,
+        }
+    }
+
+    /// `buf` (None before the first update) with room for `cap` positions.
+    fn grown(&self, buf: Option<Array>, value: bool, like: &Array, cap: usize) -> Result<Array> {
+        let (b, h, d) = (like.dim(0)?, like.dim(1)?, like.dim(3)?);
+        match buf {
+            None => self.storage.buffer(value, b, h, cap, d),
+            Some(old) if old.dim(2)? >= cap => Ok(old),
+            Some(old) => {
+                let extra = self.storage.buffer(value, b, h, cap - old.dim(2)?, d)?;
+                concat(&[old, extra], 2)
+            }
         }
     }
 
@@ -52,16 +69,19 @@ impl KvCache for RotatingCache {
     fn update(&mut self, k: &Array, v: &Array) -> Result<KvView> {
         super::check_update(k, v)?;
         let t = k.dim(2)?;
-        let (b, h, d, dv) = (k.dim(0)?, k.dim(1)?, k.dim(3)?, v.dim(3)?);
+        let (d, dv) = (k.dim(3)?, v.dim(3)?);
         let st = self.storage;
-        let keys = match self.keys.take() {
-            Some(a) => a,
-            None => st.buffer(false, b, h, self.window, d)?,
+        // Room for every position written so far and now, up to the whole window.
+        let need = (self.offset + t).min(self.window);
+        let cap = if need > self.slot_pos.len() || self.keys.is_none() {
+            (need.div_ceil(STEP) * STEP).min(self.window)
+        } else {
+            self.slot_pos.len()
         };
-        let values = match self.values.take() {
-            Some(a) => a,
-            None => st.buffer(true, b, h, self.window, dv)?,
-        };
+        self.slot_pos.resize(cap, -1);
+        let (old_keys, old_values) = (self.keys.take(), self.values.take());
+        let keys = self.grown(old_keys, false, k, cap)?;
+        let values = self.grown(old_values, true, v, cap)?;
         // No exact head or key center here: the first positions leave the window anyway.
         let (ke, ve) = (st.encode(false, k, None)?, st.encode(true, v, None)?);
         let new_pos: Vec<i32> = (self.offset..self.offset + t).map(|p| p as i32).collect();
@@ -75,7 +95,7 @@ impl KvCache for RotatingCache {
             KvView {
                 keys: st.decode(false, &keys, d, None)?,
                 values: st.decode(true, &values, dv, None)?,
-                k_pos: Array::from_slice(&self.slot_pos, &[self.window])?,
+                k_pos: Array::from_slice(&self.slot_pos, &[self.slot_pos.len()])?,
             }
         } else {
             // Prefill chunk: attend over [old window | chunk], then keep the last `window`.
@@ -108,7 +128,7 @@ impl KvCache for RotatingCache {
     }
 
     fn bytes_per_token(&self) -> usize {
-        self.nbytes() / self.window.max(1)
+        self.nbytes() / self.slot_pos.len().max(1)
     }
 
     fn truncate(&mut self, len: usize) -> bool {

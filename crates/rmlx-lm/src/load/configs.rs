@@ -45,33 +45,29 @@ fn rope_from_io(r: &rmlx_io::RopeScaling) -> RopeScaling {
     }
 }
 
-/// Every layer has tensors of its own, so a layer count above the files' tensor count is a
-/// corrupt or hostile config: refused before anything is allocated per layer.
-fn check_layers(files: &ModelFiles, arch: &str, layers: usize) -> Result<()> {
+/// A config's layer count, checked against the tensors the files hold (every layer has some)
+/// before anything is sized by it.
+fn layer_count(n: usize, files: &ModelFiles, what: &str) -> Result<usize> {
     let tensors = files.tensors().len();
-    if layers > tensors {
+    if n > tensors {
         return Err(Error::format(format!(
-            "{arch}: the config says {layers} layers, but the files hold only {tensors} tensors"
+            "{what}: expected at most one layer per tensor ({tensors} tensors), found {n} layers"
         )));
     }
-    Ok(())
+    Ok(n)
 }
 
 pub fn llama(files: &ModelFiles, arch: &str) -> Result<LlamaConfig> {
-    let cfg = match files.gguf().map(|g| g.metadata()) {
-        Some(m) => llama_gguf(m, arch, files)?,
-        None => {
-            let c = files.config().ok_or_else(|| {
-                Error::format(format!("model {}: no config.json", files.path().display()))
-            })?;
-            llama_hf(c, arch)?
-        }
-    };
-    check_layers(files, arch, cfg.num_hidden_layers)?;
-    Ok(cfg)
+    if let Some(m) = files.gguf().map(|g| g.metadata()) {
+        return llama_gguf(m, arch, files);
+    }
+    let c = files.config().ok_or_else(|| {
+        Error::format(format!("model {}: no config.json", files.path().display()))
+    })?;
+    llama_hf(c, arch, files)
 }
 
-fn llama_hf(c: &ModelConfig, arch: &str) -> Result<LlamaConfig> {
+fn llama_hf(c: &ModelConfig, arch: &str, files: &ModelFiles) -> Result<LlamaConfig> {
     let heads = c.get_usize("num_attention_heads")?;
     let hidden = c.get_usize("hidden_size")?;
     let rope = c.rope()?;
@@ -97,7 +93,7 @@ fn llama_hf(c: &ModelConfig, arch: &str) -> Result<LlamaConfig> {
         architecture: arch.to_string(),
         hidden_size: hidden,
         intermediate_size: c.get_usize("intermediate_size")?,
-        num_hidden_layers: c.get_usize("num_hidden_layers")?,
+        num_hidden_layers: layer_count(c.get_usize("num_hidden_layers")?, files, arch)?,
         num_attention_heads: heads,
         num_key_value_heads: c.get_usize_or("num_key_value_heads", heads)?,
         head_dim: match c.get("head_dim").and_then(|v| v.as_u64()) {
@@ -149,7 +145,7 @@ fn llama_gguf(m: &Metadata, arch: &str, files: &ModelFiles) -> Result<LlamaConfi
         architecture: arch.to_string(),
         hidden_size: hidden,
         intermediate_size: m.get_usize(&k("feed_forward_length"))?,
-        num_hidden_layers: m.get_usize(&k("block_count"))?,
+        num_hidden_layers: layer_count(m.get_usize(&k("block_count"))?, files, arch)?,
         num_attention_heads: heads,
         num_key_value_heads: match m.get(&k("attention.head_count_kv")) {
             Some(_) => m.get_usize(&k("attention.head_count_kv"))?,
@@ -185,8 +181,7 @@ pub fn gpt_oss(files: &ModelFiles) -> Result<GptOssConfig> {
             files.path().display()
         ))
     })?;
-    let layers = c.get_usize("num_hidden_layers")?;
-    check_layers(files, "gpt_oss", layers)?;
+    let layers = layer_count(c.get_usize("num_hidden_layers")?, files, "gpt_oss")?;
     let sliding = match c.get("layer_types").and_then(|v| v.as_array()) {
         Some(types) => types
             .iter()

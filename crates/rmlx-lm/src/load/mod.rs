@@ -115,7 +115,22 @@ impl WeightSource for Placing {
 }
 
 fn build(path: &Path, context: Option<usize>, progress: Option<Progress>) -> Result<LoadedModel> {
-    let files = Arc::new(ModelFiles::open(path)?);
+    build_model(Arc::new(ModelFiles::open(path)?), context, progress)
+}
+
+/// Builds the model from files already opened (or assembled in memory) on the default device,
+/// at the model's full context and without moving weights: what `load_model` does after
+/// opening the path.
+pub fn model_from_files(files: Arc<ModelFiles>) -> Result<LoadedModel> {
+    build_model(files, None, None)
+}
+
+fn build_model(
+    files: Arc<ModelFiles>,
+    context: Option<usize>,
+    progress: Option<Progress>,
+) -> Result<LoadedModel> {
+    let path = files.path().to_path_buf();
     let arch = files
         .architecture()
         .map(|a| a.replace('-', "_"))

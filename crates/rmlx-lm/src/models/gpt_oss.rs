@@ -93,7 +93,7 @@ impl GptOss {
         let embed = m
             .pp("embed_tokens")
             .tensor("weight", &[cfg.vocab_size, h])?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        let mut layers = Vec::new();
         for li in 0..cfg.num_hidden_layers {
             let l = m.pp("layers").pp(li);
             let a = l.pp("self_attn");
@@ -256,6 +256,19 @@ impl Model for GptOss {
 
 fn validate(c: &GptOssConfig) -> Result<()> {
     let bad = |m: String| Err(Error::format(format!("gpt_oss config: {m}")));
+    super::check_sizes(
+        "gpt_oss config",
+        &[
+            ("hidden_size", c.hidden_size),
+            ("intermediate_size", c.intermediate_size),
+            ("num_hidden_layers", c.num_hidden_layers),
+            ("num_attention_heads", c.num_attention_heads),
+            ("num_key_value_heads", c.num_key_value_heads),
+            ("head_dim", c.head_dim),
+            ("vocab_size", c.vocab_size),
+            ("num_local_experts", c.num_local_experts),
+        ],
+    )?;
     if c.num_key_value_heads == 0 || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {
         return bad(format!(
             "expected attention heads ({}) to be a multiple of kv heads ({})",

@@ -76,7 +76,7 @@ impl Llama {
         let embed = m
             .pp("embed_tokens")
             .tensor("weight", &[cfg.vocab_size, h])?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        let mut layers = Vec::new();
         for i in 0..cfg.num_hidden_layers {
             let l = m.pp("layers").pp(i);
             let a = l.pp("self_attn");
@@ -222,7 +222,20 @@ impl Model for Llama {
 }
 
 fn validate(c: &LlamaConfig) -> Result<()> {
-    let bad = |m: String| Err(Error::format(format!("{} config: {m}", c.architecture)));
+    let what = format!("{} config", c.architecture);
+    let bad = |m: String| Err(Error::format(format!("{what}: {m}")));
+    super::check_sizes(
+        &what,
+        &[
+            ("hidden_size", c.hidden_size),
+            ("intermediate_size", c.intermediate_size),
+            ("num_hidden_layers", c.num_hidden_layers),
+            ("num_attention_heads", c.num_attention_heads),
+            ("num_key_value_heads", c.num_key_value_heads),
+            ("head_dim", c.head_dim),
+            ("vocab_size", c.vocab_size),
+        ],
+    )?;
     if c.num_attention_heads == 0
         || c.num_key_value_heads == 0
         || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads)

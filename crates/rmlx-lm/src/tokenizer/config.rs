@@ -57,12 +57,20 @@ impl TokenizerConfig {
 pub fn generation_eos_ids(json: &str) -> Result<Vec<u32>> {
     let v: Value = serde_json::from_str(json)
         .map_err(|e| Error::format(format!("generation_config.json: {e}")))?;
-    let ids = match v.get("eos_token_id") {
+    let ids: Vec<u64> = match v.get("eos_token_id") {
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).collect(),
         Some(x) => x.as_u64().into_iter().collect(),
         None => Vec::new(),
     };
-    Ok(ids.into_iter().map(|i| i as u32).collect())
+    ids.into_iter()
+        .map(|i| {
+            u32::try_from(i).map_err(|_| {
+                Error::format(format!(
+                    "generation_config.json: eos_token_id: expected a token id, found {i}"
+                ))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -90,5 +98,7 @@ mod tests {
             vec![7]
         );
         assert!(TokenizerConfig::parse("{").is_err());
+        let e = generation_eos_ids(r#"{"eos_token_id": [1, 4294967301]}"#).unwrap_err();
+        assert!(e.to_string().contains("found 4294967301"), "{e}");
     }
 }

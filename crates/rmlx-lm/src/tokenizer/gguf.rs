@@ -149,6 +149,7 @@ impl GgufVocab {
             .merges
             .as_ref()
             .ok_or_else(|| tok_err("GGUF vocab: gpt2 model needs tokenizer.ggml.merges"))?;
+        let vocab = self.vocab_map();
         let mut pairs = Vec::with_capacity(merges.len());
         for (i, m) in merges.iter().enumerate() {
             // llama.cpp splits at the first space after position 0.
@@ -157,13 +158,21 @@ impl GgufVocab {
                 .skip(1)
                 .find(|&(_, c)| c == ' ')
                 .map(|(p, _)| p);
-            match pos {
-                Some(p) => pairs.push((m[..p].to_string(), m[p + 1..].to_string())),
-                None => return Err(tok_err(format!("GGUF vocab: merge {i} '{m}' has no space"))),
+            let Some(p) = pos else {
+                return Err(tok_err(format!("GGUF vocab: merge {i} '{m}' has no space")));
+            };
+            let (left, right) = (&m[..p], &m[p + 1..]);
+            // `tokenizers` rejects such a merge too, but panics instead when the merged text
+            // is longer than every token: check first.
+            if !vocab.contains_key(&format!("{left}{right}")) {
+                return Err(tok_err(format!(
+                    "GGUF vocab: merge {i} '{m}': expected '{left}{right}' in the vocabulary, found no such token"
+                )));
             }
+            pairs.push((left.to_string(), right.to_string()));
         }
         let bpe = BPE::builder()
-            .vocab_and_merges(self.vocab_map(), pairs)
+            .vocab_and_merges(vocab, pairs)
             .ignore_merges(ignores_merges(self.pre.as_deref()))
             .build()
             .map_err(tok_err)?;

@@ -3,6 +3,7 @@
 
 mod config;
 mod gguf;
+mod json_check;
 mod pretok;
 mod stream;
 
@@ -115,22 +116,46 @@ impl Tokenizer {
                 Err(e) => Err(Error::io(format!("tokenizer: reading {}", p.display()), e)),
             }
         };
-        let mut cfg = match read_opt("tokenizer_config.json")? {
-            Some(s) => config::TokenizerConfig::parse(&s)?,
+        Self::from_texts(
+            &json,
+            read_opt("tokenizer_config.json")?.as_deref(),
+            read_opt("chat_template.jinja")?.as_deref(),
+            read_opt("generation_config.json")?.as_deref(),
+        )
+    }
+
+    /// Build from the texts of a model directory's tokenizer files: `tokenizer.json` and,
+    /// when present, `tokenizer_config.json`, `chat_template.jinja` (overrides the config's
+    /// template) and `generation_config.json` (extra EOS ids).
+    pub fn from_texts(
+        tokenizer_json: &str,
+        tokenizer_config: Option<&str>,
+        chat_template: Option<&str>,
+        generation_config: Option<&str>,
+    ) -> Result<Self> {
+        let mut cfg = match tokenizer_config {
+            Some(s) => config::TokenizerConfig::parse(s)?,
             None => config::TokenizerConfig::default(),
         };
-        if let Some(t) = read_opt("chat_template.jinja")? {
-            cfg.chat_template = Some(t);
+        if let Some(t) = chat_template {
+            cfg.chat_template = Some(t.to_string());
         }
-        if let Some(s) = read_opt("generation_config.json")? {
-            cfg.extra_eos_ids = config::generation_eos_ids(&s)?;
+        if let Some(s) = generation_config {
+            cfg.extra_eos_ids = config::generation_eos_ids(s)?;
         }
-        Self::from_json(&json, cfg)
+        Self::from_json(tokenizer_json, cfg)
     }
 
     /// Build from the text of `tokenizer.json` and a parsed `tokenizer_config.json`.
     pub fn from_json(json: &str, cfg: TokenizerConfig) -> Result<Self> {
-        let inner: tokenizers::Tokenizer = json.parse().map_err(tok_err)?;
+        let value: serde_json::Value = serde_json::from_str(json).map_err(tok_err)?;
+        json_check::check(&value)?;
+        // Defence in depth: `tokenizers` may panic on other malformed files we do not know of
+        // yet; that must reach the caller as an error.
+        let inner: tokenizers::Tokenizer =
+            std::panic::catch_unwind(|| json.parse::<tokenizers::Tokenizer>())
+                .map_err(|_| tok_err("tokenizers panicked while reading tokenizer.json"))?
+                .map_err(tok_err)?;
         let id = |t: &Option<String>| t.as_deref().and_then(|t| inner.token_to_id(t));
         let bos_id = id(&cfg.bos_token);
         let mut eos_ids: Vec<u32> = id(&cfg.eos_token).into_iter().collect();
@@ -141,7 +166,7 @@ impl Tokenizer {
         }
         let pad_id = id(&cfg.pad_token);
         let manual_specials = inner.get_post_processor().is_none();
-        let mut tk = Self::assemble(inner, bos_id, eos_ids, pad_id, cfg.chat_template)?;
+        let mut tk = Self::assemble(inner, bos_id, eos_ids, pad_id, cfg.chat_template, 0)?;
         tk.manual_specials = manual_specials;
         if manual_specials {
             tk.add_bos = cfg.add_bos_token.unwrap_or(false);
@@ -164,7 +189,11 @@ impl Tokenizer {
     pub fn from_gguf_vocab(v: &GgufVocab) -> Result<Self> {
         let inner = v.build()?;
         let eos_ids = v.eos_id.into_iter().collect();
-        let mut tk = Self::assemble(inner, v.bos_id, eos_ids, v.pad_id, v.chat_template.clone())?;
+        // A padding id outside the vocabulary (files write -1 for none) means none.
+        let n = v.tokens.len();
+        let pad_id = v.pad_id.filter(|&p| (p as usize) < n);
+        let template = v.chat_template.clone();
+        let mut tk = Self::assemble(inner, v.bos_id, eos_ids, pad_id, template, n)?;
         tk.manual_specials = true;
         // llama.cpp: SentencePiece (and Tekken) add BOS unless told otherwise; other BPEs only
         // when told.
@@ -174,12 +203,15 @@ impl Tokenizer {
         Ok(tk)
     }
 
+    /// `vocab_size` at least `min_vocab` (a GGUF vocabulary's token count: ids of duplicate
+    /// token texts are not in `tokenizers`' maps).
     fn assemble(
         inner: tokenizers::Tokenizer,
         bos_id: Option<u32>,
         eos_ids: Vec<u32>,
         pad_id: Option<u32>,
         chat_template: Option<String>,
+        min_vocab: usize,
     ) -> Result<Self> {
         let eos_ids = eog_ids(&inner, eos_ids);
         let decoder = match inner.get_decoder() {
@@ -195,7 +227,20 @@ impl Tokenizer {
         };
         let strip_first_space = kind == PieceKind::SentencePiece
             && (decoder.contains("\"Strip\"") || decoder.contains("\"prepend_scheme\":\"first\""));
-        let n = inner.get_vocab_size(true);
+        // Every id the tokenizer can produce: its count of tokens is lower than the highest id
+        // plus one when ids have holes or token texts repeat.
+        let max_id = inner.get_vocab(true).into_values().max();
+        let count = inner.get_vocab_size(true).max(min_vocab);
+        let n = count.max(max_id.map_or(0, |m| m as usize + 1));
+        // Tables below are indexed by id: holes are fine, but a file must not make a handful
+        // of tokens cost billions of entries.
+        if n > (2 * count).max(1 << 16) {
+            return Err(tok_err(format!(
+                "expected token ids below {}, found id {} for {count} tokens",
+                (2 * count).max(1 << 16),
+                n - 1
+            )));
+        }
         let added = inner.get_added_tokens_decoder();
         let mut special = vec![false; n];
         let mut pieces = Vec::with_capacity(n);
@@ -263,7 +308,13 @@ impl Tokenizer {
             out.push(b);
         }
         out.extend_from_slice(ids);
-        if let (true, Some(&e)) = (self.add_eos, self.eos_ids.first()) {
+        // EOS ids from generation_config.json may lie past the tokenizer's vocabulary (in the
+        // model's padding): add one this tokenizer knows.
+        let eos = self
+            .eos_ids
+            .iter()
+            .find(|&&e| (e as usize) < self.vocab_size());
+        if let (true, Some(&e)) = (self.add_eos, eos) {
             out.push(e);
         }
         Ok(out)

@@ -1,8 +1,19 @@
 //! Hugging Face chat templates rendered with minijinja, set up like transformers' jinja2
 //! environment: `trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`,
 //! `strftime_now`, a `tojson` with Python `json.dumps` output, and Python string/dict methods.
+//!
+//! Templates come with downloaded models, so their source is checked before it is compiled
+//! (`source_check.rs`: size, operators per block) and every render runs within limits
+//! (`limits.rs`: fuel, recursion, output size, stack).
 
-use minijinja::value::{Kwargs, Serde, Value};
+mod limits;
+mod source_check;
+mod tojson;
+
+pub use limits::{FUEL, MAX_NESTING, MAX_OUTPUT_BYTES, RECURSION_LIMIT};
+pub use source_check::{MAX_BLOCK_OPERATORS, MAX_TEMPLATE_BYTES};
+
+use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
 use rmlx_core::{Error, Result};
 use serde_json::{Map, Value as Json};
@@ -33,6 +44,7 @@ fn tmpl_err(e: minijinja::Error) -> Error {
 impl ChatTemplate {
     /// Compile `source`; `bos_token`/`eos_token` are what the template sees by those names.
     pub fn new(source: &str, bos_token: Option<&str>, eos_token: Option<&str>) -> Result<Self> {
+        source_check::check(source)?;
         let mut env = Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
@@ -40,8 +52,9 @@ impl ChatTemplate {
             .build()
             .map_err(tmpl_err)?;
         env.set_syntax(syntax);
+        limits::apply(&mut env);
         env.set_unknown_method_callback(python_methods);
-        env.add_filter("tojson", tojson);
+        env.add_filter("tojson", tojson::tojson);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_template_owned(NAME, source.to_string())
@@ -86,8 +99,7 @@ impl ChatTemplate {
             "add_generation_prompt".into(),
             Json::from(add_generation_prompt),
         );
-        let t = self.env.get_template(NAME).map_err(tmpl_err)?;
-        t.render(Value::from(Serde(&ctx))).map_err(tmpl_err)
+        limits::render(&self.env, NAME, &ctx, tmpl_err)
     }
 }
 
@@ -134,145 +146,8 @@ fn strftime_now(fmt: String) -> std::result::Result<String, minijinja::Error> {
         .to_string())
 }
 
-/// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, separators=None,
-/// sort_keys=False)`, so `", "`/`": "` separators, no HTML escaping, keys in insertion order.
-fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja::Error> {
-    let indent: Option<usize> = kwargs.get("indent")?;
-    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
-    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
-    let separators: Option<Vec<String>> = kwargs.get("separators")?;
-    kwargs.assert_all_used()?;
-    let invalid = |m: String| minijinja::Error::new(ErrorKind::InvalidOperation, m);
-    let json = serde_json::to_value(&value).map_err(|e| invalid(format!("tojson: {e}")))?;
-    // Python: "," with an indent (the newline follows), ", " without.
-    let (item_sep, key_sep) = match separators.as_deref() {
-        None => (
-            if indent.is_some() { "," } else { ", " }.to_string(),
-            ": ".to_string(),
-        ),
-        Some([i, k]) => (i.clone(), k.clone()),
-        Some(s) => {
-            return Err(invalid(format!(
-                "tojson: expected 2 separators, found {}",
-                s.len()
-            )))
-        }
-    };
-    let opts = PyJson {
-        indent,
-        ensure_ascii: ensure_ascii.unwrap_or(false),
-        sort_keys: sort_keys.unwrap_or(false),
-        item_sep,
-        key_sep,
-    };
-    let mut out = String::new();
-    opts.write(&json, 0, &mut out);
-    Ok(Value::from_safe_string(out))
-}
-
-/// Python `json.dumps` formatting.
-struct PyJson {
-    indent: Option<usize>,
-    ensure_ascii: bool,
-    sort_keys: bool,
-    item_sep: String,
-    key_sep: String,
-}
-
-impl PyJson {
-    fn newline(&self, level: usize, out: &mut String) {
-        if let Some(n) = self.indent {
-            out.push('\n');
-            out.extend(std::iter::repeat_n(' ', n * level));
-        }
-    }
-
-    fn write(&self, v: &Json, level: usize, out: &mut String) {
-        match v {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Number(n) => out.push_str(&py_number(n)),
-            Json::String(s) => self.write_str(s, out),
-            Json::Array(a) if a.is_empty() => out.push_str("[]"),
-            Json::Array(a) => {
-                out.push('[');
-                for (i, x) in a.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(&self.item_sep);
-                    }
-                    self.newline(level + 1, out);
-                    self.write(x, level + 1, out);
-                }
-                self.newline(level, out);
-                out.push(']');
-            }
-            Json::Object(m) if m.is_empty() => out.push_str("{}"),
-            Json::Object(m) => {
-                let mut entries: Vec<(&String, &Json)> = m.iter().collect();
-                if self.sort_keys {
-                    entries.sort_by(|a, b| a.0.cmp(b.0));
-                }
-                out.push('{');
-                for (i, (k, x)) in entries.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(&self.item_sep);
-                    }
-                    self.newline(level + 1, out);
-                    self.write_str(k, out);
-                    out.push_str(&self.key_sep);
-                    self.write(x, level + 1, out);
-                }
-                self.newline(level, out);
-                out.push('}');
-            }
-        }
-    }
-
-    fn write_str(&self, s: &str, out: &mut String) {
-        out.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                c if (c as u32) < 0x20 || (self.ensure_ascii && (c as u32) > 0x7e) => {
-                    let mut buf = [0u16; 2];
-                    for unit in c.encode_utf16(&mut buf) {
-                        out.push_str(&format!("\\u{unit:04x}"));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-}
-
-/// Python prints floats with `repr`: `1.0`, `0.5`, `1e+16`; integers as they are.
-fn py_number(n: &serde_json::Number) -> String {
-    match n.as_f64() {
-        Some(f) if n.is_f64() => {
-            if f.is_finite() && f == f.trunc() && f.abs() < 1e16 {
-                format!("{f:.1}")
-            } else {
-                let s = format!("{f:?}");
-                // Rust writes 1e16 / 1e-7; Python writes 1e+16 / 1e-07.
-                match s.split_once('e') {
-                    Some((m, e)) => {
-                        let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
-                        format!("{m}e{sign}{digits:0>2}")
-                    }
-                    None => s,
-                }
-            }
-        }
-        _ => n.to_string(),
-    }
-}
+#[cfg(test)]
+mod limit_tests;
 
 #[cfg(test)]
 mod tests {
