@@ -252,14 +252,8 @@ pub(crate) fn apply_penalties(
     c: &SamplerConfig,
     counts: &mut HashMap<u32, u32>,
 ) {
-    let active =
-        c.repetition_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
-    if !active || window.is_empty() {
+    if !count_window(window, c, counts) {
         return;
-    }
-    counts.clear();
-    for &t in window {
-        *counts.entry(t).or_insert(0) += 1;
     }
     for (&t, &n) in counts.iter() {
         // Ids outside the vocabulary cannot be penalized; ignore them.
@@ -267,6 +261,20 @@ pub(crate) fn apply_penalties(
             penalize(&mut x.1, n, c);
         }
     }
+}
+
+/// Counts the window's tokens into `counts`; false when no penalty applies (nothing to do).
+fn count_window(window: &[u32], c: &SamplerConfig, counts: &mut HashMap<u32, u32>) -> bool {
+    let active =
+        c.repetition_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+    if !active || window.is_empty() {
+        return false;
+    }
+    counts.clear();
+    for &t in window {
+        *counts.entry(t).or_insert(0) += 1;
+    }
+    true
 }
 
 /// One seen token's logit after the penalties (`n`: its count in the window).
@@ -286,14 +294,8 @@ fn apply_penalties_sparse(
     c: &SamplerConfig,
     counts: &mut HashMap<u32, u32>,
 ) {
-    let active =
-        c.repetition_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
-    if !active || window.is_empty() {
+    if !count_window(window, c, counts) {
         return;
-    }
-    counts.clear();
-    for &t in window {
-        *counts.entry(t).or_insert(0) += 1;
     }
     for x in cand.iter_mut() {
         if let Some(&n) = counts.get(&x.0) {
