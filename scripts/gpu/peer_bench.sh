@@ -3,7 +3,8 @@
 # Builds llama-bench (background, cores 4-15) while the models are made and the device tests
 # run, then benches both engines with nothing else running. Logs and JSON go to $OUT.
 # Carry: .gpu/bin.tar.xz .gpu/layouts .gpu/tools .gpu/llama.cpp.tar.xz .whl
-# Env: TESTS="device_quantized streams" (test binaries to run first), PROFILE=1 (rmlx --profile runs)
+# Env: TESTS="device_quantized streams" (test binaries to run first, with RMLX_DEVICE=cuda),
+# PROFILE=1 (rmlx --profile runs)
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export RMLX_HOME=/tmp/rmlx-home
@@ -23,7 +24,7 @@ build=$!
 models=$!
 for t in ${TESTS:-}; do
   el "test $t"
-  RMLX_DEVICE=cuda taskset -c 0-3 .gpu/bin/$t --test-threads 1 2>&1 | tail -4
+  RMLX_DEVICE=cuda taskset -c 0-3 .gpu/bin/$t --test-threads 1 2>&1 | grep -E "FAILED|panicked|test result" | tail -8
 done
 wait $models; el "models: $(cat "$out/models.log")"
 rb() { # rmlx bench: MODEL PROMPT GEN [extra]
@@ -41,12 +42,12 @@ for round in 1 2; do
   el "round $round"
   rb "$work/smollm2.gguf" 512 128
   rb "$work/gpt-oss-20b" 2048 128
-  rb "$work/gpt-oss-20b.gguf" 2048 128
   if [ -x $lb ]; then
     taskset -c 0-3 timeout 200 $lb -m "$work/smollm2.gguf" -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o json 2>>"$out/llama_stderr.log" | tee -a "$out/llama.json" | grep -E '"(n_prompt|n_gen|avg_ts)"' | tr -d '\n'; echo
     taskset -c 0-3 timeout 200 $lb -m "$work/gpt-oss-20b.gguf" -ngl 99 -fa 1 -p 2048 -n 128 -r 3 -o json 2>>"$out/llama_stderr.log" | tee -a "$out/llama.json" | grep -E '"(n_prompt|n_gen|avg_ts)"' | tr -d '\n'; echo
   fi
 done
 [ -x $lb ] && { strip -o /tmp/llama-bench $lb; xz -T8 -c /tmp/llama-bench > "$out/llama-bench.xz"; ls -la "$out/llama-bench.xz"; }
+grep -A14 "decode profile" "$out/rmlx_stderr.log" | cut -c1-100
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv
 el done

@@ -29,12 +29,23 @@ __device__ __forceinline__ float e8m0_half(u8 e) {
   return __uint_as_float(((u32)e - 1u) << 23);
 }
 
-// Twice the E2M1 value of a 4-bit code.
+// Small integers to f32 without an int → float conversion instruction (a quarter of the FMA
+// rate): q < 2^23 OR'ed into the mantissa of 2^23 reads as 2^23 + q exactly, and subtracting
+// 2^23 is exact. i8: shifted to 0..255 first.
+__device__ __forceinline__ float u_to_f(u32 q) {
+  return __uint_as_float(0x4B000000u | q) - 8388608.f;
+}
+__device__ __forceinline__ float i8_to_f(int q) {
+  return __uint_as_float(0x4B000000u | (u32)(q + 128)) - 8388736.f;
+}
+
+// Twice the E2M1 value of a 4-bit code, exactly, without an int → float conversion (those run
+// at a quarter of the FMA rate and made the MXFP4 GEMV compute-bound): the three magnitude bits
+// placed at f32 bits 24..22 (low exponent bits and top mantissa bit) and the sign at bit 31
+// read as the code's value × 2^-126 for every code, the subnormal 0.5 included (NVRTC keeps
+// denormals: no -ftz); × 2^127 is then exact.
 __device__ __forceinline__ float e2m1_x2(u32 q) {
-  // LUT [0, 1, 2, 3, 4, 6, 8, 12] without a local array.
-  const u32 m = q & 7;
-  const float v = (float)(m < 4 ? m : ((m & 3) == 3 ? 12u : 4u + 2u * (m & 3)));
-  return (q & 8) ? -v : v;
+  return __uint_as_float(((q & 7u) << 22) | ((q & 8u) << 28)) * __uint_as_float(254u << 23);
 }
 
 // Q4_K / Q5_K packed 6-bit (scale, min) pair j of 8 (ggml's get_scale_min_k4).
@@ -74,7 +85,7 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
   const float d = ld_f16(b);
   const signed char* qs = (const signed char*)(b + 2);
 #pragma unroll
-  for (int t = 0; t < 8; ++t) v[t] = d * (float)qs[j + t];
+  for (int t = 0; t < 8; ++t) v[t] = d * i8_to_f(qs[j + t]);
 #elif defined(FMT_GMXFP4)
   const float s = e8m0_half(b[0]), o = -12.f * s;
   const u8* qs = b + 1;
@@ -104,11 +115,11 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
     q |= ((qh >> (j + t)) & 1u) << 4;
 #endif
 #if defined(FMT_Q4_0)
-    v[t] = fmaf(d, (float)q, -8.f * d);
+    v[t] = fmaf(d, u_to_f(q), -8.f * d);
 #elif defined(FMT_Q5_0)
-    v[t] = fmaf(d, (float)q, -16.f * d);
+    v[t] = fmaf(d, u_to_f(q), -16.f * d);
 #else
-    v[t] = fmaf(d, (float)q, m);
+    v[t] = fmaf(d, u_to_f(q), m);
 #endif
   }
 #endif
@@ -139,7 +150,7 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
   const float s = d * (float)(sc & 0xF), o = -(dmin * (float)(sc >> 4));
   const u8* qs = b + 16 + half * 32 + l;
 #pragma unroll
-  for (int t = 0; t < 8; ++t) v[t] = fmaf(s, (float)((qs[t] >> (2 * jj)) & 3), o);
+  for (int t = 0; t < 8; ++t) v[t] = fmaf(s, u_to_f((u32)((qs[t] >> (2 * jj)) & 3)), o);
 #elif defined(FMT_Q3_K)
   const int half = i / 128, jj = (i % 128) / 32, l = i % 32, g = i / 16;
   const u8* sp = b + 96;
@@ -152,7 +163,7 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
 #pragma unroll
   for (int t = 0; t < 8; ++t) {
     int q = ((qs[t] >> (2 * jj)) & 3) + ((hm[t] & mask) ? 4 : 0);
-    v[t] = fmaf(s, (float)q, -4.f * s);
+    v[t] = fmaf(s, u_to_f((u32)q), -4.f * s);
   }
 #elif defined(FMT_Q4_K) || defined(FMT_Q5_K)
   const int c = i / 64, hi = (i % 64) / 32, l = i % 32;
@@ -171,7 +182,7 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
 #if defined(FMT_Q5_K)
     q |= ((qh[t] >> (2 * c + hi)) & 1u) << 4;
 #endif
-    v[t] = fmaf(s, (float)q, o);
+    v[t] = fmaf(s, u_to_f(q), o);
   }
 #elif defined(FMT_Q6_K)
   const int half = i / 128, quarter = (i % 128) / 32, l = i % 32;
@@ -181,13 +192,13 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
 #pragma unroll
   for (int t = 0; t < 8; ++t) {
     int q = (quarter < 2 ? (ql[t] & 0xF) : (ql[t] >> 4)) | (((qh[t] >> (2 * quarter)) & 3) << 4);
-    v[t] = fmaf(s, (float)q, -32.f * s);
+    v[t] = fmaf(s, u_to_f((u32)q), -32.f * s);
   }
 #else  // Q8_K: f32 d, 256 i8
   const float d = __uint_as_float((u32)b[0] | ((u32)b[1] << 8) | ((u32)b[2] << 16) | ((u32)b[3] << 24));
   const signed char* qs = (const signed char*)(b + 4) + i;
 #pragma unroll
-  for (int t = 0; t < 8; ++t) v[t] = d * (float)qs[t];
+  for (int t = 0; t < 8; ++t) v[t] = d * i8_to_f(qs[t]);
 #endif
 
 #elif defined(FMT_MXFP4)
@@ -214,7 +225,7 @@ __device__ __forceinline__ void deq8(const WParts& w, i64 row, i64 i0, float* v)
   const float s = Num<TS>::to_f32(((const TS*)w.p1)[g]);
   const float o = Num<TS>::to_f32(((const TS*)w.p2)[g]);
 #pragma unroll
-  for (int t = 0; t < 8; ++t) v[t] = fmaf(s, (float)((win >> (t * BITS)) & ((1u << BITS) - 1u)), o);
+  for (int t = 0; t < 8; ++t) v[t] = fmaf(s, u_to_f((u32)((win >> (t * BITS)) & ((1u << BITS) - 1u))), o);
 #else
 #error "no quantized format defined"
 #endif
