@@ -82,6 +82,7 @@ pub(crate) fn apply(op: UnaryOp, x: f32) -> f32 {
                 0.0
             }
         }
+        Erf => erf(x),
     }
 }
 
@@ -180,7 +181,7 @@ pub fn swiglu(x: &Arg, shape: &[usize], out_dtype: DType) -> Result<Data> {
 
 /// The AVX2 kernel for `op` on f32 → f32, where the CPU has one.
 #[cfg(target_arch = "x86_64")]
-fn exp_op(op: UnaryOp, from: DType, to: DType) -> Option<super::simd_avx2::ExpOp> {
+pub(super) fn exp_op(op: UnaryOp, from: DType, to: DType) -> Option<super::simd_avx2::ExpOp> {
     use super::simd_avx2::{has_avx2, ExpOp};
     if from != DType::F32 || to != DType::F32 || !has_avx2() {
         return None;
