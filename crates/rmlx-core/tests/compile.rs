@@ -5,7 +5,7 @@
 
 use rmlx_core::compile::compile;
 use rmlx_core::testing::{assert_close, devices, uniform};
-use rmlx_core::{Array, DType, Device, Result};
+use rmlx_core::{with_default_device, Array, DType, Device, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// GELU written out, as the benchmark has it: 0.5·x·(1 + erf(x/√2)).
@@ -85,20 +85,24 @@ fn a_trace_is_replayed_without_retracing_and_retraced_when_shapes_change() {
 fn gelu_written_out_becomes_one_kernel_that_matches_the_graph_on_every_device() {
     let f = compile(|xs: &[Array]| Ok(vec![gelu(&xs[0])?]));
     for d in devices() {
-        for dtype in [DType::F32, DType::BF16, DType::F16] {
-            let x = on(&uniform(&[33, 129], 7, -4.0, 4.0).astype(dtype).unwrap(), d);
-            let got = f.call(std::slice::from_ref(&x)).unwrap().remove(0);
-            let prims = f.traced_primitives(std::slice::from_ref(&x)).unwrap();
-            assert_eq!(prims, ["compiled(5)"], "{d} {dtype}: one fused node");
-            let want = gelu(&x).unwrap();
-            assert_eq!(got.device(), d);
-            assert_close(
-                &got,
-                &want,
-                tolerance(d, dtype),
-                &format!("gelu {d} {dtype}"),
-            );
-        }
+        // Ops with no GPU input run on the default device: make it d (RMLX_DEVICE may
+        // name another).
+        with_default_device(d, || {
+            for dtype in [DType::F32, DType::BF16, DType::F16] {
+                let x = on(&uniform(&[33, 129], 7, -4.0, 4.0).astype(dtype).unwrap(), d);
+                let got = f.call(std::slice::from_ref(&x)).unwrap().remove(0);
+                let prims = f.traced_primitives(std::slice::from_ref(&x)).unwrap();
+                assert_eq!(prims, ["compiled(5)"], "{d} {dtype}: one fused node");
+                let want = gelu(&x).unwrap();
+                assert_eq!(got.device(), d);
+                assert_close(
+                    &got,
+                    &want,
+                    tolerance(d, dtype),
+                    &format!("gelu {d} {dtype}"),
+                );
+            }
+        });
     }
 }
 
@@ -111,33 +115,37 @@ fn fused_kernels_read_strided_broadcast_and_scalar_inputs() {
     };
     let f = compile(|xs: &[Array]| Ok(vec![body(&xs[0], &xs[1], &xs[2])?]));
     for d in devices() {
-        for dtype in [DType::F32, DType::BF16, DType::F16] {
-            let cast = |a: Array| on(&a.astype(dtype).unwrap(), d);
-            let x = cast(uniform(&[40, 24], 11, -2.0, 2.0))
-                .transpose(&[1, 0])
-                .unwrap();
-            let b = cast(uniform(&[40], 12, -1.0, 1.0));
-            let m = cast(Array::scalar(1.5f32));
-            let got = f
-                .call(&[x.clone(), b.clone(), m.clone()])
-                .unwrap()
-                .remove(0);
-            let prims = f
-                .traced_primitives(&[x.clone(), b.clone(), m.clone()])
-                .unwrap();
-            assert_eq!(
-                prims.len(),
-                1,
-                "{d} {dtype}: one fused node, found {prims:?}"
-            );
-            let want = body(&x, &b, &m).unwrap();
-            assert_close(
-                &got,
-                &want,
-                tolerance(d, dtype),
-                &format!("select {d} {dtype}"),
-            );
-        }
+        // Ops with no GPU input run on the default device: make it d (RMLX_DEVICE may
+        // name another).
+        with_default_device(d, || {
+            for dtype in [DType::F32, DType::BF16, DType::F16] {
+                let cast = |a: Array| on(&a.astype(dtype).unwrap(), d);
+                let x = cast(uniform(&[40, 24], 11, -2.0, 2.0))
+                    .transpose(&[1, 0])
+                    .unwrap();
+                let b = cast(uniform(&[40], 12, -1.0, 1.0));
+                let m = cast(Array::scalar(1.5f32));
+                let got = f
+                    .call(&[x.clone(), b.clone(), m.clone()])
+                    .unwrap()
+                    .remove(0);
+                let prims = f
+                    .traced_primitives(&[x.clone(), b.clone(), m.clone()])
+                    .unwrap();
+                assert_eq!(
+                    prims.len(),
+                    1,
+                    "{d} {dtype}: one fused node, found {prims:?}"
+                );
+                let want = body(&x, &b, &m).unwrap();
+                assert_close(
+                    &got,
+                    &want,
+                    tolerance(d, dtype),
+                    &format!("select {d} {dtype}"),
+                );
+            }
+        });
     }
 }
 
@@ -145,20 +153,24 @@ fn fused_kernels_read_strided_broadcast_and_scalar_inputs() {
 fn the_gpt_oss_swiglu_chain_fuses_with_two_inputs_and_matches() {
     let f = compile(|xs: &[Array]| Ok(vec![swiglu_oss(&xs[0], &xs[1])?]));
     for d in devices() {
-        for dtype in [DType::F32, DType::BF16] {
-            let g = on(&uniform(&[6, 256], 21, -9.0, 9.0).astype(dtype).unwrap(), d);
-            let u = on(&uniform(&[6, 256], 22, -9.0, 9.0).astype(dtype).unwrap(), d);
-            let got = f.call(&[g.clone(), u.clone()]).unwrap().remove(0);
-            let prims = f.traced_primitives(&[g.clone(), u.clone()]).unwrap();
-            assert_eq!(prims.len(), 1, "{d} {dtype}: {prims:?}");
-            let want = swiglu_oss(&g, &u).unwrap();
-            assert_close(
-                &got,
-                &want,
-                tolerance(d, dtype),
-                &format!("swiglu {d} {dtype}"),
-            );
-        }
+        // Ops with no GPU input run on the default device: make it d (RMLX_DEVICE may
+        // name another).
+        with_default_device(d, || {
+            for dtype in [DType::F32, DType::BF16] {
+                let g = on(&uniform(&[6, 256], 21, -9.0, 9.0).astype(dtype).unwrap(), d);
+                let u = on(&uniform(&[6, 256], 22, -9.0, 9.0).astype(dtype).unwrap(), d);
+                let got = f.call(&[g.clone(), u.clone()]).unwrap().remove(0);
+                let prims = f.traced_primitives(&[g.clone(), u.clone()]).unwrap();
+                assert_eq!(prims.len(), 1, "{d} {dtype}: {prims:?}");
+                let want = swiglu_oss(&g, &u).unwrap();
+                assert_close(
+                    &got,
+                    &want,
+                    tolerance(d, dtype),
+                    &format!("swiglu {d} {dtype}"),
+                );
+            }
+        });
     }
 }
 

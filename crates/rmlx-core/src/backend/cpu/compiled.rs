@@ -40,9 +40,14 @@ pub fn compiled(
     let mut out = alloc(shape, out_dtype)?;
     crate::dispatch_dtype!(out_dtype, O => {
         let o = out.as_mut_slice::<O>()?;
-        o.par_chunks_mut(PAR_CHUNK)
-            .enumerate()
-            .try_for_each(|(c, chunk)| run_chunk(kernel, &sources, c * PAR_CHUNK, chunk))?;
+        if o.len() <= PAR_CHUNK {
+            // Decode-sized work: no task split (its cost is most of a small op's time).
+            run_chunk(kernel, &sources, 0, o)?;
+        } else {
+            o.par_chunks_mut(PAR_CHUNK)
+                .enumerate()
+                .try_for_each(|(c, chunk)| run_chunk(kernel, &sources, c * PAR_CHUNK, chunk))?;
+        }
     });
     Ok(finish(out, shape))
 }
@@ -53,21 +58,23 @@ fn run_chunk<O: Element>(
     start: usize,
     out: &mut [O],
 ) -> Result<()> {
-    let mut ins = vec![0f32; sources.len() * BLOCK];
-    let mut tmp = vec![0f32; kernel.ops().len() * BLOCK];
+    // Temporaries of one block (smaller when the whole output is).
+    let block = out.len().min(BLOCK);
+    let mut ins = vec![0f32; sources.len() * block];
+    let mut tmp = vec![0f32; kernel.ops().len() * block];
     let last = kernel.ops().len() - 1;
-    for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+    for (b, out) in out.chunks_mut(block).enumerate() {
         let len = out.len();
         for (j, s) in sources.iter().enumerate() {
-            s.load(start + b * BLOCK, &mut ins[j * BLOCK..j * BLOCK + len])?;
+            s.load(start + b * block, &mut ins[j * block..j * block + len])?;
         }
         for (t, op) in kernel.ops().iter().enumerate() {
-            let (done, rest) = tmp.split_at_mut(t * BLOCK);
+            let (done, rest) = tmp.split_at_mut(t * block);
             let dst = &mut rest[..len];
             let arg = |k: usize| -> &[f32] {
                 match op.args[k] {
-                    Operand::Input(j) => &ins[j * BLOCK..j * BLOCK + len],
-                    Operand::Op(j) => &done[j * BLOCK..j * BLOCK + len],
+                    Operand::Input(j) => &ins[j * block..j * block + len],
+                    Operand::Op(j) => &done[j * block..j * block + len],
                 }
             };
             match op.op {
@@ -87,7 +94,7 @@ fn run_chunk<O: Element>(
                 }
             }
         }
-        for (o, v) in out.iter_mut().zip(&tmp[last * BLOCK..last * BLOCK + len]) {
+        for (o, v) in out.iter_mut().zip(&tmp[last * block..last * block + len]) {
             *o = O::from_f32(*v);
         }
     }
