@@ -169,12 +169,18 @@ impl GptOss {
         }; // (1, H, T, D)
         let (nq, nkv) = (c.num_attention_heads, c.num_key_value_heads);
         let qkv = a.qkv_proj.forward(x)?; // (T, (Hq + 2·Hkv)·D)
-        let (qe, ke) = (nq * d, (nq + nkv) * d);
-        let q = heads(qkv.slice_axis(-1, 0, qe)?, nq)?;
-        let k = heads(qkv.slice_axis(-1, qe, ke)?, nkv)?;
+        let ke = (nq + nkv) * d;
         let v = heads(qkv.slice_axis(-1, ke, ke + nkv * d)?, nkv)?;
-        let q = q.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
-        let k = k.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
+        // q and k rotate by the same positions: one RoPE over all their heads (one kernel, not
+        // two), then q is the first Hq heads and k the rest.
+        let qk = heads(qkv.slice_axis(-1, 0, ke)?, nq + nkv)?.rope(
+            RopeLayout::HalfSplit,
+            d,
+            &self.inv_freq,
+            self.mscale,
+            pos,
+        )?;
+        let (q, k) = (qk.slice_axis(1, 0, nq)?, qk.slice_axis(1, nq, nq + nkv)?);
         let kv = cache.update(&k, &v)?;
         let window = if sliding {
             Some(c.sliding_window)

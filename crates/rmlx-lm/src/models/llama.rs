@@ -161,11 +161,19 @@ impl Llama {
         };
         let qkv = a.qkv_proj.forward(x)?; // (T, (Hq + 2·Hkv)·D)
         let (qe, ke) = ((nq as usize) * d, (nq + nkv) as usize * d);
-        let q = heads(qkv.slice_axis(-1, 0, qe)?, nq, &a.q_norm)?;
-        let k = heads(qkv.slice_axis(-1, qe, ke)?, nkv, &a.k_norm)?;
         let v = heads(qkv.slice_axis(-1, ke, ke + nkv as usize * d)?, nkv, &None)?;
-        let q = q.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos)?;
-        let k = k.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos)?;
+        let rope = |y: &Array| y.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos);
+        let (q, k) = if a.q_norm.is_none() && a.k_norm.is_none() {
+            // q and k rotate by the same positions: one RoPE over all their heads (one kernel,
+            // not two), then q is the first Hq heads and k the rest.
+            let qk = rope(&heads(qkv.slice_axis(-1, 0, ke)?, nq + nkv, &None)?)?;
+            let (nq, nqk) = (nq as usize, (nq + nkv) as usize);
+            (qk.slice_axis(1, 0, nq)?, qk.slice_axis(1, nq, nqk)?)
+        } else {
+            let q = heads(qkv.slice_axis(-1, 0, qe)?, nq, &a.q_norm)?;
+            let k = heads(qkv.slice_axis(-1, qe, ke)?, nkv, &a.k_norm)?;
+            (rope(&q)?, rope(&k)?)
+        };
         let kv = cache.update(&k, &v)?;
         let mask = AttentionMask {
             q_pos: pos.clone(),
