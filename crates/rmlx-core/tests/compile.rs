@@ -275,3 +275,22 @@ fn bad_calls_are_clear_errors() {
         .to_string();
     assert!(e.contains("may only build the graph"), "{e}");
 }
+
+#[test]
+fn traces_are_bounded_and_an_evicted_signature_traces_again() {
+    let f = compile(|xs: &[Array]| Ok(vec![xs[0].add_scalar(1.0)?.mul_scalar(2.0)?]));
+    let call = |n: usize| {
+        let x = uniform(&[n], n as u64, -1.0, 1.0);
+        let got = f.call(std::slice::from_ref(&x)).unwrap().remove(0);
+        let want = x.add_scalar(1.0).unwrap().mul_scalar(2.0).unwrap();
+        assert_close(&got, &want, 0.0, &format!("length {n}"));
+    };
+    for n in 1..=100 {
+        call(n);
+    }
+    assert_eq!(f.trace_count(), 100);
+    call(100); // recent: replayed
+    assert_eq!(f.trace_count(), 100);
+    call(1); // the oldest, evicted: traced again
+    assert_eq!(f.trace_count(), 101);
+}

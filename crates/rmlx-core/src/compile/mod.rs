@@ -31,7 +31,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use trace::Tape;
 
@@ -52,13 +52,25 @@ fn enabled_flag() -> &'static AtomicBool {
 
 type Key = (Vec<(Shape, DType, Device)>, Device);
 
+/// Traces kept per compiled function: a server's prefill chunks come in many lengths, and each
+/// length is a signature; past this many, the least recently used trace is dropped (and traced
+/// again if its signature returns).
+const MAX_TRACES: usize = 64;
+
+struct Entry {
+    tape: Arc<Tape>,
+    last_use: u64,
+}
+
 /// A function of arrays that traces once per input signature and replays the optimized graph.
 pub struct Compiled<F> {
     f: F,
     fuse: bool,
-    traces: Mutex<HashMap<Key, Arc<Tape>>>,
+    traces: Mutex<HashMap<Key, Entry>>,
     arity: Mutex<Option<usize>>,
     traced: AtomicUsize,
+    /// A clock for `Entry::last_use`.
+    calls: AtomicU64,
 }
 
 /// Compiles `f` (see the module doc). Call it with `Compiled::call`.
@@ -72,6 +84,7 @@ where
         traces: Mutex::new(HashMap::new()),
         arity: Mutex::new(None),
         traced: AtomicUsize::new(0),
+        calls: AtomicU64::new(0),
     }
 }
 
@@ -99,7 +112,11 @@ where
                 .collect(),
             default_device(),
         );
-        let known = self.lock().get(&key).cloned();
+        let now = self.calls.fetch_add(1, Ordering::Relaxed);
+        let known = self.lock().get_mut(&key).map(|e| {
+            e.last_use = now;
+            e.tape.clone()
+        });
         let tape = match known {
             Some(t) => t,
             None => {
@@ -111,7 +128,21 @@ where
                 }
                 self.traced.fetch_add(1, Ordering::Relaxed);
                 let tape = Arc::new(tape);
-                self.lock().insert(key, tape.clone());
+                let mut traces = self.lock();
+                if traces.len() >= MAX_TRACES {
+                    let oldest = traces
+                        .iter()
+                        .min_by_key(|(_, e)| e.last_use)
+                        .map(|(k, _)| k.clone());
+                    if let Some(k) = oldest {
+                        traces.remove(&k);
+                    }
+                }
+                let entry = Entry {
+                    tape: tape.clone(),
+                    last_use: now,
+                };
+                traces.insert(key, entry);
                 tape
             }
         };
@@ -133,7 +164,7 @@ where
                 .collect(),
             default_device(),
         );
-        let tape = self.lock().get(&key).cloned()?;
+        let tape = self.lock().get(&key)?.tape.clone();
         Some(tape.nodes.iter().map(|n| n.prim.name()).collect())
     }
 
@@ -151,7 +182,7 @@ where
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<Tape>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
         self.traces.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
