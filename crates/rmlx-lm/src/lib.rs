@@ -17,6 +17,7 @@
 // No unsafe code here: the unsafe kernels live in rmlx-core, behind safe APIs.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod cache;
 pub mod chat_session;
 pub mod chat_template;
@@ -35,6 +36,7 @@ pub mod tokenizer;
 pub mod weights;
 pub mod worker;
 
+pub use batch::SeqChunk;
 pub use chat_session::ChatSession;
 pub use chat_template::ChatTemplate;
 pub use engine::{Engine, Prompt};
