@@ -190,7 +190,7 @@ fn bad_batches_are_clear_errors() {
     let m = load_model(fixture("llama")).unwrap();
     let model = m.model.as_ref();
     let (mut a, mut b) = (model.make_cache(), model.make_cache());
-    let err = |r: rmlx_core::Result<rmlx_core::Array>| r.err().expect("an error").to_string();
+    let err = |r: rmlx_core::Result<rmlx_core::Array>| r.expect_err("an error").to_string();
     let e = err(model.forward_batch(&[], &mut []));
     assert!(e.contains("at least one sequence"), "{e}");
     let e = err(model.forward_batch(&[SeqChunk { tokens: &[1] }], &mut [&mut a, &mut b]));
