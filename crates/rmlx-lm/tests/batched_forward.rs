@@ -134,15 +134,6 @@ fn check(name: &str, model: &dyn Model, kind: CacheKind, tol: f64) {
     }
 }
 
-const KINDS: [CacheKind; 6] = [
-    CacheKind::F32,
-    CacheKind::Bf16,
-    CacheKind::F16,
-    CacheKind::Q8,
-    CacheKind::Q4,
-    CacheKind::K8V4,
-];
-
 /// An f32 cache differs only by summation order (the batch's projections take GEMM paths a
 /// lone decode token does not), ~1e-6. A rounding cache may turn that last-bit difference in a
 /// new K/V row into one rounding step of a stored value (as across chunk sizes:
@@ -159,7 +150,7 @@ fn tolerance(kind: CacheKind) -> f64 {
 fn gpt_oss_batched_rows_equal_each_sequence_alone() {
     for name in ["gpt_oss_wide", "gpt_oss_gqa3"] {
         let m = load_model(fixture(name)).unwrap();
-        for kind in KINDS {
+        for kind in CacheKind::ALL {
             check(name, m.model.as_ref(), kind, tolerance(kind));
         }
     }

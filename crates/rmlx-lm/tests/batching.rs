@@ -4,8 +4,12 @@
 //! others; a new request reuses the longest cached prefix of a free slot (and recomputes when
 //! a sliding window has wrapped).
 
+#[path = "support/events.rs"]
+mod events;
 #[path = "support/tiny_chat.rs"]
 mod tiny_chat;
+
+use events::collect;
 
 use rmlx_lm::{
     Engine, Event, GenerateOptions, GenerationStats, Prompt, SamplerConfig, Worker, WorkerOptions,
@@ -42,18 +46,6 @@ fn worker(engine: Engine, parallel: usize, step_tokens: usize) -> Worker {
         step_tokens,
     };
     Worker::spawn_with(engine, opts).unwrap()
-}
-
-/// Text and stats of a request, from its events.
-fn collect(rx: Receiver<Event>) -> (String, GenerationStats) {
-    let mut text = String::new();
-    loop {
-        match rx.recv().expect("every request ends with Done or Error") {
-            Event::Text(t) => text.push_str(&t),
-            Event::Done(s) => return (text, s),
-            Event::Error(e) => panic!("request failed: {e}"),
-        }
-    }
 }
 
 /// Submits a request whose sink holds the worker thread at its first event until the returned

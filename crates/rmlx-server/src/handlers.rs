@@ -111,11 +111,19 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let opts = common.options(harmony, state.config.kv_cache)?;
     let (tx, rx) = unbounded_channel();
+    // The worker asks before every step whether the client is gone (`rx` dropped), so a
+    // request frees its slot even before it has text to send.
+    let probe = tx.clone();
     // Tokenizing and the context check happen here, on this task (milliseconds); the model
     // runs on the worker thread.
     state
         .worker
-        .submit(&prompt, opts, Box::new(move |e| tx.send(e).is_ok()))
+        .submit_probed(
+            &prompt,
+            opts,
+            Box::new(move |e| tx.send(e).is_ok()),
+            Some(Box::new(move || probe.is_closed())),
+        )
         .map_err(|e| ApiError::from_submit(e, prompt_param))?;
     let head = Head::new(endpoint, &state.config.model_id);
     if common.stream {
@@ -162,10 +170,18 @@ fn stream(head: Head, mut rx: UnboundedReceiver<Event>, harmony: bool, usage: bo
             (r.is_empty() || send(head.chunk(Delta::Reasoning(r), None, usage)))
                 && (c.is_empty() || send(head.chunk(Delta::Content(c), None, usage)))
         };
-        while let Some(e) = rx.recv().await {
+        loop {
+            // A closed stream (client gone) returns, dropping `rx`: that cancels the request,
+            // even while it has nothing to send.
+            let e = tokio::select! {
+                e = rx.recv() => e,
+                _ = out.closed() => return,
+            };
+            let Some(e) = e else {
+                break;
+            };
             match e {
                 Event::Text(t) => {
-                    // A closed stream (client gone) drops `rx`, which cancels the request.
                     if !send_text(acc.push(&t)) {
                         return;
                     }

@@ -30,6 +30,18 @@ pub enum CacheKind {
     K8V4,
 }
 
+impl CacheKind {
+    /// Every kind, exact first.
+    pub const ALL: [CacheKind; 6] = [
+        CacheKind::F32,
+        CacheKind::Bf16,
+        CacheKind::F16,
+        CacheKind::Q8,
+        CacheKind::Q4,
+        CacheKind::K8V4,
+    ];
+}
+
 impl FromStr for CacheKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
