@@ -173,8 +173,15 @@ impl Worker {
                 "expected a prompt of at least one token, found an empty one".into(),
             ));
         }
-        let context = self.engine.model.info().context_length;
-        check_fits("request", tokens.len(), asked, context)
+        let info = self.engine.model.info();
+        // Checked here, not in the step: a bad id would fail every request batched with it.
+        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= info.vocab_size) {
+            return Err(SubmitError::Invalid(format!(
+                "request: token id {bad} is outside the model's vocabulary (size {})",
+                info.vocab_size
+            )));
+        }
+        check_fits("request", tokens.len(), asked, info.context_length)
             .map_err(|e| SubmitError::TooLong(e.to_string()))?;
         Ok(tokens)
     }

@@ -77,4 +77,9 @@ fn bad_requests_are_refused_before_they_queue() {
             Err(SubmitError::Invalid(_))
         ));
     }
+    // Ids past the model's vocabulary (256) would fail the whole batched step: refused here.
+    match worker.submit_channel(&Prompt::Tokens(vec![1, 256]), greedy(1)) {
+        Err(SubmitError::Invalid(m)) => assert!(m.contains("token id 256"), "{m}"),
+        other => panic!("expected Invalid, found {:?}", other.map(|_| ())),
+    }
 }
