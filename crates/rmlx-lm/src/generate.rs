@@ -4,9 +4,10 @@
 
 use crate::cache::{CacheKind, ModelCache};
 use crate::engine::{Engine, Prompt};
+use crate::logprobs::TokenLogprob;
 use crate::model::Logits;
 use crate::sample::SamplerConfig;
-use crate::sequence::Sequence;
+use crate::sequence::{Output, Sequence};
 use rmlx_core::Result;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -27,6 +28,9 @@ pub struct GenerateOptions {
     pub keep_special: bool,
     /// How the KV cache stores keys and values.
     pub kv_cache: CacheKind,
+    /// Report each generated token's log-probability and this many most likely alternatives
+    /// (OpenAI's `logprobs` / `top_logprobs`; `logprobs::MAX_TOP_LOGPROBS` at most). None: off.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateOptions {
@@ -37,6 +41,7 @@ impl Default for GenerateOptions {
             stop: vec![],
             keep_special: false,
             kv_cache: CacheKind::default(),
+            logprobs: None,
         }
     }
 }
@@ -74,6 +79,8 @@ impl GenerationStats {
 pub struct Generation {
     pub text: String,
     pub tokens: Vec<u32>,
+    /// Each token's log-probabilities, with `GenerateOptions::logprobs` (EOS excluded).
+    pub logprobs: Vec<TokenLogprob>,
     pub stats: GenerationStats,
 }
 
@@ -124,11 +131,16 @@ impl Engine {
         let prefill_s = t0.elapsed().as_secs_f64();
 
         let t1 = Instant::now();
+        let mut logprobs = Vec::new();
         let finish = loop {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 break FinishReason::Cancelled;
             }
-            if let Some(end) = seq.advance(&logits, on_text)? {
+            let end = seq.advance(&logits, &mut |out| match out {
+                Output::Logprob(l) => logprobs.push(l),
+                Output::Text(t) => on_text(t),
+            })?;
+            if let Some(end) = end {
                 break end;
             }
             logits = self.model.forward(&[seq.last()], cache, Logits::Last)?;
@@ -136,6 +148,7 @@ impl Engine {
         let (text, out_tokens) = seq.finish(finish, on_text)?;
         Ok(Generation {
             text,
+            logprobs,
             stats: GenerationStats {
                 prompt_tokens: tokens.len(),
                 prefilled_tokens: tokens.len() - cached,

@@ -6,6 +6,7 @@
 use crate::context::{check_fits, requested_new_tokens};
 use crate::engine::Engine;
 use crate::generate::{FinishReason, GenerateOptions};
+use crate::logprobs::{token_logprobs, TokenLogprob};
 use crate::sample::Sampler;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use rmlx_core::{Array, Result};
@@ -25,6 +26,15 @@ pub(crate) struct Sequence<'e> {
     text: String,
     /// Bytes of `text` already passed on.
     emitted: usize,
+    /// Report each token's log-probability and this many alternatives (`logprobs`).
+    logprobs: Option<usize>,
+}
+
+/// What a step of a sequence produces, in order: the token's log-probabilities (when asked
+/// for), then the text that is now safe to show.
+pub(crate) enum Output<'a> {
+    Logprob(TokenLogprob),
+    Text(&'a str),
 }
 
 impl<'e> Sequence<'e> {
@@ -47,6 +57,7 @@ impl<'e> Sequence<'e> {
             hold: opts.stop.iter().map(|s| s.len()).max().unwrap_or(0),
             text: String::new(),
             emitted: 0,
+            logprobs: opts.logprobs,
         })
     }
 
@@ -68,12 +79,13 @@ impl<'e> Sequence<'e> {
         self.history[self.history.len() - 1]
     }
 
-    /// Samples the next token from `logits` (one row), passes the text that is now safe to
-    /// show to `on_text`, and tells whether generation ends here.
+    /// Samples the next token from `logits` (one row), passes its log-probabilities (when
+    /// asked for; not for EOS, which adds no text) and the text that is now safe to show to
+    /// `out`, and tells whether generation ends here.
     pub fn advance(
         &mut self,
         logits: &Array,
-        on_text: &mut dyn FnMut(&str),
+        out: &mut dyn FnMut(Output),
     ) -> Result<Option<FinishReason>> {
         // Models pad their vocabulary past the tokenizer's (gpt-oss: 201088 vs ~200k): never
         // sample an id the tokenizer cannot decode.
@@ -82,6 +94,15 @@ impl<'e> Sequence<'e> {
         self.history.push(next);
         if self.tokenizer.is_eos(next) {
             return Ok(Some(FinishReason::Eos));
+        }
+        if let Some(top) = self.logprobs {
+            out(Output::Logprob(token_logprobs(
+                self.tokenizer,
+                logits,
+                nv,
+                next,
+                top,
+            )?));
         }
         self.text.push_str(&self.decoder.push(next)?);
         if let Some(cut) = find_stop(&self.text, &self.stop, self.emitted) {
@@ -92,7 +113,7 @@ impl<'e> Sequence<'e> {
         let keep = self.hold.saturating_sub(1);
         let safe = floor_char_boundary(&self.text, self.text.len().saturating_sub(keep));
         if safe > self.emitted {
-            on_text(&self.text[self.emitted..safe]);
+            out(Output::Text(&self.text[self.emitted..safe]));
             self.emitted = safe;
         }
         Ok((self.generated() == self.max_tokens).then_some(FinishReason::Length))

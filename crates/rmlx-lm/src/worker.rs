@@ -16,6 +16,7 @@
 use crate::context::{check_fits, requested_new_tokens};
 use crate::engine::{Engine, Prompt};
 use crate::generate::{GenerateOptions, GenerationStats, PREFILL_CHUNK};
+use crate::logprobs::{TokenLogprob, MAX_TOP_LOGPROBS};
 use crate::metrics::Metrics;
 pub use crate::metrics::WorkerStats;
 use crate::scheduler::{self, Limits};
@@ -25,11 +26,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// What a request streams back, in order: `Text`* then one `Done` or `Error`.
+/// What a request streams back, in order: `Text`* (with `Logprob`s when asked for) then one
+/// `Done` or `Error`.
 #[derive(Clone, Debug)]
 pub enum Event {
     /// The next piece of generated text.
     Text(String),
+    /// A generated token's log-probabilities (with `GenerateOptions::logprobs`), sent before
+    /// the text it adds.
+    Logprob(TokenLogprob),
     /// The request ended (the reason and token counts are in the stats).
     Done(GenerationStats),
     /// The request failed while running.
@@ -166,6 +171,11 @@ impl Worker {
     ) -> std::result::Result<Vec<u32>, SubmitError> {
         let invalid = |e: rmlx_core::Error| SubmitError::Invalid(e.to_string());
         opts.sampler.validate().map_err(invalid)?;
+        if let Some(n) = opts.logprobs.filter(|&n| n > MAX_TOP_LOGPROBS) {
+            return Err(SubmitError::Invalid(format!(
+                "logprobs: expected at most {MAX_TOP_LOGPROBS} alternatives a token, found {n}"
+            )));
+        }
         let asked = requested_new_tokens(opts.max_tokens).map_err(invalid)?;
         let tokens = self.engine.encode_prompt(prompt).map_err(invalid)?;
         if tokens.is_empty() {

@@ -17,6 +17,7 @@
 
 mod error;
 mod handlers;
+mod logprobs;
 mod metrics;
 mod reply;
 mod request;

@@ -15,7 +15,7 @@ use crate::batch::SeqChunk;
 use crate::engine::Engine;
 use crate::generate::{FinishReason, GenerationStats};
 use crate::metrics::Metrics;
-use crate::sequence::Sequence;
+use crate::sequence::{Output, Sequence};
 use crate::worker::{Event, Job};
 use rmlx_core::{Array, Result};
 use slot::{emit, Active, Slot};
@@ -246,8 +246,12 @@ impl<'e> Scheduler<'e> {
         };
         let row = logits.slice_axis(0, row, row + 1)?;
         let Active { seq, job, gone, .. } = a;
-        let end = seq.advance(&row, &mut |t| {
-            emit(&mut job.sink, gone, Event::Text(t.to_string()))
+        let end = seq.advance(&row, &mut |out| {
+            let e = match out {
+                Output::Logprob(l) => Event::Logprob(l),
+                Output::Text(t) => Event::Text(t.to_string()),
+            };
+            emit(&mut job.sink, gone, e)
         })?;
         Metrics::add(&metrics.generated_tokens, 1);
         if a.first_token.is_none() {

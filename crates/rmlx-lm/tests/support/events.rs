@@ -12,6 +12,7 @@ pub fn collect(rx: Receiver<Event>) -> (String, GenerationStats) {
             .expect("the worker ends every request with Done or Error")
         {
             Event::Text(t) => text.push_str(&t),
+            Event::Logprob(_) => {}
             Event::Done(s) => return (text, s),
             Event::Error(e) => panic!("request failed: {e}"),
         }

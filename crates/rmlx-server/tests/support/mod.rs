@@ -120,7 +120,7 @@ pub async fn wait_done(rx: mpsc::Receiver<Event>) -> rmlx_lm::GenerationStats {
     tokio::task::spawn_blocking(move || loop {
         match rx.recv().expect("the request ends with Done or Error") {
             Event::Done(s) => break s,
-            Event::Text(_) => {}
+            Event::Text(_) | Event::Logprob(_) => {}
             Event::Error(e) => panic!("{e}"),
         }
     })
