@@ -39,7 +39,7 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let req: ChatRequest = request::parse(&body_bytes(body)?)?;
     check_model(&state, &req.common)?;
-    let prompt = request::chat_prompt(&req.messages)?;
+    let prompt = req.prompt()?;
     if state.worker.engine().template.is_none() {
         return Err(ApiError::invalid(
             "this model has no chat template: use /v1/completions",

@@ -47,8 +47,32 @@ pub enum Stop {
 #[derive(Deserialize)]
 pub struct ChatRequest {
     pub messages: Json,
+    /// "low", "medium" or "high": passed to the chat template (gpt-oss writes it into the
+    /// system message).
+    pub reasoning_effort: Option<String>,
     #[serde(flatten)]
     pub common: Common,
+}
+
+const EFFORTS: [&str; 3] = ["low", "medium", "high"];
+
+impl ChatRequest {
+    /// The checked messages, rendered with `reasoning_effort` when given.
+    pub fn prompt(&self) -> Result<Prompt, ApiError> {
+        let messages = chat_messages(&self.messages)?;
+        let Some(effort) = &self.reasoning_effort else {
+            return Ok(Prompt::Chat(messages));
+        };
+        if !EFFORTS.contains(&effort.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "reasoning_effort: expected one of {EFFORTS:?}, found {effort:?}"
+            ))
+            .with_param("reasoning_effort"));
+        }
+        let mut vars = serde_json::Map::new();
+        vars.insert("reasoning_effort".into(), Json::from(effort.as_str()));
+        Ok(Prompt::ChatWith { messages, vars })
+    }
 }
 
 #[derive(Deserialize)]
@@ -200,7 +224,7 @@ const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
 /// Checks chat messages and gives each a plain-text `content` (text parts joined), as chat
 /// templates expect.
-pub fn chat_prompt(messages: &Json) -> Result<Prompt, ApiError> {
+fn chat_messages(messages: &Json) -> Result<Vec<Json>, ApiError> {
     let bad = |m: String| ApiError::invalid(m).with_param("messages");
     let list = messages
         .as_array()
@@ -239,7 +263,7 @@ pub fn chat_prompt(messages: &Json) -> Result<Prompt, ApiError> {
         m.insert("content".into(), Json::String(content));
         out.push(Json::Object(m));
     }
-    Ok(Prompt::Chat(out))
+    Ok(out)
 }
 
 /// `[{"type": "text", "text": …}, …]` joined; None if a part is not text.
