@@ -3,12 +3,13 @@
 //! over the selected logits, MXFP4 experts computed from packed blocks with the clamped SwiGLU
 //! (alpha 1.702, `+1` on up) over interleaved gate/up rows. Hugging Face names.
 
-use crate::cache::{layer_cache, CacheKind, KvCache, ModelCache};
+use crate::batch::{AttendSpec, Packed};
+use crate::cache::{layer_cache, CacheKind, ModelCache};
 use crate::layers::{f32_leaf, Embedding, Linear};
 use crate::model::{Logits, Model, ModelInfo};
 use crate::weights::{Tensor, Weights};
 use rmlx_core::compile::{compile, Compiled};
-use rmlx_core::ops::{AttentionMask, RopeScaling};
+use rmlx_core::ops::RopeScaling;
 use rmlx_core::primitive::RopeLayout;
 use rmlx_core::quant::QuantizedWeight;
 use rmlx_core::{Array, DType, Error, Result};
@@ -152,13 +153,15 @@ impl GptOss {
         })
     }
 
+    /// Attention of layer `li` over the packed step, before the output projection:
+    /// x (ΣT, H) → (ΣT, Hq·D).
     fn attention(
         &self,
         a: &Attention,
         x: &Array,
-        pos: &Array,
-        cache: &mut dyn KvCache,
-        sliding: bool,
+        step: &Packed,
+        caches: &mut [&mut ModelCache],
+        li: usize,
     ) -> Result<Array> {
         let c = &self.cfg;
         let t = x.dim(0)? as isize;
@@ -166,11 +169,12 @@ impl GptOss {
         let heads = |y: Array, n: usize| {
             y.reshape(&[1, t, n as isize, d as isize])?
                 .transpose(&[0, 2, 1, 3])
-        }; // (1, H, T, D)
+        }; // (1, H, ΣT, D)
         let (nq, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        let qkv = a.qkv_proj.forward(x)?; // (T, (Hq + 2·Hkv)·D)
+        let qkv = a.qkv_proj.forward(x)?; // (ΣT, (Hq + 2·Hkv)·D)
         let ke = (nq + nkv) * d;
         let v = heads(qkv.slice_axis(-1, ke, ke + nkv * d)?, nkv)?;
+        let pos = &step.positions;
         // q and k rotate by the same positions: one RoPE over all their heads (one kernel, not
         // two), then q is the first Hq heads and k the rest.
         let qk = heads(qkv.slice_axis(-1, 0, ke)?, nq + nkv)?.rope(
@@ -181,26 +185,15 @@ impl GptOss {
             pos,
         )?;
         let (q, k) = (qk.slice_axis(1, 0, nq)?, qk.slice_axis(1, nq, nq + nkv)?);
-        let kv = cache.update(&k, &v)?;
-        let window = if sliding {
-            Some(c.sliding_window)
-        } else {
-            None
+        let spec = AttendSpec {
+            layer: li,
+            scale: 1.0 / (d as f32).sqrt(),
+            window: c.sliding[li].then_some(c.sliding_window),
+            sinks: Some(&a.sinks),
         };
-        let mask = AttentionMask {
-            q_pos: pos.clone(),
-            k_pos: kv.k_pos,
-            window,
-        };
-        let o = q.scaled_dot_product_attention(
-            &kv.keys,
-            &kv.values,
-            1.0 / (d as f32).sqrt(),
-            &mask,
-            Some(&a.sinks),
-        )?;
+        let o = step.attend(&q, &k, &v, caches, &spec)?; // (1, Hq, ΣT, D)
         o.transpose(&[0, 2, 1, 3])?
-            .reshape(&[t, (c.num_attention_heads * d) as isize])
+            .reshape(&[t, (c.num_attention_heads * d) as isize]) // (ΣT, Hq·D)
     }
 }
 
@@ -269,26 +262,22 @@ impl Model for GptOss {
         Ok(ModelCache { layers })
     }
 
-    fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array> {
-        self.check_tokens(tokens, cache)?;
-        let t = tokens.len();
-        let offset = cache.offset();
-        let ids = Array::from_slice(tokens, &[t])?;
-        let pos: Vec<i32> = (offset..offset + t).map(|p| p as i32).collect();
-        let pos = Array::from_slice(&pos, &[t])?;
+    fn forward_packed(
+        &self,
+        step: &Packed,
+        caches: &mut [&mut ModelCache],
+        logits: Logits,
+    ) -> Result<Array> {
         let eps = self.cfg.rms_norm_eps;
-        let mut x = self.embed_tokens.forward(&ids, DType::F32)?; // (T, H)
-        for (li, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+        let mut x = self.embed_tokens.forward(&step.ids, DType::F32)?; // (ΣT, H)
+        for (li, layer) in self.layers.iter().enumerate() {
             let h = x.rms_norm(&layer.input_layernorm, eps)?;
             let attn = &layer.self_attn;
-            let o = self.attention(attn, &h, &pos, lc.as_mut(), self.cfg.sliding[li])?;
+            let o = self.attention(attn, &h, step, caches, li)?;
             x = attn.o_proj_residual.call(&[x, o])?.remove(0);
             x = layer.moe.call(&[x])?.remove(0);
         }
-        if logits == Logits::Last && t > 1 {
-            x = x.slice_axis(0, t - 1, t)?;
-        }
-        let x = x.rms_norm(&self.norm, eps)?;
+        let x = step.logit_rows(&x, logits)?.rms_norm(&self.norm, eps)?;
         self.lm_head.forward(&x)?.astype(DType::F32)
     }
 }
