@@ -24,7 +24,7 @@ for line in sys.stdin:
 cargo build --release -p rmlx-cli
 cp target/release/rmlx "$out/bin/rmlx"
 # The GPU benchmark (a harness-less bench target, not a test) travels as bench-gpu_encode.
-cargo build --release -p rmlx-core --bench gpu_encode --message-format=json 2>/dev/null \
+cargo build --release -p rmlx-core --bench gpu_encode --bench compile_fusion --message-format=json 2>/dev/null \
   | python3 -c '
 import json, sys, os, shutil
 for line in sys.stdin:

@@ -4,7 +4,8 @@
 # run, then benches both engines with nothing else running. Logs and JSON go to $OUT.
 # Carry: .gpu/bin.tar.xz .gpu/layouts .gpu/tools .gpu/llama.cpp.tar.xz .whl
 # Env: TESTS="device_quantized streams" (test binaries to run first, with RMLX_DEVICE=cuda),
-# PROFILE=1 (rmlx --profile runs), UNCOMPILED=1 (each round also benches rmlx with RMLX_COMPILE=0)
+# TEST_ARGS (extra test-harness arguments, e.g. "--skip default_model"), BENCHES="compile_fusion"
+# (carried bench binaries, run after the tests), PROFILE=1 (rmlx --profile runs), UNCOMPILED=1 (each round also benches rmlx with RMLX_COMPILE=0)
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export RMLX_HOME=/tmp/rmlx-home
@@ -24,8 +25,9 @@ build=$!
 models=$!
 for t in ${TESTS:-}; do
   el "test $t"
-  RMLX_DEVICE=cuda taskset -c 0-3 .gpu/bin/$t --test-threads 1 2>&1 | grep -E "FAILED|panicked|test result" | tail -8
+  RMLX_DEVICE=cuda taskset -c 0-3 .gpu/bin/$t --test-threads 1 ${TEST_ARGS:-} 2>&1 | grep -E "FAILED|panicked|test result" | tail -8
 done
+for b in ${BENCHES:-}; do el "bench $b"; taskset -c 0-3 .gpu/bin/bench-$b 2>&1 | tail -20; done
 wait $models; el "models: $(cat "$out/models.log")"
 rb() { # rmlx bench: MODEL PROMPT GEN [extra]
   local m=$1 p=$2 n=$3; shift 3
