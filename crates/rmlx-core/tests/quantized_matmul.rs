@@ -1,6 +1,7 @@
 //! Quantized matmul, gather_qmm and quantized_take against dequantize-then-f32-matmul, through
-//! the public Array API. The kernels quantize activations to 8 bits (per 32 values), so the
-//! tolerance is a relative L2 error of 2e-2 (typically ~4e-3), not the 1e-5 of exact f32.
+//! the public Array API. The GGUF and MXFP4 kernels quantize activations to 8 bits (per 32
+//! values, as llama.cpp does), so their tolerance is a relative L2 error of 2e-2 (typically
+//! ~4e-3); MLX affine keeps float activations (as MLX does) and meets f32's 1e-5.
 
 use half::{bf16, f16};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -11,7 +12,13 @@ use rmlx_core::{Array, DType, GgmlType, QuantFormat};
 mod quant;
 use quant::{matmul_t, randn, weight};
 
-const REL_L2: f32 = 2e-2;
+/// The relative L2 error allowed for a format (see the header).
+fn tol(f: QuantFormat) -> f32 {
+    match f {
+        QuantFormat::Affine { .. } => 1e-5,
+        _ => 2e-2,
+    }
+}
 
 fn rel_l2(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len());
@@ -65,7 +72,7 @@ fn quantized_matmul_matches_dequantized_f32_for_every_format() {
             let y = w.quantized_matmul(&xa).unwrap();
             assert_eq!(y.shape(), &[m, n]);
             let err = rel_l2(&y.to_vec::<f32>().unwrap(), &matmul_t(&x, &wd, m, n, k));
-            assert!(err < REL_L2, "{f} m={m}: relative L2 error {err}");
+            assert!(err < tol(f), "{f} m={m}: relative L2 error {err}");
         }
     }
 }
@@ -96,7 +103,9 @@ fn large_parallel_and_low_precision_inputs() {
                 .unwrap();
             assert_eq!((y.shape(), y.dtype()), (&[1, m, n][..], DType::BF16));
             let err = rel_l2(&y.to_vec::<f32>().unwrap(), &matmul_t(&xr, &wd, m, n, k));
-            assert!(err < REL_L2, "{f} m={m}: relative L2 error {err}");
+            // The bf16 output alone rounds by up to 2^-9 relative.
+            let t = tol(f).max(4e-3);
+            assert!(err < t, "{f} m={m}: relative L2 error {err}");
         }
     }
 }
@@ -145,7 +154,7 @@ fn gather_qmm_selects_experts() {
             }
             let err = rel_l2(&y, &want);
             assert!(
-                err < REL_L2,
+                err < tol(f),
                 "{f} per_slot={per_slot}: relative L2 error {err}"
             );
         }

@@ -1,10 +1,14 @@
-//! Quantized matmul on the CPU, straight from packed weights. Activations are quantized to
-//! 8 bits once per call (`act`); each weight row is decoded once per tile of x rows into the
-//! common (u, s, o) form (`crate::quant::decode`) and reused across the tile with integer
-//! dot products (`dot`, `simd`, `avx2`). Work is split over output rows (N) with rayon, serially for
-//! small problems where spawning costs more than it saves.
+//! Quantized matmul on the CPU, straight from packed weights, each format as its reference
+//! engine computes it. GGUF and MXFP4 (llama.cpp's way): activations are quantized to 8 bits
+//! once per call (`act`); each weight row is decoded once per tile of x rows, in registers by
+//! the fused kernels (`tiles`/`fused`, `avx2`) or into the common (u, s, o) form
+//! (`crate::quant::decode`), and reused across the tile with integer dot products (`dot`,
+//! `simd`). MLX affine (MLX's way): float activations times codes decoded in registers
+//! (`affine`). Work is split over output rows (N) (`tasks`, or rayon for the common form),
+//! serially for small problems where spawning costs more than it saves.
 
 mod act;
+mod affine;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod dot;
@@ -16,6 +20,7 @@ mod fused_tests;
 mod simd;
 #[cfg(target_arch = "x86_64")]
 mod stack;
+mod tasks;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod test_data;
 #[cfg(target_arch = "x86_64")]
@@ -54,13 +59,12 @@ pub fn quantized_matmul(
 ) -> Result<Data> {
     let parts = Parts::new(f, k, &inputs[1..])?;
     let w = parts.view(n)?;
-    let xq = quantize_x(&inputs[0], k)?;
-    let m = xq.q.len() / k;
+    let m = x_rows(&inputs[0], k)?;
     let jobs = [Job {
         expert: 0,
         rows: (0..m).map(|r| (r, r)).collect(),
     }];
-    run_out(&w, &xq, &jobs, s, d)
+    run_out(&w, &inputs[0], &jobs, s, d)
 }
 
 pub fn gather_qmm(
@@ -78,10 +82,10 @@ pub fn gather_qmm(
     let experts = wargs[0].shape[0];
     let parts = Parts::new(f, k, wargs)?;
     let w = parts.view(n)?;
-    let xq = quantize_x(&inputs[0], k)?;
+    let m = x_rows(&inputs[0], k)?;
     let idx = indices(idx_arg, experts, "gather_qmm")?;
     let top_k = *idx_arg.shape.last().unwrap_or(&1);
-    let shared_x = xq.q.len() / k != idx.len(); // x (…, K) shared by its top_k experts
+    let shared_x = m != idx.len(); // x (…, K) shared by its top_k experts
     let mut by_expert: Vec<Vec<(usize, usize)>> = vec![Vec::new(); experts];
     for (o, &e) in idx.iter().enumerate() {
         by_expert[e].push((if shared_x { o / top_k } else { o }, o));
@@ -92,7 +96,7 @@ pub fn gather_qmm(
         .filter(|(_, r)| !r.is_empty())
         .map(|(expert, rows)| Job { expert, rows })
         .collect();
-    run_out(&w, &xq, &jobs, s, d)
+    run_out(&w, &inputs[0], &jobs, s, d)
 }
 
 pub fn quantized_take(
@@ -149,6 +153,18 @@ fn indices(arg: &Arg, bound: usize, op: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// The rows of x (…, K): an error unless K divides its element count.
+fn x_rows(x: &Arg, k: usize) -> Result<usize> {
+    let numel = x.numel();
+    if k == 0 || !numel.is_multiple_of(k) {
+        return Err(Error::shape(format!(
+            "quantized matmul: expected x of shape (…, {k}), found {:?}",
+            x.shape
+        )));
+    }
+    Ok(numel / k)
+}
+
 /// x (…, K) as quantized rows.
 fn quantize_x(x: &Arg, k: usize) -> Result<QRows> {
     let data = super::contiguous(x)?;
@@ -185,32 +201,45 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as for Send: shared only to hand each task its own elements.
 unsafe impl Sync for OutPtr {}
 
-/// The jobs' rows against every output feature, as an array of shape `s` and dtype `d`:
-/// f32 outputs are written in place, others through an f32 buffer.
-fn run_out(w: &WeightView, xq: &QRows, jobs: &[Job], s: &[usize], d: DType) -> Result<Data> {
+/// The jobs' rows of x (…, K) against every output feature, as an array of shape `s` and
+/// dtype `d`: f32 outputs are written in place, others through an f32 buffer.
+fn run_out(w: &WeightView, x: &Arg, jobs: &[Job], s: &[usize], d: DType) -> Result<Data> {
     if d == DType::F32 {
         let mut buf = super::alloc(s, d)?;
-        run(w, xq, jobs, buf.as_mut_slice::<f32>()?)?;
+        run_x(w, x, jobs, buf.as_mut_slice::<f32>()?)?;
         return Ok(super::finish(buf, s));
     }
     let mut out = vec![0f32; s.iter().product()];
-    run(w, xq, jobs, &mut out)?;
+    run_x(w, x, jobs, &mut out)?;
     write_out(&out, s, d)
+}
+
+/// Prepares x as the format's kernels take it (float rows for MLX affine, 8-bit rows for the
+/// others) and runs the jobs into `out`.
+fn run_x(w: &WeightView, x: &Arg, jobs: &[Job], out: &mut [f32]) -> Result<()> {
+    if let QuantFormat::Affine { bits, group_size } = w.format() {
+        let kernel = affine::Kernel::pick(bits);
+        let xf = affine::x_rows(x, w.k(), bits, group_size as usize, kernel)?;
+        check_jobs(w, xf.k, xf.rows(), jobs, out)?;
+        affine::run_into(kernel, w, &xf, jobs, out);
+        return Ok(());
+    }
+    let xq = quantize_x(x, w.k())?;
+    run(w, &xq, jobs, out)
 }
 
 /// Checks every index the jobs name: the SIMD kernels read weight rows, activation rows and
 /// output rows through raw pointers, so each must exist (and K agree) before they run.
-fn check_jobs(w: &WeightView, xq: &QRows, jobs: &[Job], out: &[f32]) -> Result<()> {
+fn check_jobs(w: &WeightView, k: usize, x_rows: usize, jobs: &[Job], out: &[f32]) -> Result<()> {
     const OP: &str = "quantized matmul";
-    if xq.k != w.k() || xq.k == 0 || !xq.k.is_multiple_of(crate::quant::GROUP) {
+    if k != w.k() || k == 0 || !k.is_multiple_of(crate::quant::GROUP) {
         return Err(Error::shape(format!(
             "{OP}: expected activations of K = {} (a multiple of {}), found K = {}",
             w.k(),
             crate::quant::GROUP,
-            xq.k
+            k
         )));
     }
-    let x_rows = xq.q.len() / xq.k;
     let max =
         |f: fn(&(usize, usize)) -> usize| jobs.iter().flat_map(|j| j.rows.iter().map(f)).max();
     if let Some(r) = max(|r| r.0).filter(|&r| r >= x_rows) {
@@ -238,7 +267,7 @@ fn check_jobs(w: &WeightView, xq: &QRows, jobs: &[Job], out: &[f32]) -> Result<(
 
 /// Computes every job's rows against every output feature into `out` ((rows, N) f32).
 fn run(w: &WeightView, xq: &QRows, jobs: &[Job], out: &mut [f32]) -> Result<()> {
-    check_jobs(w, xq, jobs, out)?;
+    check_jobs(w, xq.k, xq.q.len() / xq.k.max(1), jobs, out)?;
     #[cfg(target_arch = "x86_64")]
     if let Some(kind) = tiles::kind(w.format()) {
         tiles::run_into(kind, w, xq, jobs, out);
