@@ -1,38 +1,14 @@
 //! Logits of tiny random checkpoints against Hugging Face transformers (float32, eager), made
 //! by scripts/reference/transformers_logits.py: all at once and through the KV cache in chunks.
 
-use rmlx_core::{with_default_device, Device};
-use rmlx_lm::{load_model_on, npy, Logits};
+use rmlx_lm::npy;
 use std::path::{Path, PathBuf};
+
+#[path = "support/reference.rs"]
+mod reference;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
-}
-
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
-/// Our logits for `tokens` on `device`, fed `chunk` at a time (None: all at once).
-pub fn run(dir: &Path, tokens: &[u32], chunk: Option<usize>, device: Device) -> Vec<f32> {
-    let m = load_model_on(dir, device, None).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    with_default_device(device, || {
-        let mut cache = m.model.make_cache();
-        let mut out = vec![];
-        for c in tokens.chunks(chunk.unwrap_or(tokens.len())) {
-            let l = m.model.forward(c, &mut cache, Logits::All).unwrap();
-            assert_eq!(
-                l.device(),
-                device,
-                "logits computed on {} instead",
-                l.device()
-            );
-            out.extend(l.to_vec::<f32>().unwrap());
-        }
-        out
-    })
 }
 
 /// Relative L2 error allowed against transformers, on every device. The Llama family runs in
@@ -51,22 +27,7 @@ fn tolerance(name: &str) -> f64 {
 }
 
 fn check(name: &str) {
-    let dir = fixtures().join(name);
-    let tokens: Vec<u32> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap();
-    let (shape, want) = npy::read_f32(&dir.join("logits.npy")).unwrap();
-    assert_eq!(shape[0], tokens.len());
-    for device in rmlx_core::testing::devices() {
-        for chunk in [None, Some(1), Some(5)] {
-            let got = run(&dir, &tokens, chunk, device);
-            let err = rel_l2(&got, &want);
-            eprintln!("{name} on {device} chunk {chunk:?}: relative L2 error {err:.2e}");
-            assert!(
-                err < tolerance(name),
-                "{name} on {device} chunk {chunk:?}: relative L2 error {err:.3e}"
-            );
-        }
-    }
+    reference::check(&fixtures().join(name), tolerance(name));
 }
 
 #[test]
