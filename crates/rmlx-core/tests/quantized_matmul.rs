@@ -251,3 +251,16 @@ fn bad_inputs_are_errors() {
     let idx = Array::zeros(&[3, 2], DType::U32).unwrap();
     assert!(e.gather_qmm(&x(&[2, 64]), &idx).is_err(), "batch mismatch");
 }
+
+/// A weight of no rows (N = 0) gives an empty output in every format, not a panic.
+#[test]
+fn empty_weights_give_empty_outputs() {
+    let mut rng = StdRng::seed_from_u64(12);
+    for (f, k) in formats() {
+        let w = weight(&mut rng, f, None, 0, k);
+        let x = Array::from_slice(&randn(&mut rng, 2 * k), &[2, k]).unwrap();
+        let y = w.quantized_matmul(&x).unwrap();
+        assert_eq!(y.shape(), &[2, 0]);
+        assert!(y.to_vec::<f32>().unwrap().is_empty(), "{f}");
+    }
+}

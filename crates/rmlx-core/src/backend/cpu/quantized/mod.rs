@@ -221,12 +221,14 @@ fn run_out(w: &WeightView, x: &Arg, jobs: &[Job], s: &[usize], d: DType) -> Resu
 /// Prepares x as the format's kernels take it (float rows for MLX affine, 8-bit rows for the
 /// others) and runs the jobs into `out`.
 fn run_x(w: &WeightView, x: &Arg, jobs: &[Job], out: &mut [f32]) -> Result<()> {
+    if w.n() == 0 || out.is_empty() {
+        return Ok(()); // nothing to compute (and no row 0 to read)
+    }
     if let QuantFormat::Affine { bits, group_size } = w.format() {
         let kernel = affine::Kernel::pick(bits);
         let xf = affine::x_rows(x, w.k(), bits, group_size as usize, kernel)?;
         check_jobs(w, xf.k, xf.rows(), jobs, out)?;
-        affine::run_into(kernel, w, &xf, jobs, out);
-        return Ok(());
+        return affine::run_into(kernel, w, &xf, jobs, out);
     }
     if w.format() == QuantFormat::Mxfp4 {
         return run_planes(w, x, jobs, out);

@@ -180,78 +180,100 @@ fn width(rem: usize) -> usize {
 
 /// Computes every job's rows against every output feature into `out` ((rows, N) f32, every
 /// element written). The caller checked the jobs' indices against x, W and `out`
-/// (`check_jobs`) and that W is affine with x's K and group size.
-pub fn run_into(kernel: Kernel, w: &WeightView, x: &FloatRows, jobs: &[Job], out: &mut [f32]) {
-    let n = w.n();
-    let ptr = OutPtr(out.as_mut_ptr());
-    let pf = prefetch_bytes();
-    let rb = match w.row(0, 0) {
-        RowRef::Affine { w, .. } => w.len(),
-        _ => unreachable!("affine::run_into on a non-affine weight"),
+/// (`check_jobs`) and that x has W's K and group size (`x_rows`).
+pub fn run_into(
+    kernel: Kernel,
+    w: &WeightView,
+    x: &FloatRows,
+    jobs: &[Job],
+    out: &mut [f32],
+) -> Result<()> {
+    const OP: &str = "quantized matmul (affine)";
+    if w.n() == 0 || jobs.iter().all(|j| j.rows.is_empty()) {
+        return Ok(());
+    }
+    let RowRef::Affine { scales, biases, .. } = w.row(0, 0) else {
+        return Err(Error::msg(format!(
+            "{OP}: internal error: a {} weight",
+            w.format()
+        )));
     };
-    let task = |j: usize, n0: usize, n1: usize| {
-        let job = &jobs[j];
-        let mut res = [0f32; MAX_C];
-        for xt in job.rows.chunks(XT) {
-            for r in n0..n1 {
-                let row = w.row(job.expert, r);
-                let mut c = 0;
-                while c < xt.len() {
-                    let cn = width(xt.len() - c);
-                    let pairs = &xt[c..c + cn];
-                    row_dot(kernel, row, x, pairs, &mut res[..cn], pf);
-                    for (&(_, or), &v) in pairs.iter().zip(&res) {
-                        // SAFETY: or < out rows and r < N (`check_jobs`: out holds them
-                        // all); this task alone owns columns n0..n1 of its job's rows.
-                        unsafe { *{ ptr }.0.add(or * n + r) = v };
-                    }
-                    c += cn;
-                }
-            }
+    // Every row's scales and biases are slices of the same two parts: one dtype for the call.
+    match (scales, biases) {
+        (Floats::F32(_), Floats::F32(_)) => run_typed::<f32>(kernel, w, x, jobs, out),
+        (Floats::F16(_), Floats::F16(_)) => run_typed::<f16>(kernel, w, x, jobs, out),
+        (Floats::BF16(_), Floats::BF16(_)) => run_typed::<bf16>(kernel, w, x, jobs, out),
+        _ => {
+            return Err(Error::dtype(format!(
+                "{OP}: expected scales and biases of one dtype"
+            )))
         }
-    };
-    for_each_task(jobs, n, rb, &task);
+    }
+    Ok(())
 }
 
-/// res[i] = Σ_k w[k]·x_{pairs[i].0}[k] for one weight row.
-fn row_dot(
-    kernel: Kernel,
-    row: RowRef,
-    x: &FloatRows,
-    pairs: &[(usize, usize)],
-    res: &mut [f32],
-    pf: usize,
-) {
+/// Row r of expert e, its scales and biases as `S` (the type `run_into` found in the parts).
+fn typed_row<'a, S: Scale>(w: &WeightView<'a>, e: usize, r: usize) -> AffineRow<'a, S> {
     let RowRef::Affine {
         bits,
         group,
         w,
         scales,
         biases,
-    } = row
+    } = w.row(e, r)
     else {
-        unreachable!("affine::row_dot on a non-affine row")
+        unreachable!("run_into checked the format")
     };
-    let xr: [(&[f32], &[f32]); MAX_C] =
-        std::array::from_fn(|i| x.row(pairs[i.min(pairs.len() - 1)].0));
-    macro_rules! typed {
-        ($s:ty) => {
-            if let (Some(s), Some(b)) = (<$s>::of(scales), <$s>::of(biases)) {
-                let r = AffineRow::<$s> {
-                    bits,
-                    group,
-                    w,
-                    scales: s,
-                    biases: b,
-                };
-                return dispatch(kernel, &r, &xr[..res.len()], res, pf);
-            }
-        };
+    let (Some(scales), Some(biases)) = (S::of(scales), S::of(biases)) else {
+        unreachable!("run_into checked the parts' dtype")
+    };
+    AffineRow {
+        bits,
+        group,
+        w,
+        scales,
+        biases,
     }
-    typed!(f32);
-    typed!(f16);
-    typed!(bf16);
-    unreachable!("affine scales and biases of different dtypes (QuantizedWeight::new checks)")
+}
+
+fn run_typed<S: Scale>(
+    kernel: Kernel,
+    w: &WeightView,
+    x: &FloatRows,
+    jobs: &[Job],
+    out: &mut [f32],
+) {
+    let n = w.n();
+    let ptr = OutPtr(out.as_mut_ptr());
+    let pf = prefetch_bytes();
+    let rb = typed_row::<S>(w, 0, 0).w.len();
+    let task = |j: usize, n0: usize, n1: usize| {
+        let job = &jobs[j];
+        let mut res = [0f32; MAX_C];
+        for xt in job.rows.chunks(XT) {
+            // The tile's kernel calls: up to MAX_C (x row, output row) pairs and their x rows.
+            let mut calls: Vec<(&[(usize, usize)], Vec<(&[f32], &[f32])>)> = Vec::new();
+            let mut c = 0;
+            while c < xt.len() {
+                let pairs = &xt[c..c + width(xt.len() - c)];
+                calls.push((pairs, pairs.iter().map(|p| x.row(p.0)).collect()));
+                c += pairs.len();
+            }
+            for r in n0..n1 {
+                let row = typed_row::<S>(w, job.expert, r);
+                for (pairs, xr) in &calls {
+                    let res = &mut res[..pairs.len()];
+                    dispatch(kernel, &row, xr, res, pf);
+                    for (&(_, or), &v) in pairs.iter().zip(res.iter()) {
+                        // SAFETY: or < out rows and r < N (`check_jobs`: out holds them
+                        // all); this task alone owns columns n0..n1 of its job's rows.
+                        unsafe { *{ ptr }.0.add(or * n + r) = v };
+                    }
+                }
+            }
+        }
+    };
+    for_each_task(jobs, n, rb, &task);
 }
 
 /// One affine weight row with its group scales and biases.

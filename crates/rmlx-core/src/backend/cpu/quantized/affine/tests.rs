@@ -111,7 +111,7 @@ fn check_all(kernel: Kernel) {
                         rows: (0..m).map(|o| ((o * 5) % m, o)).collect(),
                     }];
                     let mut out = vec![f32::NAN; m * n];
-                    run_into(kernel, &w, &xf, &jobs, &mut out);
+                    run_into(kernel, &w, &xf, &jobs, &mut out).unwrap();
                     for (o, &(xr, _)) in jobs[0].rows.iter().enumerate() {
                         for r in 0..n {
                             let (got, (v, mag)) = (out[o * n + r] as f64, want[r][xr]);
