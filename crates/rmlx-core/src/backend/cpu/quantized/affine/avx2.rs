@@ -133,8 +133,8 @@ unsafe fn group_dot<const BITS: usize, const C: usize, const CH: usize>(
     }
     for c in 0..C {
         let mut sum = a[c][0];
-        for h in 1..CH {
-            sum = _mm256_add_ps(sum, a[c][h]);
+        for &ah in &a[c][1..] {
+            sum = _mm256_add_ps(sum, ah);
         }
         t[c] = sum;
     }

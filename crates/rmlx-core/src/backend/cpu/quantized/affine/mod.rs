@@ -236,6 +236,9 @@ fn typed_row<'a, S: Scale>(w: &WeightView<'a>, e: usize, r: usize) -> AffineRow<
     }
 }
 
+/// One kernel call's (x row, output row) pairs and their x rows (values, Σx per group).
+type Call<'a> = (&'a [(usize, usize)], Vec<(&'a [f32], &'a [f32])>);
+
 fn run_typed<S: Scale>(
     kernel: Kernel,
     w: &WeightView,
@@ -252,7 +255,7 @@ fn run_typed<S: Scale>(
         let mut res = [0f32; MAX_C];
         for xt in job.rows.chunks(XT) {
             // The tile's kernel calls: up to MAX_C (x row, output row) pairs and their x rows.
-            let mut calls: Vec<(&[(usize, usize)], Vec<(&[f32], &[f32])>)> = Vec::new();
+            let mut calls: Vec<Call> = Vec::new();
             let mut c = 0;
             while c < xt.len() {
                 let pairs = &xt[c..c + width(xt.len() - c)];
