@@ -140,16 +140,19 @@ unsafe fn group_dot<const BITS: usize, const C: usize, const CH: usize>(
     }
 }
 
-/// A scale or bias as f32 (f16 through F16C).
+/// The scale or bias at `p` as f32 (f16 through F16C).
 ///
 /// # Safety
-/// AVX2 and F16C present.
+/// AVX2 and F16C present; `p` readable (an element of a scales or biases part).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale_f32<S: Scale>(v: S) -> f32 {
+unsafe fn scale_f32<S: Scale>(p: *const S) -> f32 {
     match S::DTYPE {
-        DType::F16 => _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(v.bits() as i32))),
-        _ => v.to_f32(),
+        // An f16 is its 16 bits (`half::f16` is a transparent u16).
+        DType::F16 => _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            (p as *const u16).read() as i32
+        ))),
+        _ => (*p).to_f32(),
     }
 }
 
@@ -172,8 +175,8 @@ unsafe fn row_avx2<S: Scale, const BITS: usize, const C: usize, const CH: usize>
     // into `bsum[c][$slot]` (two slots: consecutive groups do not wait on each other's FMAs).
     macro_rules! add_group {
         ($g:expr, $slot:literal) => {
-            let s = _mm256_set1_ps(scale_f32(*w.scales.add($g)));
-            let b = scale_f32(*w.biases.add($g));
+            let s = _mm256_set1_ps(scale_f32(w.scales.add($g)));
+            let b = scale_f32(w.biases.add($g));
             for c in 0..C {
                 tot[c][$slot] = _mm256_fmadd_ps(t[c], s, tot[c][$slot]);
                 bsum[c][$slot] = b.mul_add(*sums[c].add($g), bsum[c][$slot]);

@@ -18,7 +18,7 @@ use super::tasks::{for_each_task, prefetch_bytes};
 use super::weights::WeightView;
 use super::{Job, OutPtr};
 use crate::backend::Arg;
-use crate::dtype::DType;
+use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::quant::{Floats, RowRef};
 use half::{bf16, f16};
@@ -29,69 +29,24 @@ const XT: usize = 64;
 const MAX_C: usize = 4;
 
 /// A scale or bias element as stored: f32, f16 or bf16.
-pub trait Scale: Copy + Send + Sync + 'static {
-    /// The storage, for kernels that convert it themselves (F16C).
-    const DTYPE: DType;
-    fn to_f32(self) -> f32;
-    /// The bits as stored (16-bit types in the low half).
-    fn bits(self) -> u32;
+pub trait Scale: Element {
     /// The slice of this type in `f`, if `f` holds this type.
     fn of(f: Floats<'_>) -> Option<&[Self]>;
 }
 
-impl Scale for f32 {
-    const DTYPE: DType = DType::F32;
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn bits(self) -> u32 {
-        self.to_bits()
-    }
-    fn of(f: Floats<'_>) -> Option<&[f32]> {
-        match f {
-            Floats::F32(v) => Some(v),
-            _ => None,
+macro_rules! scale {
+    ($($t:ty => $v:ident),*) => {$(
+        impl Scale for $t {
+            fn of(f: Floats<'_>) -> Option<&[$t]> {
+                match f {
+                    Floats::$v(v) => Some(v),
+                    _ => None,
+                }
+            }
         }
-    }
+    )*};
 }
-
-impl Scale for f16 {
-    const DTYPE: DType = DType::F16;
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
-    }
-    #[inline(always)]
-    fn bits(self) -> u32 {
-        self.to_bits() as u32
-    }
-    fn of(f: Floats<'_>) -> Option<&[f16]> {
-        match f {
-            Floats::F16(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-impl Scale for bf16 {
-    const DTYPE: DType = DType::BF16;
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        f32::from_bits((self.to_bits() as u32) << 16)
-    }
-    #[inline(always)]
-    fn bits(self) -> u32 {
-        self.to_bits() as u32
-    }
-    fn of(f: Floats<'_>) -> Option<&[bf16]> {
-        match f {
-            Floats::BF16(v) => Some(v),
-            _ => None,
-        }
-    }
-}
+scale!(f32 => F32, f16 => F16, bf16 => BF16);
 
 /// Activation rows in f32, in the element order the chosen kernel reads.
 pub struct FloatRows {
