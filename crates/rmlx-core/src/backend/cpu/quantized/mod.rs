@@ -241,9 +241,15 @@ fn run_x(w: &WeightView, x: &Arg, jobs: &[Job], out: &mut [f32]) -> Result<()> {
 /// planes, x ≈ d₁·q₁ + d₂·q₂ with q₂ the rounded residual (`act::quantize_planes`), each
 /// plane an activation row of the integer kernels, which decode each weight row once for
 /// both; the two results are summed. One plane (llama.cpp's rounding) left 1.16e-2 relative L2
-/// against transformers on `gpt_oss_long_rows`; two leave ~1e-4 (hf_reference.rs).
+/// against transformers on `gpt_oss_long_rows`; two leave 4.4e-5 (hf_reference.rs). The
+/// cost is the integer work on x, doubled: little where weight bytes bound the time (decode),
+/// up to 2× for these matmuls where arithmetic does (prefill).
 fn run_planes(w: &WeightView, x: &Arg, jobs: &[Job], out: &mut [f32]) -> Result<()> {
     const PLANES: usize = 2;
+    if mxfp4_single_plane() {
+        let xq = quantize_x(x, w.k(), 1)?;
+        return run(w, &xq, jobs, out);
+    }
     let xq = quantize_x(x, w.k(), PLANES)?;
     let jobs: Vec<Job> = jobs
         .iter()
@@ -265,6 +271,13 @@ fn run_planes(w: &WeightView, x: &Arg, jobs: &[Job], out: &mut [f32]) -> Result<
         }
     }
     Ok(())
+}
+
+/// Whether `RMLX_MXFP4_PLANES=1` asks for one 8-bit plane for Hugging Face MXFP4 too
+/// (llama.cpp's rounding): to measure what the second plane costs, not for use.
+fn mxfp4_single_plane() -> bool {
+    static ONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONE.get_or_init(|| std::env::var_os("RMLX_MXFP4_PLANES").is_some_and(|v| v == "1"))
 }
 
 /// Checks every index the jobs name: the SIMD kernels read weight rows, activation rows and
