@@ -4,7 +4,7 @@
 # run, then benches both engines with nothing else running. Logs and JSON go to $OUT.
 # Carry: .gpu/bin.tar.xz .gpu/layouts .gpu/tools .gpu/llama.cpp.tar.xz .whl
 # Env: TESTS="device_quantized streams" (test binaries to run first, with RMLX_DEVICE=cuda),
-# PROFILE=1 (rmlx --profile runs)
+# PROFILE=1 (rmlx --profile runs), UNCOMPILED=1 (each round also benches rmlx with RMLX_COMPILE=0)
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export RMLX_HOME=/tmp/rmlx-home
@@ -42,6 +42,10 @@ for round in 1 2; do
   el "round $round"
   rb "$work/smollm2.gguf" 512 128
   rb "$work/gpt-oss-20b" 2048 128
+  if [ "${UNCOMPILED:-0}" = 1 ]; then
+    echo "# RMLX_COMPILE=0" | tee -a "$out/rmlx.jsonl"
+    RMLX_COMPILE=0 rb "$work/gpt-oss-20b" 2048 128
+  fi
   if [ -x $lb ]; then
     taskset -c 0-3 timeout 200 $lb -m "$work/smollm2.gguf" -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o json 2>>"$out/llama_stderr.log" | tee -a "$out/llama.json" | grep -E '"(n_prompt|n_gen|avg_ts)"' | tr -d '\n'; echo
     taskset -c 0-3 timeout 200 $lb -m "$work/gpt-oss-20b.gguf" -ngl 99 -fa 1 -p 2048 -n 128 -r 3 -o json 2>>"$out/llama_stderr.log" | tee -a "$out/llama.json" | grep -E '"(n_prompt|n_gen|avg_ts)"' | tr -d '\n'; echo

@@ -58,12 +58,13 @@ fn serve_answers_chat_requests_with_its_key() {
         .to_str()
         .unwrap()
         .to_string();
-    let mut child = rmlx_serve(&["--model", model.path().to_str().unwrap(), "--api-key", "k"])
+    let path = model.path().to_str().unwrap();
+    let mut child = rmlx_serve(&["--model", path, "--api-key", "k", "--parallel", "2"])
         .spawn()
         .expect("run rmlx serve");
     let stderr = child.stderr.take().expect("stderr");
     let server = Server(child);
-    // "rmlx: serving `ID` (context N) on http://ADDR (…)"
+    // "rmlx: serving `ID` (context N, P at once) on http://ADDR (…)"
     let mut line = String::new();
     let mut lines = BufReader::new(stderr);
     while !line.contains("serving") {
@@ -74,7 +75,7 @@ fn serve_answers_chat_requests_with_its_key() {
         );
     }
     assert!(line.contains(&format!("`{dir_name}`")), "{line}");
-    assert!(line.contains("context 128"), "{line}");
+    assert!(line.contains("context 128, 2 at once"), "{line}");
     let addr = line
         .split("http://")
         .nth(1)
@@ -107,4 +108,19 @@ fn serve_refuses_a_context_past_the_model_before_listening() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("999") && err.contains("128"), "{err}");
+}
+
+#[test]
+fn serve_refuses_zero_parallel_requests_before_listening() {
+    let model = tiny_chat::llama_chat(128);
+    let path = model.path().to_str().unwrap();
+    for flag in ["--parallel", "--step-tokens"] {
+        let out = rmlx_serve(&["--model", path, flag, "0"])
+            .output()
+            .expect("run rmlx serve");
+        assert!(!out.status.success(), "{flag} 0 accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("at least 1 parallel request"), "{err}");
+        assert!(!err.contains("serving"), "{err}");
+    }
 }

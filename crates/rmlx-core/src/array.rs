@@ -34,6 +34,9 @@ pub(crate) enum State {
     Ready(Data),
     /// Transient while `eval` runs the node's kernel.
     Running,
+    /// An input of a function being traced by `compile`: it stands for the arrays the
+    /// compiled function will be called with, so it has no data and cannot be evaluated.
+    Placeholder,
 }
 
 /// Evaluated contents: a strided view (element offset and strides) into a shared buffer.
@@ -98,6 +101,11 @@ impl Array {
             .find(|d| d.is_gpu())
             .unwrap_or_else(default_device);
         Array::from_node(shape, dtype, device, State::Pending { prim, inputs })
+    }
+
+    /// A traced input of `compile` (see `State::Placeholder`).
+    pub(crate) fn placeholder(shape: Shape, dtype: DType, device: Device) -> Array {
+        Array::from_node(shape, dtype, device, State::Placeholder)
     }
 
     /// An evaluated array over existing data: a device buffer belongs to its device, host data
@@ -263,6 +271,10 @@ impl Array {
         self.eval()?;
         match &*self.lock() {
             State::Ready(d) => Ok(d.clone()),
+            State::Placeholder => Err(Error::msg(
+                "compile: a traced function read the data of an array that depends on its \
+                 inputs; a compiled function may only build the graph (no item/to_vec/eval)",
+            )),
             _ => Err(Error::msg("array: node was not evaluated")),
         }
     }
@@ -332,6 +344,7 @@ impl fmt::Debug for Array {
             State::Pending { prim, .. } => format!("pending {}", prim.name()),
             State::Ready(_) => "ready".to_string(),
             State::Running => "running".to_string(),
+            State::Placeholder => "placeholder".to_string(),
         };
         write!(
             f,

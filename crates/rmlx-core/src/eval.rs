@@ -140,6 +140,12 @@ fn take_input(inp: Array, device: Device) -> Result<Arg> {
     let elsewhere = match &*inp.lock() {
         State::Ready(d) if d.buffer.device() == device => None,
         State::Ready(d) => Some(d.clone()),
+        State::Placeholder => {
+            return Err(Error::msg(
+                "compile: a traced function evaluated an array that depends on its inputs; a \
+                 compiled function may only build the graph (no item/to_vec/eval inside it)",
+            ))
+        }
         _ => return Err(Error::msg("eval: input was not evaluated")),
     };
     if let Some(src) = elsewhere {

@@ -12,6 +12,7 @@ pub mod array;
 pub mod backend;
 pub mod buffer;
 pub mod buffer_cache;
+pub mod compile;
 pub mod device;
 pub mod dtype;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod testing;
 
 pub use array::Array;
 pub use buffer::{Buffer, HostBuffer};
+pub use compile::compile;
 pub use device::{default_device, set_default_device, with_default_device, Device, Stream};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};

@@ -30,6 +30,8 @@ pub enum UnaryOp {
     Ceil,
     Round,
     LogicalNot,
+    /// The error function (so GELU and friends can be written out and fused by `compile`).
+    Erf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,6 +104,24 @@ impl KvQuant {
     }
 }
 
+/// A user-defined primitive: the escape hatch of the closed enum. Two handles are the same op
+/// when they point at the same object (what `compile`'s common-subexpression merge needs).
+#[derive(Clone)]
+pub struct CustomRef(pub Arc<dyn CustomOp>);
+
+impl PartialEq for CustomRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::ops::Deref for CustomRef {
+    type Target = dyn CustomOp;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
 /// User-defined primitive: the escape hatch of the closed enum.
 pub trait CustomOp: Send + Sync {
     fn name(&self) -> &str;
@@ -114,7 +134,8 @@ pub trait CustomOp: Send + Sync {
     ) -> crate::Result<crate::array::Data>;
 }
 
-#[derive(Clone)]
+/// Equality is `compile`'s equivalence: the same computation given the same inputs.
+#[derive(Clone, PartialEq)]
 pub enum Primitive {
     // --- elementwise ---
     AsType(DType),
@@ -243,7 +264,11 @@ pub enum Primitive {
         v: KvQuant,
     },
 
-    Custom(Arc<dyn CustomOp>),
+    /// A run of elementwise ops fused by `compile` into one pass (`compile::FusedKernel`):
+    /// inputs are the run's external inputs, broadcast to the output's shape.
+    Compiled(Arc<crate::compile::FusedKernel>),
+
+    Custom(CustomRef),
 }
 
 impl Primitive {
@@ -281,6 +306,7 @@ impl Primitive {
             Primitive::QuantizedSdpa { k, v, .. } => {
                 format!("quantized_sdpa(k{}v{})", k.bits, v.bits)
             }
+            Primitive::Compiled(k) => format!("compiled({})", k.len()),
             Primitive::Custom(c) => c.name().to_string(),
         }
     }

@@ -14,7 +14,7 @@ fn unary_ops_match_the_cpu() {
     use UnaryOp::*;
     let ops = [
         Neg, Abs, Exp, Log, Sqrt, Rsqrt, Square, Recip, Sin, Cos, Tanh, Sigmoid, Silu, Gelu,
-        GeluTanh, Floor, Ceil, Round, LogicalNot,
+        GeluTanh, Floor, Ceil, Round, LogicalNot, Erf,
     ];
     for d in gpus() {
         for (k, dtype) in [DType::F32, DType::BF16, DType::F16]

@@ -593,3 +593,26 @@ fn yarn_and_llama3_frequencies() {
     assert!((att - (0.1 * 32f64.ln() + 1.0)).abs() < 1e-12);
     let _ = rand::thread_rng().gen::<u8>();
 }
+
+#[test]
+fn erf_matches_known_values() {
+    // erf(x) to 10 digits (Abramowitz & Stegun, table 7.1); ±1 in f32 beyond |x| ≈ 3.9.
+    let known = [
+        (0.0f32, 0.0f64),
+        (0.1, 0.1124629160),
+        (0.5, 0.5204998778),
+        (1.0, 0.8427007929),
+        (-1.5, -0.9661051465),
+        (2.0, 0.9953222650),
+        (3.5, 0.9999992569),
+        (-6.0, -1.0),
+    ];
+    let x = Array::from_slice(&known.map(|k| k.0), &[known.len()]).unwrap();
+    let got = x.erf().unwrap().to_vec::<f32>().unwrap();
+    for ((x, want), got) in known.iter().zip(got) {
+        assert!(
+            (got as f64 - want).abs() < 5e-7,
+            "erf({x}) = {got}, expected {want}"
+        );
+    }
+}

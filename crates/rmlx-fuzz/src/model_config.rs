@@ -41,15 +41,6 @@ pub const WEIGHTS: &[(&str, &[u8])] = &[
     fixture!("formats/qwen2-q8", "model.gguf"),
 ];
 
-const CACHES: [CacheKind; 6] = [
-    CacheKind::F32,
-    CacheKind::Bf16,
-    CacheKind::F16,
-    CacheKind::Q8,
-    CacheKind::Q4,
-    CacheKind::K8V4,
-];
-
 /// The weights copied to the heap once (allocations are aligned for every dtype; the bytes
 /// embedded in the binary are not).
 fn weights(i: usize) -> Arc<Vec<u8>> {
@@ -158,7 +149,7 @@ pub fn run(data: &[u8]) -> bool {
         return false;
     };
     let which = pick as usize % WEIGHTS.len();
-    let cache_kind = CACHES[pick as usize / WEIGHTS.len() % CACHES.len()];
+    let cache_kind = CacheKind::ALL[pick as usize / WEIGHTS.len() % CacheKind::ALL.len()];
     let Some(files) = files(which, rest) else {
         return false;
     };

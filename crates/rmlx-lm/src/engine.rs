@@ -58,6 +58,10 @@ impl Engine {
             Prompt::Tokens(t) => Ok(t.clone()),
             Prompt::Text(t) => self.tokenizer.encode(t, true),
             Prompt::Chat(messages) => self.encode_chat(messages),
+            Prompt::ChatWith { messages, vars } => {
+                let text = self.template()?.render_with(messages, true, vars)?;
+                self.tokenizer.encode(&text, false)
+            }
         }
     }
 
@@ -68,13 +72,16 @@ impl Engine {
     }
 
     pub fn render_chat(&self, messages: &[Json]) -> Result<String> {
-        let t = self.template.as_ref().ok_or_else(|| {
+        self.template()?.render(messages, true)
+    }
+
+    fn template(&self) -> Result<&ChatTemplate> {
+        self.template.as_ref().ok_or_else(|| {
             Error::msg(format!(
                 "model {}: has no chat template (use raw text)",
                 self.files.path().display()
             ))
-        })?;
-        t.render(messages, true)
+        })
     }
 
     /// True for gpt-oss, whose output is harmony channels.
@@ -90,6 +97,12 @@ pub enum Prompt {
     Text(String),
     /// Chat messages (`{"role": …, "content": …}`), rendered with the chat template.
     Chat(Vec<Json>),
+    /// Chat messages rendered with extra template variables, e.g. gpt-oss's
+    /// `reasoning_effort` ("low", "medium", "high"), or `tools`.
+    ChatWith {
+        messages: Vec<Json>,
+        vars: serde_json::Map<String, Json>,
+    },
     Tokens(Vec<u32>),
 }
 

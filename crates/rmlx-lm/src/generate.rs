@@ -3,16 +3,17 @@
 //! request that cannot fit the context is refused before anything is computed.
 
 use crate::cache::{CacheKind, ModelCache};
-use crate::context::{check_fits, requested_new_tokens};
 use crate::engine::{Engine, Prompt};
+use crate::logprobs::TokenLogprob;
 use crate::model::Logits;
-use crate::sample::{Sampler, SamplerConfig};
+use crate::sample::SamplerConfig;
+use crate::sequence::{Output, Sequence};
 use rmlx_core::Result;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Prompt tokens per forward pass during prefill (bounds attention's T×T scratch).
-const PREFILL_CHUNK: usize = 512;
+pub(crate) const PREFILL_CHUNK: usize = 512;
 
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
@@ -27,6 +28,9 @@ pub struct GenerateOptions {
     pub keep_special: bool,
     /// How the KV cache stores keys and values.
     pub kv_cache: CacheKind,
+    /// Report each generated token's log-probability and this many most likely alternatives
+    /// (OpenAI's `logprobs` / `top_logprobs`; `logprobs::MAX_TOP_LOGPROBS` at most). None: off.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateOptions {
@@ -37,6 +41,7 @@ impl Default for GenerateOptions {
             stop: vec![],
             keep_special: false,
             kv_cache: CacheKind::default(),
+            logprobs: None,
         }
     }
 }
@@ -74,6 +79,8 @@ impl GenerationStats {
 pub struct Generation {
     pub text: String,
     pub tokens: Vec<u32>,
+    /// Each token's log-probabilities, with `GenerateOptions::logprobs` (EOS excluded).
+    pub logprobs: Vec<TokenLogprob>,
     pub stats: GenerationStats,
 }
 
@@ -108,13 +115,7 @@ impl Engine {
                 "generate: expected at least one new prompt token",
             ));
         }
-        let context = self.model.info().context_length;
-        let asked = requested_new_tokens(opts.max_tokens)?;
-        check_fits("generate", tokens.len(), asked, context)?;
-        // Generation stops when the sequence fills the context (`Length`).
-        let room = context - tokens.len();
-        let max_tokens = opts.max_tokens.unwrap_or(room).min(room);
-        let mut sampler = Sampler::new(opts.sampler.clone())?;
+        let mut seq = Sequence::new(self, tokens, opts)?;
         let t0 = Instant::now();
         let mut logits = None;
         for chunk in tokens[cached..].chunks(PREFILL_CHUNK) {
@@ -130,84 +131,33 @@ impl Engine {
         let prefill_s = t0.elapsed().as_secs_f64();
 
         let t1 = Instant::now();
-        let mut history: Vec<u32> = tokens.to_vec();
-        let mut out_tokens = vec![];
-        let mut text = String::new();
-        let mut emitted = 0; // bytes of `text` already passed to on_text
-        let mut decoder = self.tokenizer.stream(!opts.keep_special);
-        let hold = opts.stop.iter().map(|s| s.len()).max().unwrap_or(0);
-        let mut finish = FinishReason::Length;
-        while out_tokens.len() < max_tokens {
+        let mut logprobs = Vec::new();
+        let finish = loop {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                finish = FinishReason::Cancelled;
-                break;
+                break FinishReason::Cancelled;
             }
-            // Models pad their vocabulary past the tokenizer's (gpt-oss: 201088 vs ~200k):
-            // never sample an id the tokenizer cannot decode.
-            let nv = logits.size().min(self.tokenizer.vocab_size());
-            let next = sampler.sample_array(&logits, nv, &history)?;
-            out_tokens.push(next);
-            history.push(next);
-            if self.tokenizer.is_eos(next) {
-                finish = FinishReason::Eos;
-                break;
+            let end = seq.advance(&logits, &mut |out| match out {
+                Output::Logprob(l) => logprobs.push(l),
+                Output::Text(t) => on_text(t),
+            })?;
+            if let Some(end) = end {
+                break end;
             }
-            text.push_str(&decoder.push(next)?);
-            if let Some(cut) = find_stop(&text, &opts.stop, emitted) {
-                text.truncate(cut);
-                finish = FinishReason::Stop;
-                break;
-            }
-            // Hold back a possible beginning of a stop string.
-            let safe =
-                floor_char_boundary(&text, text.len().saturating_sub(hold.saturating_sub(1)));
-            if safe > emitted {
-                on_text(&text[emitted..safe]);
-                emitted = safe;
-            }
-            if out_tokens.len() == max_tokens {
-                break;
-            }
-            logits = self.model.forward(&[next], cache, Logits::Last)?;
-        }
-        if finish != FinishReason::Stop {
-            text.push_str(&decoder.finish()?);
-        }
-        if text.len() > emitted {
-            on_text(&text[emitted..]);
-        }
-        let generated = out_tokens.len();
+            logits = self.model.forward(&[seq.last()], cache, Logits::Last)?;
+        };
+        let (text, out_tokens) = seq.finish(finish, on_text)?;
         Ok(Generation {
             text,
-            tokens: out_tokens,
+            logprobs,
             stats: GenerationStats {
                 prompt_tokens: tokens.len(),
                 prefilled_tokens: tokens.len() - cached,
-                generated_tokens: generated,
+                generated_tokens: out_tokens.len(),
                 prefill_s,
                 decode_s: t1.elapsed().as_secs_f64(),
                 finish,
             },
+            tokens: out_tokens,
         })
     }
-}
-
-/// Byte offset where the first stop string begins, searching from near `from`.
-fn find_stop(text: &str, stops: &[String], from: usize) -> Option<usize> {
-    stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| {
-            let start = floor_char_boundary(text, from.saturating_sub(s.len()));
-            text[start..].find(s.as_str()).map(|i| start + i)
-        })
-        .min()
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    i = i.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }

@@ -1,6 +1,7 @@
 //! The interface every model file implements, shared by generation, `logits`, `bench` and the
 //! server.
 
+use crate::batch::{Packed, SeqChunk};
 use crate::cache::{CacheKind, ModelCache};
 use rmlx_core::{Array, Result};
 
@@ -45,9 +46,34 @@ pub trait Model: Send + Sync {
             .expect("f32 caches always exist")
     }
 
+    /// Runs a packed step (`batch::Packed`: the tokens of one or more sequences, sequence `i`
+    /// at positions `caches[i].offset()..`) through the model, updating each sequence's cache.
+    /// Returns f32 logits, lazily: `All` (ΣT, vocab), `Last` (sequences, vocab), the last token
+    /// of each. What every model implements; callers use `forward` or `forward_batch`.
+    fn forward_packed(
+        &self,
+        step: &Packed,
+        caches: &mut [&mut ModelCache],
+        logits: Logits,
+    ) -> Result<Array>;
+
     /// Runs `tokens` (positions cache.offset()..+T) through the model, updating `cache`.
     /// Returns f32 logits (T, vocab) or (1, vocab), lazily: the caller evaluates.
-    fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array>;
+    fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array> {
+        let mut caches = [cache];
+        let step = Packed::new(self, &[SeqChunk { tokens }], &caches)?;
+        self.forward_packed(&step, &mut caches, logits)
+    }
+
+    /// Runs one step of several sequences at once, chunk `i` into `caches[i]` (continuous
+    /// batching: one token of each decoding sequence, prompt chunks of the others). The
+    /// weights are read once for all rows; each sequence attends to its own cache. Returns f32
+    /// logits (sequences, vocab), the last token's of each, lazily. Equal to running each
+    /// chunk alone with `forward(.., Logits::Last)`, up to float summation order.
+    fn forward_batch(&self, batch: &[SeqChunk], caches: &mut [&mut ModelCache]) -> Result<Array> {
+        let step = Packed::new(self, batch, caches)?;
+        self.forward_packed(&step, caches, Logits::Last)
+    }
 
     /// Checks a chunk before it is run: ids in the vocabulary, context not exceeded.
     fn check_tokens(&self, tokens: &[u32], cache: &ModelCache) -> Result<()> {

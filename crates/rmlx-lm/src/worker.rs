@@ -7,23 +7,34 @@
 //! model runs on the worker thread only. No async runtime here: a sink is a plain callback, so
 //! an async server forwards events into its own channels.
 //!
-//! Requests run one at a time, each with a fresh KV cache. A sink that reports its receiver
-//! gone (the client disconnected) cancels its request at the next token.
+//! Up to `parallel` requests run at once, batched into one forward pass per step
+//! (`scheduler`): each keeps its own sampler and seed, so a request gets the same text alone
+//! or beside others. A new request reuses the KV cache of the free slot that shares the
+//! longest prefix with its prompt. A sink that reports its receiver gone (the client
+//! disconnected), or a probe that says so, cancels its request at the next step.
 
 use crate::context::{check_fits, requested_new_tokens};
 use crate::engine::{Engine, Prompt};
-use crate::generate::{FinishReason, GenerateOptions, GenerationStats};
-use rmlx_core::Result;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::generate::{GenerateOptions, GenerationStats, PREFILL_CHUNK};
+use crate::logprobs::{TokenLogprob, MAX_TOP_LOGPROBS};
+use crate::metrics::Metrics;
+pub use crate::metrics::WorkerStats;
+use crate::scheduler::{self, Limits};
+use rmlx_core::{Error, Result};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
-/// What a request streams back, in order: `Text`* then one `Done` or `Error`.
+/// What a request streams back, in order: `Text`* (with `Logprob`s when asked for) then one
+/// `Done` or `Error`.
 #[derive(Clone, Debug)]
 pub enum Event {
     /// The next piece of generated text.
     Text(String),
+    /// A generated token's log-probabilities (with `GenerateOptions::logprobs`), sent before
+    /// the text it adds.
+    Logprob(TokenLogprob),
     /// The request ended (the reason and token counts are in the stats).
     Done(GenerationStats),
     /// The request failed while running.
@@ -33,6 +44,32 @@ pub enum Event {
 /// Receives a request's events on the worker thread; returns false once nobody listens, which
 /// cancels the request.
 pub type Sink = Box<dyn FnMut(Event) -> bool + Send>;
+
+/// Tells, without sending anything, whether the client is gone (e.g. a closed channel): checked
+/// before every step, so a request frees its slot even while its prompt is computed.
+pub type Probe = Box<dyn Fn() -> bool + Send>;
+
+/// How the worker serves.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerOptions {
+    /// Requests that may wait for a slot (0: a request is accepted only when a slot is free).
+    pub queue: usize,
+    /// Requests run at once, batched (each slot holds one request's KV cache).
+    pub parallel: usize,
+    /// Most tokens one forward pass runs: one per decoding request, prompt chunks of new
+    /// requests in the rest (chunked prefill).
+    pub step_tokens: usize,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            queue: 64,
+            parallel: 1,
+            step_tokens: PREFILL_CHUNK,
+        }
+    }
+}
 
 /// Why a request was not queued.
 #[derive(Debug)]
@@ -59,35 +96,57 @@ impl std::fmt::Display for SubmitError {
 
 impl std::error::Error for SubmitError {}
 
-struct Job {
-    tokens: Vec<u32>,
-    opts: GenerateOptions,
-    sink: Sink,
+pub(crate) struct Job {
+    pub tokens: Vec<u32>,
+    pub opts: GenerateOptions,
+    pub sink: Sink,
+    pub closed: Option<Probe>,
+    pub queued_at: Instant,
 }
 
 pub struct Worker {
     engine: Arc<Engine>,
-    counters: Arc<Counters>,
+    metrics: Arc<Metrics>,
     /// `None` only while dropping (closing the queue ends the thread).
     queue: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Worker {
-    /// Starts the worker thread; up to `queue_capacity` requests wait while one runs (0: a
-    /// request is accepted only when the worker is idle).
+    /// Starts the worker thread running one request at a time; up to `queue_capacity`
+    /// requests wait while one runs (0: a request is accepted only when the worker is idle).
     pub fn spawn(engine: Engine, queue_capacity: usize) -> Result<Self> {
+        let opts = WorkerOptions {
+            queue: queue_capacity,
+            ..WorkerOptions::default()
+        };
+        Self::spawn_with(engine, opts)
+    }
+
+    /// Starts the worker thread with `opts` (several requests batched).
+    pub fn spawn_with(engine: Engine, opts: WorkerOptions) -> Result<Self> {
+        if opts.parallel == 0 || opts.step_tokens == 0 {
+            return Err(Error::msg(format!(
+                "worker: expected at least 1 parallel request and 1 token per step, found {} \
+                 and {}",
+                opts.parallel, opts.step_tokens
+            )));
+        }
         let engine = Arc::new(engine);
-        let (tx, rx) = mpsc::sync_channel::<Job>(queue_capacity);
-        let counters = Arc::new(Counters::default());
-        let (e, c) = (engine.clone(), counters.clone());
+        let (tx, rx) = mpsc::sync_channel::<Job>(opts.queue);
+        let metrics = Arc::new(Metrics::new(opts.parallel));
+        let (e, m) = (engine.clone(), metrics.clone());
+        let limits = Limits {
+            parallel: opts.parallel,
+            step_tokens: opts.step_tokens,
+        };
         let thread = std::thread::Builder::new()
             .name("rmlx-engine".into())
-            .spawn(move || run_jobs(&e, rx, &c))
-            .map_err(|err| rmlx_core::Error::msg(format!("worker: cannot start thread: {err}")))?;
+            .spawn(move || scheduler::run(&e, rx, limits, &m))
+            .map_err(|err| Error::msg(format!("worker: cannot start thread: {err}")))?;
         Ok(Worker {
             engine,
-            counters,
+            metrics,
             queue: Some(tx),
             thread: Some(thread),
         })
@@ -99,15 +158,9 @@ impl Worker {
         &self.engine
     }
 
-    /// Requests ended so far, by how they ended, and the tokens generated.
+    /// Requests by how they ended, tokens, queue, slots, time to first token, throughput.
     pub fn stats(&self) -> WorkerStats {
-        let c = &self.counters;
-        WorkerStats {
-            finished: c.finished.load(Ordering::Relaxed),
-            cancelled: c.cancelled.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            generated_tokens: c.generated_tokens.load(Ordering::Relaxed),
-        }
+        self.metrics.snapshot()
     }
 
     /// Tokenizes `prompt` and checks it against the context and `opts`; returns the tokens.
@@ -118,6 +171,11 @@ impl Worker {
     ) -> std::result::Result<Vec<u32>, SubmitError> {
         let invalid = |e: rmlx_core::Error| SubmitError::Invalid(e.to_string());
         opts.sampler.validate().map_err(invalid)?;
+        if let Some(n) = opts.logprobs.filter(|&n| n > MAX_TOP_LOGPROBS) {
+            return Err(SubmitError::Invalid(format!(
+                "logprobs: expected at most {MAX_TOP_LOGPROBS} alternatives a token, found {n}"
+            )));
+        }
         let asked = requested_new_tokens(opts.max_tokens).map_err(invalid)?;
         let tokens = self.engine.encode_prompt(prompt).map_err(invalid)?;
         if tokens.is_empty() {
@@ -125,8 +183,15 @@ impl Worker {
                 "expected a prompt of at least one token, found an empty one".into(),
             ));
         }
-        let context = self.engine.model.info().context_length;
-        check_fits("request", tokens.len(), asked, context)
+        let info = self.engine.model.info();
+        // Checked here, not in the step: a bad id would fail every request batched with it.
+        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= info.vocab_size) {
+            return Err(SubmitError::Invalid(format!(
+                "request: token id {bad} is outside the model's vocabulary (size {})",
+                info.vocab_size
+            )));
+        }
+        check_fits("request", tokens.len(), asked, info.context_length)
             .map_err(|e| SubmitError::TooLong(e.to_string()))?;
         Ok(tokens)
     }
@@ -139,14 +204,36 @@ impl Worker {
         opts: GenerateOptions,
         sink: Sink,
     ) -> std::result::Result<usize, SubmitError> {
+        self.submit_probed(prompt, opts, sink, None)
+    }
+
+    /// `submit` with a probe the worker asks before every step whether the client is gone.
+    pub fn submit_probed(
+        &self,
+        prompt: &Prompt,
+        opts: GenerateOptions,
+        sink: Sink,
+        closed: Option<Probe>,
+    ) -> std::result::Result<usize, SubmitError> {
         let tokens = self.prepare(prompt, &opts)?;
         let n = tokens.len();
         let queue = self.queue.as_ref().ok_or(SubmitError::Stopped)?;
-        match queue.try_send(Job { tokens, opts, sink }) {
-            Ok(()) => Ok(n),
-            Err(TrySendError::Full(_)) => Err(SubmitError::QueueFull),
-            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
-        }
+        let job = Job {
+            tokens,
+            opts,
+            sink,
+            closed,
+            queued_at: Instant::now(),
+        };
+        // Counted before it is sent: the worker may take it (and count it out) at once.
+        Metrics::add(&self.metrics.queued, 1);
+        let refused = match queue.try_send(job) {
+            Ok(()) => return Ok(n),
+            Err(TrySendError::Full(_)) => SubmitError::QueueFull,
+            Err(TrySendError::Disconnected(_)) => SubmitError::Stopped,
+        };
+        Metrics::sub(&self.metrics.queued, 1);
+        Err(refused)
     }
 
     /// `submit` with the events on a channel; dropping the receiver cancels the request.
@@ -169,75 +256,4 @@ impl Drop for Worker {
             let _ = t.join();
         }
     }
-}
-
-fn run_jobs(engine: &Engine, rx: Receiver<Job>, counters: &Counters) {
-    while let Ok(mut job) = rx.recv() {
-        let cancel = AtomicBool::new(false);
-        let result = run_one(engine, &mut job, &cancel);
-        let ended = match &result {
-            Ok(s) => {
-                counters
-                    .generated_tokens
-                    .fetch_add(s.generated_tokens as u64, Ordering::Relaxed);
-                if s.finish == FinishReason::Cancelled {
-                    &counters.cancelled
-                } else {
-                    &counters.finished
-                }
-            }
-            Err(_) => &counters.failed,
-        };
-        ended.fetch_add(1, Ordering::Relaxed);
-        if cancel.load(Ordering::Relaxed) {
-            continue; // nobody listens any more
-        }
-        let _ = (job.sink)(match result {
-            Ok(stats) => Event::Done(stats),
-            Err(e) => Event::Error(e.to_string()),
-        });
-    }
-}
-
-/// What the worker has done since it started (for metrics, and to see cancellations work).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WorkerStats {
-    /// Requests that ended normally (EOS, stop string, max_tokens, full context).
-    pub finished: u64,
-    /// Requests whose sink stopped listening.
-    pub cancelled: u64,
-    /// Requests that failed while running.
-    pub failed: u64,
-    /// Tokens generated by all of them.
-    pub generated_tokens: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    finished: AtomicU64,
-    cancelled: AtomicU64,
-    failed: AtomicU64,
-    generated_tokens: AtomicU64,
-}
-
-fn run_one(engine: &Engine, job: &mut Job, cancel: &AtomicBool) -> Result<GenerationStats> {
-    let mut cache = engine.model.make_cache_of(job.opts.kv_cache)?;
-    let sink = &mut job.sink;
-    let g = engine.generate_tokens(
-        &mut cache,
-        &job.tokens,
-        0,
-        &job.opts,
-        Some(cancel),
-        &mut |text| {
-            // After a refusal nobody listens: nothing more goes out (not even the last flush).
-            if cancel.load(Ordering::Relaxed) {
-                return;
-            }
-            if !sink(Event::Text(text.to_string())) {
-                cancel.store(true, Ordering::Relaxed);
-            }
-        },
-    )?;
-    Ok(g.stats)
 }

@@ -1,15 +1,11 @@
 //! Logits of tiny random checkpoints against Hugging Face transformers (float32, eager), made
 //! by scripts/reference/transformers_logits.py: all at once and through the KV cache in chunks.
 
+#[path = "support/hf_logits.rs"]
+mod hf_logits;
+
+use hf_logits::fixtures;
 use rmlx_lm::npy;
-use std::path::{Path, PathBuf};
-
-#[path = "support/reference.rs"]
-mod reference;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
-}
 
 /// Relative L2 error allowed against transformers, on every device. The Llama family runs in
 /// f32 on both sides (we reach ~1e-6; cuBLAS in f32 compute mode, no TF32). gpt-oss experts
@@ -34,7 +30,7 @@ fn tolerance(name: &str) -> f64 {
 }
 
 fn check(name: &str) {
-    reference::check(&fixtures().join(name), tolerance(name));
+    hf_logits::check(&fixtures().join(name), tolerance(name));
 }
 
 #[test]

@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 
-#[path = "support/reference.rs"]
-mod reference;
+#[path = "support/hf_logits.rs"]
+mod hf_logits;
 
 /// Relative L2 error allowed against mlx-lm (the bound).
 const TOL: f64 = 1e-3;
@@ -37,7 +37,7 @@ fn check_all(arch: &str) {
             "{}",
             dir.display()
         );
-        reference::check(&dir, TOL);
+        hf_logits::check(&dir, TOL);
     }
 }
 

@@ -1,10 +1,14 @@
 //! `Worker`: requests through the engine thread give what `Engine::generate` gives; a sink that
 //! stops listening cancels its request; bad requests are refused before they queue.
 
+#[path = "support/events.rs"]
+mod events;
 #[path = "support/tiny_chat.rs"]
 mod tiny_chat;
 
-use rmlx_lm::{Engine, Event, GenerateOptions, Prompt, SamplerConfig, SubmitError, Worker};
+use events::collect;
+
+use rmlx_lm::{Engine, GenerateOptions, Prompt, SamplerConfig, SubmitError, Worker};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -13,21 +17,6 @@ fn greedy(max_tokens: usize) -> GenerateOptions {
         max_tokens: Some(max_tokens),
         sampler: SamplerConfig::greedy(),
         ..GenerateOptions::default()
-    }
-}
-
-/// Text and stats of a request, from its events.
-fn collect(rx: std::sync::mpsc::Receiver<Event>) -> (String, rmlx_lm::GenerationStats) {
-    let mut text = String::new();
-    loop {
-        match rx
-            .recv()
-            .expect("the worker ends every request with Done or Error")
-        {
-            Event::Text(t) => text.push_str(&t),
-            Event::Done(s) => return (text, s),
-            Event::Error(e) => panic!("request failed: {e}"),
-        }
     }
 }
 
@@ -87,5 +76,10 @@ fn bad_requests_are_refused_before_they_queue() {
             worker.submit_channel(&short, opts),
             Err(SubmitError::Invalid(_))
         ));
+    }
+    // Ids past the model's vocabulary (256) would fail the whole batched step: refused here.
+    match worker.submit_channel(&Prompt::Tokens(vec![1, 256]), greedy(1)) {
+        Err(SubmitError::Invalid(m)) => assert!(m.contains("token id 256"), "{m}"),
+        other => panic!("expected Invalid, found {:?}", other.map(|_| ())),
     }
 }

@@ -2,6 +2,7 @@
 //! an SSE stream of chunks.
 
 use crate::error::ApiError;
+use crate::logprobs::{attach, Logprobs};
 use crate::reply::{Accumulator, Delta, Endpoint, Head};
 use crate::request::{self, ChatRequest, Common, CompletionRequest};
 use crate::AppState;
@@ -38,7 +39,7 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let req: ChatRequest = request::parse(&body_bytes(body)?)?;
     check_model(&state, &req.common)?;
-    let prompt = request::chat_prompt(&req.messages)?;
+    let prompt = req.prompt()?;
     if state.worker.engine().template.is_none() {
         return Err(ApiError::invalid(
             "this model has no chat template: use /v1/completions",
@@ -109,36 +110,61 @@ async fn run(
     harmony: bool,
     prompt_param: &'static str,
 ) -> Result<Response, ApiError> {
-    let opts = common.options(harmony, state.config.kv_cache)?;
+    let chat = endpoint == Endpoint::Chat;
+    let opts = common.options(chat, harmony, state.config.kv_cache)?;
+    let logprobs = Logprobs::new(endpoint, opts.logprobs.is_some());
     let (tx, rx) = unbounded_channel();
+    // The worker asks before every step whether the client is gone (`rx` dropped), so a
+    // request frees its slot even before it has text to send.
+    let probe = tx.clone();
     // Tokenizing and the context check happen here, on this task (milliseconds); the model
     // runs on the worker thread.
     state
         .worker
-        .submit(&prompt, opts, Box::new(move |e| tx.send(e).is_ok()))
+        .submit_probed(
+            &prompt,
+            opts,
+            Box::new(move |e| tx.send(e).is_ok()),
+            Some(Box::new(move || probe.is_closed())),
+        )
         .map_err(|e| ApiError::from_submit(e, prompt_param))?;
     let head = Head::new(endpoint, &state.config.model_id);
+    let out = Output {
+        head,
+        harmony,
+        logprobs,
+    };
     if common.stream {
-        Ok(stream(head, rx, harmony, common.include_usage()))
+        Ok(stream(out, rx, common.include_usage()))
     } else {
-        whole(head, rx, harmony).await
+        whole(out, rx).await
     }
 }
 
-async fn whole(
+/// How a request's events become its answer.
+struct Output {
     head: Head,
-    mut rx: UnboundedReceiver<Event>,
     harmony: bool,
-) -> Result<Response, ApiError> {
+    logprobs: Logprobs,
+}
+
+async fn whole(out: Output, mut rx: UnboundedReceiver<Event>) -> Result<Response, ApiError> {
+    let Output {
+        head,
+        harmony,
+        mut logprobs,
+    } = out;
     let mut acc = Accumulator::new(harmony);
     while let Some(e) = rx.recv().await {
         match e {
             Event::Text(t) => {
                 acc.push(&t);
             }
+            Event::Logprob(l) => logprobs.push(l),
             Event::Done(stats) => {
                 let (_, reply) = acc.finish();
-                return Ok(Json(head.response(&reply, &stats)).into_response());
+                let body = attach(head.response(&reply, &stats), logprobs.take());
+                return Ok(Json(body).into_response());
             }
             Event::Error(m) => return Err(ApiError::server(m)),
         }
@@ -148,34 +174,51 @@ async fn whole(
     ))
 }
 
-/// SSE chunks: (chat) a role chunk, text chunks, a chunk with the finish reason, the usage
-/// chunk on request, `[DONE]`. A failure mid-stream sends an error object and ends.
-fn stream(head: Head, mut rx: UnboundedReceiver<Event>, harmony: bool, usage: bool) -> Response {
-    let (out, chunks) = unbounded_channel::<String>();
+/// SSE chunks: (chat) a role chunk, text chunks (each with the log-probabilities of the
+/// tokens gathered since the last one, when asked for), a chunk with the finish reason, the
+/// usage chunk on request, `[DONE]`. A failure mid-stream sends an error object and ends.
+fn stream(out: Output, mut rx: UnboundedReceiver<Event>, usage: bool) -> Response {
+    let (tx, chunks) = unbounded_channel::<String>();
     tokio::spawn(async move {
-        let send = |v: serde_json::Value| out.send(v.to_string()).is_ok();
+        let Output {
+            head,
+            harmony,
+            mut logprobs,
+        } = out;
+        let send = |v: serde_json::Value| tx.send(v.to_string()).is_ok();
         if head.endpoint == Endpoint::Chat && !send(head.chunk(Delta::Role, None, usage)) {
             return;
         }
         let mut acc = Accumulator::new(harmony);
-        let send_text = |(r, c): (String, String)| {
-            (r.is_empty() || send(head.chunk(Delta::Reasoning(r), None, usage)))
-                && (c.is_empty() || send(head.chunk(Delta::Content(c), None, usage)))
+        // Reasoning, then content; the pending log-probabilities ride on the first chunk.
+        let send_text = |(r, c): (String, String), lp: &mut Logprobs| {
+            let mut part = |d: Delta| send(attach(head.chunk(d, None, usage), lp.take()));
+            (r.is_empty() || part(Delta::Reasoning(r))) && (c.is_empty() || part(Delta::Content(c)))
         };
-        while let Some(e) = rx.recv().await {
+        loop {
+            // A closed stream (client gone) returns, dropping `rx`: that cancels the request,
+            // even while it has nothing to send.
+            let e = tokio::select! {
+                e = rx.recv() => e,
+                _ = tx.closed() => return,
+            };
+            let Some(e) = e else {
+                break;
+            };
             match e {
                 Event::Text(t) => {
-                    // A closed stream (client gone) drops `rx`, which cancels the request.
-                    if !send_text(acc.push(&t)) {
+                    if !send_text(acc.push(&t), &mut logprobs) {
                         return;
                     }
                 }
+                Event::Logprob(l) => logprobs.push(l),
                 Event::Done(stats) => {
                     let (rest, _) = acc.finish();
-                    let _ = send_text(rest)
-                        && send(head.chunk(Delta::None, Some(stats.finish), usage))
+                    let end = head.chunk(Delta::None, Some(stats.finish), usage);
+                    let _ = send_text(rest, &mut logprobs)
+                        && send(attach(end, logprobs.take()))
                         && (!usage || send(head.usage_chunk(&stats)))
-                        && out.send("[DONE]".into()).is_ok();
+                        && tx.send("[DONE]".into()).is_ok();
                     return;
                 }
                 Event::Error(m) => {

@@ -3,8 +3,10 @@
 //! The router is a library function ([`router`]) so an app can mount it in its own axum
 //! server; `rmlx serve` binds it to a port ([`serve`]). Endpoints: `POST /v1/chat/completions`,
 //! `POST /v1/completions` (JSON or SSE streams ending with `data: [DONE]`), `GET /v1/models`,
-//! `GET /health`. Requests run one at a time on the worker, the others wait in its bounded
-//! queue; a full queue answers 429. A client that disconnects cancels its request.
+//! `GET /health`, `GET /metrics` (Prometheus text). Up to the worker's `parallel` requests run
+//! at once, batched; the others wait in its bounded queue, and a full queue answers 429. A
+//! client that disconnects frees its slot at the next step. A request whose prompt begins as a
+//! finished one's did reuses that slot's KV cache (`usage.prompt_tokens_details.cached_tokens`).
 //!
 //! The `model` field must name the served model's id (as `/v1/models` lists it); any other
 //! name is a 404 `model_not_found`, as OpenAI answers, so a client never silently talks to a
@@ -15,6 +17,8 @@
 
 mod error;
 mod handlers;
+mod logprobs;
+mod metrics;
 mod reply;
 mod request;
 
@@ -76,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(handlers::chat))
         .route("/v1/completions", post(handlers::completions))
         .route("/v1/models", get(handlers::models))
+        .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_key,

@@ -129,11 +129,14 @@ fn finish_reason(f: FinishReason) -> &'static str {
     }
 }
 
+/// Token counts; `cached_tokens`: prompt tokens whose keys and values a slot's cache already
+/// held (not computed again), as OpenAI reports its prompt caching.
 fn usage(s: &GenerationStats) -> Json {
     json!({
         "prompt_tokens": s.prompt_tokens,
         "completion_tokens": s.generated_tokens,
         "total_tokens": s.prompt_tokens + s.generated_tokens,
+        "prompt_tokens_details": {"cached_tokens": s.prompt_tokens - s.prefilled_tokens},
     })
 }
 

@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use rmlx_lm::cache::CacheKind;
+use rmlx_lm::logprobs::MAX_TOP_LOGPROBS;
 use rmlx_lm::{GenerateOptions, Prompt, SamplerConfig};
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -24,8 +25,10 @@ pub struct Common {
     pub n: Option<u64>,
     pub presence_penalty: Option<f32>,
     pub frequency_penalty: Option<f32>,
-    /// Not supported yet: anything but null/false/0 is refused rather than ignored.
+    /// Chat: `true` reports each token's log-probability (`top_logprobs` alternatives too);
+    /// completions: the number of alternatives (0 to 20).
     pub logprobs: Option<Json>,
+    pub top_logprobs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -44,8 +47,32 @@ pub enum Stop {
 #[derive(Deserialize)]
 pub struct ChatRequest {
     pub messages: Json,
+    /// "low", "medium" or "high": passed to the chat template (gpt-oss writes it into the
+    /// system message).
+    pub reasoning_effort: Option<String>,
     #[serde(flatten)]
     pub common: Common,
+}
+
+const EFFORTS: [&str; 3] = ["low", "medium", "high"];
+
+impl ChatRequest {
+    /// The checked messages, rendered with `reasoning_effort` when given.
+    pub fn prompt(&self) -> Result<Prompt, ApiError> {
+        let messages = chat_messages(&self.messages)?;
+        let Some(effort) = &self.reasoning_effort else {
+            return Ok(Prompt::Chat(messages));
+        };
+        if !EFFORTS.contains(&effort.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "reasoning_effort: expected one of {EFFORTS:?}, found {effort:?}"
+            ))
+            .with_param("reasoning_effort"));
+        }
+        let mut vars = serde_json::Map::new();
+        vars.insert("reasoning_effort".into(), Json::from(effort.as_str()));
+        Ok(Prompt::ChatWith { messages, vars })
+    }
 }
 
 #[derive(Deserialize)]
@@ -74,10 +101,12 @@ impl Common {
             .is_some_and(|o| o.include_usage)
     }
 
-    /// The library's options. OpenAI's sampling defaults: temperature 1, top_p 1, no top-k
-    /// or min-p; no `max_tokens` generates until EOS, a stop string or the end of the context.
+    /// The library's options (`chat`: for `/v1/chat/completions`, else `/v1/completions`).
+    /// OpenAI's sampling defaults: temperature 1, top_p 1, no top-k or min-p; no `max_tokens`
+    /// generates until EOS, a stop string or the end of the context.
     pub fn options(
         &self,
+        chat: bool,
         keep_special: bool,
         kv_cache: CacheKind,
     ) -> Result<GenerateOptions, ApiError> {
@@ -89,13 +118,7 @@ impl Common {
                 .with_param("n"));
             }
         }
-        let no_logprobs = match &self.logprobs {
-            None | Some(Json::Null) | Some(Json::Bool(false)) => true,
-            Some(v) => v.as_u64() == Some(0),
-        };
-        if !no_logprobs {
-            return Err(ApiError::invalid("logprobs: not supported yet").with_param("logprobs"));
-        }
+        let logprobs = self.logprobs(chat)?;
         let temperature = in_range("temperature", self.temperature, 1.0, 0.0, 2.0)?;
         let top_p = in_range("top_p", self.top_p, 1.0, 0.0, 1.0)?;
         if top_p == 0.0 {
@@ -133,7 +156,49 @@ impl Common {
             stop,
             keep_special,
             kv_cache,
+            logprobs,
         })
+    }
+
+    /// How many alternatives to report with each token's log-probability, or None (off).
+    /// Chat: `logprobs: true` with `top_logprobs` 0–20; completions: `logprobs` 0–20.
+    fn logprobs(&self, chat: bool) -> Result<Option<usize>, ApiError> {
+        let bad = |p: &'static str, m: String| Err(ApiError::invalid(m).with_param(p));
+        let count = |n: u64, p: &'static str| match usize::try_from(n) {
+            Ok(n) if n <= MAX_TOP_LOGPROBS => Ok(Some(n)),
+            _ => bad(
+                p,
+                format!("{p}: expected 0 to {MAX_TOP_LOGPROBS}, found {n}"),
+            ),
+        };
+        let off = matches!(
+            self.logprobs,
+            None | Some(Json::Null) | Some(Json::Bool(false))
+        );
+        match (&self.logprobs, self.top_logprobs) {
+            (_, Some(_)) if !chat => bad(
+                "top_logprobs",
+                "top_logprobs: completions take the number of alternatives in `logprobs`".into(),
+            ),
+            (_, Some(_)) if off => bad(
+                "top_logprobs",
+                "top_logprobs: requires `logprobs: true`".into(),
+            ),
+            _ if off => Ok(None),
+            (Some(Json::Bool(true)), top) if chat => count(top.unwrap_or(0), "top_logprobs"),
+            (Some(v), _) if chat => bad(
+                "logprobs",
+                format!("logprobs: expected a boolean, found {v}"),
+            ),
+            (Some(v), _) => match v.as_u64() {
+                Some(n) => count(n, "logprobs"),
+                None => bad(
+                    "logprobs",
+                    format!("logprobs: expected an integer (0 to {MAX_TOP_LOGPROBS}), found {v}"),
+                ),
+            },
+            (None, _) => Ok(None),
+        }
     }
 }
 
@@ -159,7 +224,7 @@ const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
 /// Checks chat messages and gives each a plain-text `content` (text parts joined), as chat
 /// templates expect.
-pub fn chat_prompt(messages: &Json) -> Result<Prompt, ApiError> {
+fn chat_messages(messages: &Json) -> Result<Vec<Json>, ApiError> {
     let bad = |m: String| ApiError::invalid(m).with_param("messages");
     let list = messages
         .as_array()
@@ -198,7 +263,7 @@ pub fn chat_prompt(messages: &Json) -> Result<Prompt, ApiError> {
         m.insert("content".into(), Json::String(content));
         out.push(Json::Object(m));
     }
-    Ok(Prompt::Chat(out))
+    Ok(out)
 }
 
 /// `[{"type": "text", "text": …}, …]` joined; None if a part is not text.

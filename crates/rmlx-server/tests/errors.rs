@@ -66,7 +66,15 @@ async fn malformed_or_ill_typed_requests_are_400s() {
         (chat(json!({"top_p": 0.0})), "top_p"),
         (chat(json!({"max_tokens": 0})), "max_tokens"),
         (chat(json!({"stop": 5})), "invalid request"),
-        (chat(json!({"logprobs": true})), "logprobs"),
+        (chat(json!({"logprobs": 3})), "logprobs: expected a boolean"),
+        (
+            chat(json!({"top_logprobs": 2})),
+            "requires `logprobs: true`",
+        ),
+        (
+            chat(json!({"logprobs": true, "top_logprobs": 21})),
+            "top_logprobs: expected 0 to 20",
+        ),
         (chat(json!({"seed": "x"})), "invalid type"),
         (json!({"model": MODEL_ID}).to_string(), "messages"),
     ];
@@ -77,15 +85,28 @@ async fn malformed_or_ill_typed_requests_are_400s() {
         assert!(m.contains(needle), "{body}: expected {needle:?} in {m:?}");
         assert_eq!(v["error"]["type"], "invalid_request_error");
     }
-    let (status, v) = post(
-        &server,
-        "/v1/completions",
-        json!({"model": MODEL_ID, "prompt": 3}).to_string(),
-        None,
-    )
-    .await;
-    assert_eq!(status, 400, "{v}");
-    assert!(error_message(&v).contains("prompt"));
+    let completions = [
+        (json!({"prompt": 3}), "prompt"),
+        (
+            json!({"prompt": "Hi", "logprobs": 21}),
+            "logprobs: expected 0 to 20",
+        ),
+        (
+            json!({"prompt": "Hi", "logprobs": true}),
+            "expected an integer",
+        ),
+        (
+            json!({"prompt": "Hi", "logprobs": 2, "top_logprobs": 2}),
+            "number of alternatives in `logprobs`",
+        ),
+    ];
+    for (mut body, needle) in completions {
+        body["model"] = json!(MODEL_ID);
+        let (status, v) = post(&server, "/v1/completions", body.to_string(), None).await;
+        assert_eq!(status, 400, "{body} -> {v}");
+        let m = error_message(&v);
+        assert!(m.contains(needle), "{body}: expected {needle:?} in {m:?}");
+    }
 }
 
 #[tokio::test]

@@ -83,3 +83,53 @@ async fn harmony_channels_split_into_reasoning_and_content() {
     assert!(done, "the stream ends with [DONE]");
     assert_eq!((r.as_str(), c.as_str()), (reasoning, content));
 }
+
+/// gpt-oss's template writes `reasoning_effort` into the system message ("medium" when not
+/// given), as this stand-in does.
+const EFFORT_TEMPLATE: &str = "{%- if reasoning_effort is not defined %}{%- set reasoning_effort \
+= 'medium' %}{%- endif -%}<|start|>system<|message|>Reasoning: {{ reasoning_effort }}<|end|>\
+{%- for m in messages -%}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{%- endfor -%}\
+{%- if add_generation_prompt -%}<|start|>assistant{%- endif -%}";
+
+#[tokio::test]
+async fn reasoning_effort_reaches_the_template() {
+    let dir = tiny_chat::harmony_chat(256);
+    std::fs::write(dir.path().join("chat_template.jinja"), EFFORT_TEMPLATE).unwrap();
+    let engine = Engine::load(dir.path()).unwrap();
+    let messages = vec![json!({"role": "user", "content": "What is 2+2?"})];
+    let rendered = |effort: Option<&str>| {
+        let prompt = match effort {
+            None => Prompt::Chat(messages.clone()),
+            Some(e) => Prompt::ChatWith {
+                messages: messages.clone(),
+                vars: json!({"reasoning_effort": e}).as_object().unwrap().clone(),
+            },
+        };
+        let ids = engine.encode_prompt(&prompt).unwrap();
+        (engine.tokenizer.decode(&ids, false).unwrap(), ids.len())
+    };
+    assert!(rendered(None).0.contains("Reasoning: medium"));
+    let server = start_with(dir, 4, |_| {}).await;
+    let url = format!("{}/chat/completions", server.v1());
+    for effort in ["low", "high"] {
+        let (text, tokens) = rendered(Some(effort));
+        assert!(text.contains(&format!("Reasoning: {effort}")), "{text}");
+        let mut b: Json = serde_json::from_str(&body(false)).unwrap();
+        b["reasoning_effort"] = json!(effort);
+        b["max_tokens"] = json!(2);
+        let v: Json = serde_json::from_str(&post(&url, b.to_string()).await).unwrap();
+        assert_eq!(v["usage"]["prompt_tokens"], json!(tokens), "{effort}: {v}");
+    }
+    let mut b: Json = serde_json::from_str(&body(false)).unwrap();
+    b["reasoning_effort"] = json!("extreme");
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(b.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Json = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "reasoning_effort", "{v}");
+}

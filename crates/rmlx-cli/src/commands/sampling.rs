@@ -85,6 +85,7 @@ impl GenFlags {
             stop: self.stop.clone(),
             keep_special,
             kv_cache: self.kv_cache,
+            logprobs: None,
         }
     }
 }

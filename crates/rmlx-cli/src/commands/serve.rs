@@ -2,6 +2,7 @@
 
 use super::sampling::load_model;
 use anyhow::{Context, Result};
+use rmlx_lm::{Worker, WorkerOptions};
 use rmlx_server::{AppState, ServerConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +26,14 @@ pub struct Args {
     /// The model id clients name in `model` (default: the model's file or directory name).
     #[arg(long)]
     model_id: Option<String>,
-    /// Requests that may wait while one runs; more are answered 429.
+    /// Requests run at once, batched into one forward pass per step (each holds a KV cache).
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+    /// Most tokens one forward pass runs: a token of each decoding request, prompt chunks of
+    /// new ones in the rest.
+    #[arg(long, default_value_t = 512)]
+    step_tokens: usize,
+    /// Requests that may wait for a free slot; more are answered 429.
     #[arg(long, default_value_t = 64)]
     queue: usize,
     /// KV cache storage: f32, bf16, f16, q8, q4, k8v4.
@@ -40,7 +48,13 @@ pub fn run(a: Args) -> Result<()> {
         None => model_name(engine.files.path()),
     };
     let context = engine.model.info().context_length;
-    let worker = Arc::new(rmlx_lm::Worker::spawn(engine, a.queue)?);
+    let parallel = a.parallel;
+    let opts = WorkerOptions {
+        queue: a.queue,
+        parallel: a.parallel,
+        step_tokens: a.step_tokens,
+    };
+    let worker = Arc::new(Worker::spawn_with(engine, opts)?);
     let config = ServerConfig {
         api_key: a.api_key,
         kv_cache: a.kv_cache,
@@ -54,7 +68,8 @@ pub fn run(a: Args) -> Result<()> {
             .await
             .with_context(|| format!("serve: cannot listen on {addr}"))?;
         eprintln!(
-            "rmlx: serving `{model_id}` (context {context}) on http://{} (OpenAI API under /v1)",
+            "rmlx: serving `{model_id}` (context {context}, {parallel} at once) on http://{} \
+             (OpenAI API under /v1)",
             listener.local_addr()?
         );
         rmlx_server::serve(listener, state)

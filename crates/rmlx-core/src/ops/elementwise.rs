@@ -20,7 +20,7 @@ unary_methods!(
     neg => Neg, abs => Abs, exp => Exp, log => Log, sqrt => Sqrt, rsqrt => Rsqrt,
     square => Square, recip => Recip, sin => Sin, cos => Cos, tanh => Tanh,
     sigmoid => Sigmoid, silu => Silu, gelu => Gelu, gelu_tanh => GeluTanh,
-    floor => Floor, ceil => Ceil, round => Round,
+    floor => Floor, ceil => Ceil, round => Round, erf => Erf,
 );
 
 macro_rules! binary_methods {

@@ -30,6 +30,18 @@ pub enum CacheKind {
     K8V4,
 }
 
+impl CacheKind {
+    /// Every kind, exact first.
+    pub const ALL: [CacheKind; 6] = [
+        CacheKind::F32,
+        CacheKind::Bf16,
+        CacheKind::F16,
+        CacheKind::Q8,
+        CacheKind::Q4,
+        CacheKind::K8V4,
+    ];
+}
+
 impl FromStr for CacheKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -140,9 +152,14 @@ impl ModelCache {
     /// Rewinds every layer to `len` positions, or returns false if some layer cannot (a
     /// rotating cache has evicted what it would need); then the caller starts over.
     pub fn truncate(&mut self, len: usize) -> bool {
-        if !self.layers.iter().all(|c| c.can_truncate(len)) {
+        if !self.can_truncate(len) {
             return false;
         }
         self.layers.iter_mut().all(|c| c.truncate(len))
+    }
+
+    /// Whether `truncate(len)` would succeed.
+    pub fn can_truncate(&self, len: usize) -> bool {
+        self.layers.iter().all(|c| c.can_truncate(len))
     }
 }

@@ -3,11 +3,13 @@
 //! over the selected logits, MXFP4 experts computed from packed blocks with the clamped SwiGLU
 //! (alpha 1.702, `+1` on up) over interleaved gate/up rows. Hugging Face names.
 
-use crate::cache::{layer_cache, CacheKind, KvCache, ModelCache};
+use crate::batch::{AttendSpec, Packed};
+use crate::cache::{layer_cache, CacheKind, ModelCache};
 use crate::layers::{f32_leaf, Embedding, Linear};
 use crate::model::{Logits, Model, ModelInfo};
 use crate::weights::{Tensor, Weights};
-use rmlx_core::ops::{AttentionMask, RopeScaling};
+use rmlx_core::compile::{compile, Compiled};
+use rmlx_core::ops::RopeScaling;
 use rmlx_core::primitive::RopeLayout;
 use rmlx_core::quant::QuantizedWeight;
 use rmlx_core::{Array, DType, Error, Result};
@@ -38,7 +40,8 @@ const ALPHA: f32 = 1.702;
 struct Attention {
     /// q, k and v projections fused: outputs (T, (Hq + 2·Hkv)·D).
     qkv_proj: Linear,
-    o_proj: Linear,
+    /// x + o_proj(o), compiled: the projection's bias and the residual add are one kernel.
+    o_proj_residual: Compiled<BlockFn>,
     /// f32 (converted once at load).
     sinks: Array,
 }
@@ -50,12 +53,24 @@ struct Experts {
     down_proj_bias: Array,         // (E, H) f32
 }
 
+/// The feed-forward half of a layer: x + moe(rms_norm(x)).
+struct MoeBlock {
+    norm: Array,
+    router: Linear,
+    experts: Experts,
+    eps: f32,
+    experts_per_token: usize,
+    swiglu_limit: f32,
+}
+
+type BlockFn = Box<dyn Fn(&[Array]) -> Result<Vec<Array>> + Send + Sync>;
+
 struct Layer {
     input_layernorm: Array,
     self_attn: Attention,
-    post_attention_layernorm: Array,
-    router: Linear,
-    experts: Experts,
+    /// `MoeBlock::forward`, compiled: traced once per input shape, its elementwise runs fused
+    /// (the biases, clamps and gates of the activation become one kernel).
+    moe: Compiled<BlockFn>,
 }
 
 pub struct GptOss {
@@ -106,17 +121,23 @@ impl GptOss {
                         &Linear::load(&a.pp("k_proj"), h, nkv * d, true)?,
                         &Linear::load(&a.pp("v_proj"), h, nkv * d, true)?,
                     ])?,
-                    o_proj: Linear::load(&a.pp("o_proj"), nq * d, h, true)?,
+                    o_proj_residual: residual(Linear::load(&a.pp("o_proj"), nq * d, h, true)?),
                     sinks: f32_leaf(a.dense("sinks", &[nq])?)?,
                 },
-                post_attention_layernorm: l.pp("post_attention_layernorm").dense("weight", &[h])?,
-                router: Linear::load(&l.pp("mlp").pp("router"), h, e, true)?,
-                experts: Experts {
-                    gate_up_proj: quantized(&x, "gate_up_proj", &[e, 2 * i, h])?,
-                    gate_up_proj_bias: f32_leaf(x.dense("gate_up_proj_bias", &[e, 2 * i])?)?,
-                    down_proj: quantized(&x, "down_proj", &[e, h, i])?,
-                    down_proj_bias: f32_leaf(x.dense("down_proj_bias", &[e, h])?)?,
-                },
+                moe: MoeBlock {
+                    norm: l.pp("post_attention_layernorm").dense("weight", &[h])?,
+                    router: Linear::load(&l.pp("mlp").pp("router"), h, e, true)?,
+                    eps: cfg.rms_norm_eps,
+                    experts_per_token: cfg.experts_per_token,
+                    swiglu_limit: cfg.swiglu_limit,
+                    experts: Experts {
+                        gate_up_proj: quantized(&x, "gate_up_proj", &[e, 2 * i, h])?,
+                        gate_up_proj_bias: f32_leaf(x.dense("gate_up_proj_bias", &[e, 2 * i])?)?,
+                        down_proj: quantized(&x, "down_proj", &[e, h, i])?,
+                        down_proj_bias: f32_leaf(x.dense("down_proj_bias", &[e, h])?)?,
+                    },
+                }
+                .compiled(),
             });
         }
         let (inv_freq, mscale) = cfg.rope_scaling.tables(cfg.rope_theta, d)?;
@@ -132,13 +153,15 @@ impl GptOss {
         })
     }
 
+    /// Attention of layer `li` over the packed step, before the output projection:
+    /// x (ΣT, H) → (ΣT, Hq·D).
     fn attention(
         &self,
         a: &Attention,
         x: &Array,
-        pos: &Array,
-        cache: &mut dyn KvCache,
-        sliding: bool,
+        step: &Packed,
+        caches: &mut [&mut ModelCache],
+        li: usize,
     ) -> Result<Array> {
         let c = &self.cfg;
         let t = x.dim(0)? as isize;
@@ -146,58 +169,72 @@ impl GptOss {
         let heads = |y: Array, n: usize| {
             y.reshape(&[1, t, n as isize, d as isize])?
                 .transpose(&[0, 2, 1, 3])
-        }; // (1, H, T, D)
+        }; // (1, H, ΣT, D)
         let (nq, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        let qkv = a.qkv_proj.forward(x)?; // (T, (Hq + 2·Hkv)·D)
-        let (qe, ke) = (nq * d, (nq + nkv) * d);
-        let q = heads(qkv.slice_axis(-1, 0, qe)?, nq)?;
-        let k = heads(qkv.slice_axis(-1, qe, ke)?, nkv)?;
+        let qkv = a.qkv_proj.forward(x)?; // (ΣT, (Hq + 2·Hkv)·D)
+        let ke = (nq + nkv) * d;
         let v = heads(qkv.slice_axis(-1, ke, ke + nkv * d)?, nkv)?;
-        let q = q.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
-        let k = k.rope(RopeLayout::HalfSplit, d, &self.inv_freq, self.mscale, pos)?;
-        let kv = cache.update(&k, &v)?;
-        let window = if sliding {
-            Some(c.sliding_window)
-        } else {
-            None
-        };
-        let mask = AttentionMask {
-            q_pos: pos.clone(),
-            k_pos: kv.k_pos,
-            window,
-        };
-        let o = q.scaled_dot_product_attention(
-            &kv.keys,
-            &kv.values,
-            1.0 / (d as f32).sqrt(),
-            &mask,
-            Some(&a.sinks),
+        let pos = &step.positions;
+        // q and k rotate by the same positions: one RoPE over all their heads (one kernel, not
+        // two), then q is the first Hq heads and k the rest.
+        let qk = heads(qkv.slice_axis(-1, 0, ke)?, nq + nkv)?.rope(
+            RopeLayout::HalfSplit,
+            d,
+            &self.inv_freq,
+            self.mscale,
+            pos,
         )?;
-        let o = o
-            .transpose(&[0, 2, 1, 3])?
-            .reshape(&[t, (c.num_attention_heads * d) as isize])?;
-        a.o_proj.forward(&o)
+        let (q, k) = (qk.slice_axis(1, 0, nq)?, qk.slice_axis(1, nq, nq + nkv)?);
+        let spec = AttendSpec {
+            layer: li,
+            scale: 1.0 / (d as f32).sqrt(),
+            window: c.sliding[li].then_some(c.sliding_window),
+            sinks: Some(&a.sinks),
+        };
+        let o = step.attend(&q, &k, &v, caches, &spec)?; // (1, Hq, ΣT, D)
+        o.transpose(&[0, 2, 1, 3])?
+            .reshape(&[t, (c.num_attention_heads * d) as isize]) // (ΣT, Hq·D)
+    }
+}
+
+/// x + proj(o) as a compiled function of (x, o).
+fn residual(proj: Linear) -> Compiled<BlockFn> {
+    compile(Box::new(move |xs: &[Array]| Ok(vec![xs[0].add(&proj.forward(&xs[1])?)?])) as BlockFn)
+}
+
+impl MoeBlock {
+    /// The block as a compiled function of x (its weights are the trace's constants).
+    fn compiled(self) -> Compiled<BlockFn> {
+        let block = std::sync::Arc::new(self);
+        compile(Box::new(move |xs: &[Array]| Ok(vec![block.forward(&xs[0])?])) as BlockFn)
+    }
+
+    /// x + moe(rms_norm(x)): (T, H) → (T, H).
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let h = x.rms_norm(&self.norm, self.eps)?;
+        x.add(&self.moe(&h)?)
     }
 
     /// Mixture of experts: (T, H) → (T, H).
-    fn moe(&self, l: &Layer, x: &Array) -> Result<Array> {
-        let k = self.cfg.experts_per_token;
-        let limit = self.cfg.swiglu_limit;
-        let logits = l.router.forward(x)?; // (T, E)
+    fn moe(&self, x: &Array) -> Result<Array> {
+        let k = self.experts_per_token;
+        let limit = self.swiglu_limit;
+        let logits = self.router.forward(x)?; // (T, E)
         let idx = logits.topk_indices(k)?; // (T, k), largest first
         let weights = logits.take_along_axis(&idx, -1)?.softmax(-1)?; // (T, k)
-        let ex = &l.experts;
-        let gate_up = ex
-            .gate_up_proj
-            .gather_qmm(x, &idx)?
-            .add(&ex.gate_up_proj_bias.take(&idx, 0)?)?; // (T, k, 2I)
+        let ex = &self.experts;
+        let gate_up = ex.gate_up_proj.gather_qmm(x, &idx)?; // (T, k, 2I)
+        let bias = ex.gate_up_proj_bias.take(&idx, 0)?; // (T, k, 2I)
         let n2 = gate_up.dim(-1)?;
         let (t, kk) = (gate_up.dim(0)?, gate_up.dim(1)?);
-        let gate = gate_up
-            .slice(&[0, 0, 0], &[t, kk, n2], &[1, 1, 2])?
+        // Gate and up rows interleave; each takes its bias rows the same way. Slicing before
+        // the bias add (the same sums) leaves one elementwise run for `compile` to fuse.
+        let rows = |a: &Array, first: usize| a.slice(&[0, 0, first], &[t, kk, n2], &[1, 1, 2]);
+        let gate = rows(&gate_up, 0)?
+            .add(&rows(&bias, 0)?)?
             .clip(None, Some(limit))?;
-        let up = gate_up
-            .slice(&[0, 0, 1], &[t, kk, n2], &[1, 1, 2])?
+        let up = rows(&gate_up, 1)?
+            .add(&rows(&bias, 1)?)?
             .clip(Some(-limit), Some(limit))?;
         let glu = gate.mul(&gate.mul_scalar(ALPHA)?.sigmoid()?)?;
         let act = up.add_scalar(1.0)?.mul(&glu)?; // (T, k, I)
@@ -225,31 +262,22 @@ impl Model for GptOss {
         Ok(ModelCache { layers })
     }
 
-    fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array> {
-        self.check_tokens(tokens, cache)?;
-        let t = tokens.len();
-        let offset = cache.offset();
-        let ids = Array::from_slice(tokens, &[t])?;
-        let pos: Vec<i32> = (offset..offset + t).map(|p| p as i32).collect();
-        let pos = Array::from_slice(&pos, &[t])?;
+    fn forward_packed(
+        &self,
+        step: &Packed,
+        caches: &mut [&mut ModelCache],
+        logits: Logits,
+    ) -> Result<Array> {
         let eps = self.cfg.rms_norm_eps;
-        let mut x = self.embed_tokens.forward(&ids, DType::F32)?; // (T, H)
-        for (li, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+        let mut x = self.embed_tokens.forward(&step.ids, DType::F32)?; // (ΣT, H)
+        for (li, layer) in self.layers.iter().enumerate() {
             let h = x.rms_norm(&layer.input_layernorm, eps)?;
-            x = x.add(&self.attention(
-                &layer.self_attn,
-                &h,
-                &pos,
-                lc.as_mut(),
-                self.cfg.sliding[li],
-            )?)?;
-            let h = x.rms_norm(&layer.post_attention_layernorm, eps)?;
-            x = x.add(&self.moe(layer, &h)?)?;
+            let attn = &layer.self_attn;
+            let o = self.attention(attn, &h, step, caches, li)?;
+            x = attn.o_proj_residual.call(&[x, o])?.remove(0);
+            x = layer.moe.call(&[x])?.remove(0);
         }
-        if logits == Logits::Last && t > 1 {
-            x = x.slice_axis(0, t - 1, t)?;
-        }
-        let x = x.rms_norm(&self.norm, eps)?;
+        let x = step.logit_rows(&x, logits)?.rms_norm(&self.norm, eps)?;
         self.lm_head.forward(&x)?.astype(DType::F32)
     }
 }

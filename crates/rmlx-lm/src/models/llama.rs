@@ -2,11 +2,12 @@
 //! biases), Qwen3 (per-head q/k RMSNorm); tied or untied embeddings. Hugging Face names;
 //! GGUF sources map their names to these.
 
-use crate::cache::{layer_cache, CacheKind, KvCache, ModelCache};
+use crate::batch::{AttendSpec, Packed};
+use crate::cache::{layer_cache, CacheKind, ModelCache};
 use crate::layers::{Embedding, Linear};
 use crate::model::{Logits, Model, ModelInfo};
 use crate::weights::Weights;
-use rmlx_core::ops::{AttentionMask, RopeScaling};
+use rmlx_core::ops::RopeScaling;
 use rmlx_core::primitive::RopeLayout;
 use rmlx_core::{Array, DType, Error, Result};
 
@@ -137,12 +138,14 @@ impl Llama {
         &self.cfg
     }
 
+    /// Attention of layer `li` over the packed step: x (ΣT, H) → (ΣT, H).
     fn attention(
         &self,
         a: &Attention,
         x: &Array,
-        pos: &Array,
-        cache: &mut dyn KvCache,
+        step: &Packed,
+        caches: &mut [&mut ModelCache],
+        li: usize,
     ) -> Result<Array> {
         let c = &self.cfg;
         let t = x.dim(0)? as isize;
@@ -152,34 +155,37 @@ impl Llama {
             c.head_dim,
         );
         let heads = |y: Array, n: isize, norm: &Option<Array>| -> Result<Array> {
-            let y = y.reshape(&[1, t, n, d as isize])?; // (1, T, H, D)
+            let y = y.reshape(&[1, t, n, d as isize])?; // (1, ΣT, H, D)
             let y = match norm {
                 Some(w) => y.rms_norm(w, c.rms_norm_eps)?,
                 None => y,
             };
-            y.transpose(&[0, 2, 1, 3]) // (1, H, T, D)
+            y.transpose(&[0, 2, 1, 3]) // (1, H, ΣT, D)
         };
-        let qkv = a.qkv_proj.forward(x)?; // (T, (Hq + 2·Hkv)·D)
+        let qkv = a.qkv_proj.forward(x)?; // (ΣT, (Hq + 2·Hkv)·D)
         let (qe, ke) = ((nq as usize) * d, (nq + nkv) as usize * d);
-        let q = heads(qkv.slice_axis(-1, 0, qe)?, nq, &a.q_norm)?;
-        let k = heads(qkv.slice_axis(-1, qe, ke)?, nkv, &a.k_norm)?;
         let v = heads(qkv.slice_axis(-1, ke, ke + nkv as usize * d)?, nkv, &None)?;
-        let q = q.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos)?;
-        let k = k.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos)?;
-        let kv = cache.update(&k, &v)?;
-        let mask = AttentionMask {
-            q_pos: pos.clone(),
-            k_pos: kv.k_pos,
-            window: c.sliding_window,
+        let pos = &step.positions;
+        let rope = |y: &Array| y.rope(c.rope_layout, d, &self.inv_freq, self.mscale, pos);
+        let (q, k) = if a.q_norm.is_none() && a.k_norm.is_none() {
+            // q and k rotate by the same positions: one RoPE over all their heads (one kernel,
+            // not two), then q is the first Hq heads and k the rest.
+            let qk = rope(&heads(qkv.slice_axis(-1, 0, ke)?, nq + nkv, &None)?)?;
+            let (nq, nqk) = (nq as usize, (nq + nkv) as usize);
+            (qk.slice_axis(1, 0, nq)?, qk.slice_axis(1, nq, nqk)?)
+        } else {
+            let q = heads(qkv.slice_axis(-1, 0, qe)?, nq, &a.q_norm)?;
+            let k = heads(qkv.slice_axis(-1, qe, ke)?, nkv, &a.k_norm)?;
+            (rope(&q)?, rope(&k)?)
         };
-        let o = q.scaled_dot_product_attention(
-            &kv.keys,
-            &kv.values,
-            1.0 / (d as f32).sqrt(),
-            &mask,
-            None,
-        )?;
-        let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[t, nq * d as isize])?; // (T, Hq·D)
+        let spec = AttendSpec {
+            layer: li,
+            scale: 1.0 / (d as f32).sqrt(),
+            window: c.sliding_window,
+            sinks: None,
+        };
+        let o = step.attend(&q, &k, &v, caches, &spec)?; // (1, Hq, ΣT, D)
+        let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[t, nq * d as isize])?; // (ΣT, Hq·D)
         a.o_proj.forward(&o)
     }
 }
@@ -196,27 +202,23 @@ impl Model for Llama {
         Ok(ModelCache { layers })
     }
 
-    fn forward(&self, tokens: &[u32], cache: &mut ModelCache, logits: Logits) -> Result<Array> {
-        self.check_tokens(tokens, cache)?;
-        let t = tokens.len();
-        let offset = cache.offset();
-        let ids = Array::from_slice(tokens, &[t])?;
-        let pos: Vec<i32> = (offset..offset + t).map(|p| p as i32).collect();
-        let pos = Array::from_slice(&pos, &[t])?;
+    fn forward_packed(
+        &self,
+        step: &Packed,
+        caches: &mut [&mut ModelCache],
+        logits: Logits,
+    ) -> Result<Array> {
         let eps = self.cfg.rms_norm_eps;
-        let mut x = self.embed_tokens.forward(&ids, self.act)?; // (T, H)
-        for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        let mut x = self.embed_tokens.forward(&step.ids, self.act)?; // (ΣT, H)
+        for (li, layer) in self.layers.iter().enumerate() {
             let h = x.rms_norm(&layer.input_layernorm, eps)?;
-            x = x.add(&self.attention(&layer.self_attn, &h, &pos, lc.as_mut())?)?;
+            x = x.add(&self.attention(&layer.self_attn, &h, step, caches, li)?)?;
             let h = x.rms_norm(&layer.post_attention_layernorm, eps)?;
             let m = &layer.mlp;
-            let ff = m.gate_up_proj.forward(&h)?.swiglu()?; // (T, 2·I) → (T, I)
+            let ff = m.gate_up_proj.forward(&h)?.swiglu()?; // (ΣT, 2·I) → (ΣT, I)
             x = x.add(&m.down_proj.forward(&ff)?)?;
         }
-        if logits == Logits::Last && t > 1 {
-            x = x.slice_axis(0, t - 1, t)?;
-        }
-        let x = x.rms_norm(&self.norm, eps)?;
+        let x = step.logit_rows(&x, logits)?.rms_norm(&self.norm, eps)?;
         self.lm_head.forward(&x)?.astype(DType::F32)
     }
 }

@@ -331,6 +331,19 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special).map_err(tok_err)
     }
 
+    /// The bytes token `id` stands for, which may be part of a character's UTF-8 (OpenAI's
+    /// logprob `bytes`); for tokenizers without a byte mapping, its text decoded alone.
+    pub fn token_bytes(&self, id: u32) -> Result<Vec<u8>> {
+        match (self.kind, self.pieces.get(id as usize)) {
+            (PieceKind::Other, _) => Ok(self.decode(&[id], false)?.into_bytes()),
+            (_, Some(piece)) => Ok(piece.clone()),
+            (_, None) => Err(tok_err(format!(
+                "token_bytes: id {id} out of range for vocab of {}",
+                self.vocab_size()
+            ))),
+        }
+    }
+
     /// A streaming detokenizer: feed ids one at a time, get text as soon as it is complete.
     pub fn stream(&self, skip_special: bool) -> StreamDecoder<'_> {
         StreamDecoder::new(self, skip_special)

@@ -5,7 +5,7 @@
 #[path = "../../../rmlx-lm/tests/support/tiny_chat.rs"]
 pub mod tiny_chat;
 
-use rmlx_lm::{Engine, Event, GenerateOptions, Prompt, SamplerConfig, Worker};
+use rmlx_lm::{Engine, Event, GenerateOptions, Prompt, SamplerConfig, Worker, WorkerOptions};
 use rmlx_server::{AppState, ServerConfig};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -47,14 +47,27 @@ pub async fn start(
     start_with(tiny_chat::llama_chat(context), queue, edit).await
 }
 
-/// The model in `dir` served as `MODEL_ID`.
+/// The model in `dir` served as `MODEL_ID`, one request at a time.
 pub async fn start_with(
     dir: tempfile::TempDir,
     queue: usize,
     edit: impl FnOnce(&mut ServerConfig),
 ) -> TestServer {
+    let opts = WorkerOptions {
+        queue,
+        ..WorkerOptions::default()
+    };
+    start_batched(dir, opts, edit).await
+}
+
+/// The model in `dir` served as `MODEL_ID` by a worker with `opts` (several requests at once).
+pub async fn start_batched(
+    dir: tempfile::TempDir,
+    opts: WorkerOptions,
+    edit: impl FnOnce(&mut ServerConfig),
+) -> TestServer {
     let engine = Engine::load(dir.path()).expect("tiny model loads");
-    let worker = Arc::new(Worker::spawn(engine, queue).expect("worker starts"));
+    let worker = Arc::new(Worker::spawn_with(engine, opts).expect("worker starts"));
     let mut config = ServerConfig::new(MODEL_ID);
     edit(&mut config);
     let state = AppState::new(worker.clone(), config);
@@ -107,7 +120,7 @@ pub async fn wait_done(rx: mpsc::Receiver<Event>) -> rmlx_lm::GenerationStats {
     tokio::task::spawn_blocking(move || loop {
         match rx.recv().expect("the request ends with Done or Error") {
             Event::Done(s) => break s,
-            Event::Text(_) => {}
+            Event::Text(_) | Event::Logprob(_) => {}
             Event::Error(e) => panic!("{e}"),
         }
     })

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::unary::PAR_CHUNK;
 
 #[inline(always)]
-fn apply(op: BinaryOp, a: f32, b: f32) -> f32 {
+pub(crate) fn apply(op: BinaryOp, a: f32, b: f32) -> f32 {
     use BinaryOp::*;
     let t = |c: bool| if c { 1.0 } else { 0.0 };
     match op {

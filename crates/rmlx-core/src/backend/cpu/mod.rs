@@ -4,6 +4,7 @@
 mod attention;
 mod attention_quantized;
 mod binary;
+mod compiled;
 mod indexing;
 mod kv_attend;
 mod matmul;
@@ -178,6 +179,7 @@ impl Backend for CpuBackend {
                 s,
                 d,
             ),
+            Primitive::Compiled(k) => compiled::compiled(k, &inputs, s, d),
             Primitive::Custom(op) => op.eval_cpu(&inputs, s, d),
         }
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 const BODY: &str = include_str!("kernels/elementwise.cu");
 
 /// The f32 expression of a unary op on `v`.
-fn unary_expr(op: UnaryOp) -> &'static str {
+pub(crate) fn unary_expr(op: UnaryOp) -> &'static str {
     use UnaryOp::*;
     match op {
         Neg => "(-v)",
@@ -40,11 +40,12 @@ fn unary_expr(op: UnaryOp) -> &'static str {
         Ceil => "ceilf(v)",
         Round => "rmlx_round_even(v)",
         LogicalNot => "(v == 0.0f ? 1.0f : 0.0f)",
+        Erf => "rmlx_erf(v)",
     }
 }
 
 /// The f32 expression of a binary op on `x`, `y` (comparisons give 1 or 0).
-fn binary_float_expr(op: BinaryOp) -> &'static str {
+pub(crate) fn binary_float_expr(op: BinaryOp) -> &'static str {
     use BinaryOp::*;
     match op {
         Add => "(x + y)",
@@ -332,11 +333,11 @@ pub(crate) fn sources() -> Vec<(String, String)> {
     out
 }
 
-const UNARY_OPS: [UnaryOp; 19] = {
+const UNARY_OPS: [UnaryOp; 20] = {
     use UnaryOp::*;
     [
         Neg, Abs, Exp, Log, Sqrt, Rsqrt, Square, Recip, Sin, Cos, Tanh, Sigmoid, Silu, Gelu,
-        GeluTanh, Floor, Ceil, Round, LogicalNot,
+        GeluTanh, Floor, Ceil, Round, LogicalNot, Erf,
     ]
 };
 

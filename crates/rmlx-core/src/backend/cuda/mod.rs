@@ -8,6 +8,7 @@
 
 mod alloc;
 mod attention;
+mod compiled;
 mod device;
 mod elementwise;
 mod indexing;
@@ -87,6 +88,7 @@ pub fn describe(ordinal: usize) -> Result<String> {
 pub fn kernel_sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
     out.extend(elementwise::sources());
+    out.extend(compiled::sources());
     out.extend(quantized::sources());
     out.extend(reduce::sources());
     out.extend(norm::sources());
@@ -264,6 +266,7 @@ impl Backend for CudaBackend {
                 window,
                 has_sinks,
             } => attention::sdpa(&dev, *scale, *window, *has_sinks, &inputs, s, d),
+            Primitive::Compiled(k) => compiled::compiled(&dev, k, &inputs, s, d),
             Primitive::Custom(_) => not_implemented(prim, self.ordinal),
         }
     }

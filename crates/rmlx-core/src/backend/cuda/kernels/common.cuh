@@ -126,13 +126,22 @@ __device__ __forceinline__ i64 layout_offset(const Layout& l, i64 i) {
   for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
 
 // Math shared by elementwise kernels (and, later, fused ones).
-// erf as the CPU backend computes it (Numerical Recipes' erfc, in double), so GELU agrees.
-__device__ __forceinline__ float rmlx_erf(float xf) {
-  double x = xf, z = fabs(x), t = 1.0 / (1.0 + 0.5 * z);
-  double r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-             t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-             t * (-0.82215223 + t * 0.17087277)))))))));
-  return (float)(x >= 0.0 ? 1.0 - r : r - 1.0);
+// erf as the CPU backend computes it (`backend/cpu/unary.rs`: a rational function of x, f32
+// multiplies and adds only), so GELU agrees across devices.
+__device__ __forceinline__ float rmlx_erf(float x) {
+  x = fminf(fmaxf(x, -4.0f), 4.0f);
+  const float x2 = x * x;
+  float p = x2 * -2.7261423e-10f + 2.7706814e-8f;
+  p = x2 * p - 2.101024e-6f;
+  p = x2 * p - 5.6925064e-5f;
+  p = x2 * p - 7.3499063e-4f;
+  p = x2 * p - 2.9545998e-3f;
+  p = x2 * p - 1.6096033e-2f;
+  float q = x2 * -1.4566072e-5f - 2.1337406e-4f;
+  q = x2 * q - 1.682827e-3f;
+  q = x2 * q - 7.3733292e-3f;
+  q = x2 * q - 1.4264739e-2f;
+  return x * p / q;
 }
 __device__ __forceinline__ float rmlx_round_even(float x) { return rintf(x); }
 // Rust's i64 div_euclid, with x / 0 = 0 as the CPU backend defines it.
