@@ -1,6 +1,8 @@
 //! Quantized matmul, gather_qmm and quantized_take against dequantize-then-f32-matmul, through
-//! the public Array API. The kernels quantize activations to 8 bits (per 32 values), so the
-//! tolerance is a relative L2 error of 2e-2 (typically ~4e-3), not the 1e-5 of exact f32.
+//! the public Array API. The GGUF kernels quantize activations to 8 bits (per 32 values, as
+//! llama.cpp does), so their tolerance is a relative L2 error of 2e-2 (typically ~4e-3);
+//! Hugging Face MXFP4 takes them as two 8-bit planes (x and its rounding residual): 1e-4;
+//! MLX affine keeps float activations (as MLX does) and meets f32's 1e-5.
 
 use half::{bf16, f16};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -11,7 +13,14 @@ use rmlx_core::{Array, DType, GgmlType, QuantFormat};
 mod quant;
 use quant::{matmul_t, randn, weight};
 
-const REL_L2: f32 = 2e-2;
+/// The relative L2 error allowed for a format (see the header).
+fn tol(f: QuantFormat) -> f32 {
+    match f {
+        QuantFormat::Affine { .. } => 1e-5,
+        QuantFormat::Mxfp4 => 1e-4,
+        _ => 2e-2,
+    }
+}
 
 fn rel_l2(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len());
@@ -65,7 +74,7 @@ fn quantized_matmul_matches_dequantized_f32_for_every_format() {
             let y = w.quantized_matmul(&xa).unwrap();
             assert_eq!(y.shape(), &[m, n]);
             let err = rel_l2(&y.to_vec::<f32>().unwrap(), &matmul_t(&x, &wd, m, n, k));
-            assert!(err < REL_L2, "{f} m={m}: relative L2 error {err}");
+            assert!(err < tol(f), "{f} m={m}: relative L2 error {err}");
         }
     }
 }
@@ -96,7 +105,9 @@ fn large_parallel_and_low_precision_inputs() {
                 .unwrap();
             assert_eq!((y.shape(), y.dtype()), (&[1, m, n][..], DType::BF16));
             let err = rel_l2(&y.to_vec::<f32>().unwrap(), &matmul_t(&xr, &wd, m, n, k));
-            assert!(err < REL_L2, "{f} m={m}: relative L2 error {err}");
+            // The bf16 output alone rounds by up to 2^-9 relative.
+            let t = tol(f).max(4e-3);
+            assert!(err < t, "{f} m={m}: relative L2 error {err}");
         }
     }
 }
@@ -145,7 +156,7 @@ fn gather_qmm_selects_experts() {
             }
             let err = rel_l2(&y, &want);
             assert!(
-                err < REL_L2,
+                err < tol(f),
                 "{f} per_slot={per_slot}: relative L2 error {err}"
             );
         }
@@ -239,4 +250,17 @@ fn bad_inputs_are_errors() {
     assert!(e.gather_qmm(&x(&[1, 64]), &idx_f).is_err(), "float indices");
     let idx = Array::zeros(&[3, 2], DType::U32).unwrap();
     assert!(e.gather_qmm(&x(&[2, 64]), &idx).is_err(), "batch mismatch");
+}
+
+/// A weight of no rows (N = 0) gives an empty output in every format, not a panic.
+#[test]
+fn empty_weights_give_empty_outputs() {
+    let mut rng = StdRng::seed_from_u64(12);
+    for (f, k) in formats() {
+        let w = weight(&mut rng, f, None, 0, k);
+        let x = Array::from_slice(&randn(&mut rng, 2 * k), &[2, k]).unwrap();
+        let y = w.quantized_matmul(&x).unwrap();
+        assert_eq!(y.shape(), &[2, 0]);
+        assert!(y.to_vec::<f32>().unwrap().is_empty(), "{f}");
+    }
 }

@@ -49,7 +49,10 @@ const QUANT: [CacheKind; 3] = [CacheKind::Q8, CacheKind::Q4, CacheKind::K8V4];
 /// Rows are stored one by one whatever the chunking, so an f32 cache differs only by summation
 /// order (1e-5). Rounding kinds (f16, bf16, packed) can turn that last-bit difference in a new
 /// K/V row (projections of T=1 and T>1 take different GEMM paths) into one rounding step of a
-/// stored value: measured up to 6e-4, bounded at 3e-3. Packed kinds center their keys on the
+/// stored value: measured up to 6e-4, bounded at 3e-3. gpt-oss's MXFP4 experts round their
+/// activations too (two 8-bit planes on the CPU, steps of 1/32258 of a block's largest value),
+/// so a last-bit difference flips about one residual code per row: f32 caches there measure
+/// up to 1.2e-5, bounded at 5e-5 (a cache bug moves logits by far more). Packed kinds center their keys on the
 /// first update's mean (see `cache/full.rs`), so they are compared with the same first update
 /// (8 tokens), the rest in chunks.
 #[test]
@@ -65,7 +68,11 @@ fn every_kind_agrees_across_chunk_sizes() {
                 let got = logits_split(name, kind, first, Some(chunk));
                 let err = rel_l2(&got, &all);
                 eprintln!("{name} {kind:?} chunk {chunk}: {err:.2e}");
-                let tol = if kind == CacheKind::F32 { 1e-5 } else { 3e-3 };
+                let tol = match kind {
+                    CacheKind::F32 if name.starts_with("gpt_oss") => 5e-5,
+                    CacheKind::F32 => 1e-5,
+                    _ => 3e-3,
+                };
                 assert!(err < tol, "{name} {kind:?} chunk {chunk}: {err:.3e}");
             }
         }

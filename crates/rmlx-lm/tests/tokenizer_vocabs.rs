@@ -1,15 +1,18 @@
 //! Our GGUF tokenizers against llama.cpp on its own test vocabularies (expected ids from
 //! scripts/reference/llamacpp_vocabs.py). The vocab-only GGUFs come from llama.cpp's source
 //! tree (`models/ggml-vocab-*.gguf`, MIT): the four smallest are committed under
-//! `fixtures/vocabs/gguf/` and always run; the others are `#[ignore]`d (too large to commit,
-//! and llama.cpp's tree is not reachable from a package registry without building it): run
-//! them with `RMLX_LLAMA_VOCABS=/path/to/llama.cpp/models cargo test --release -p rmlx-lm
-//! --test tokenizer_vocabs -- --include-ignored`; without the file they fail, naming it.
+//! `fixtures/vocabs/gguf/`; the others are fetched once into the rmlx cache from PyPI's
+//! llama-cpp-python sdist (`support/llama_vocabs.rs`; `RMLX_LLAMA_VOCABS=/path/to/llama.cpp/models`
+//! reads them from a llama.cpp checkout instead). A vocabulary that cannot be had fails its
+//! test, naming the file and why.
 
 use std::path::{Path, PathBuf};
 
 use rmlx_lm::Tokenizer;
 use serde_json::Value;
+
+#[path = "support/llama_vocabs.rs"]
+mod llama_vocabs;
 
 fn vocab_file(name: &str) -> PathBuf {
     let file = format!("ggml-vocab-{name}.gguf");
@@ -19,10 +22,17 @@ fn vocab_file(name: &str) -> PathBuf {
     if committed.exists() {
         return committed;
     }
-    let dir = std::env::var_os("RMLX_LLAMA_VOCABS").unwrap_or_else(|| {
-        panic!("{file} is not committed: set RMLX_LLAMA_VOCABS to llama.cpp's models/ directory")
-    });
-    let p = PathBuf::from(dir).join(&file);
+    let dir = match std::env::var_os("RMLX_LLAMA_VOCABS") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            assert!(
+                llama_vocabs::FETCHED.contains(&name),
+                "{file}: neither committed nor fetched"
+            );
+            llama_vocabs::dir().unwrap_or_else(|e| panic!("{file} is missing: {e}"))
+        }
+    };
+    let p = dir.join(&file);
     assert!(p.exists(), "{} is missing", p.display());
     p
 }
@@ -62,7 +72,6 @@ fn check(name: &str) {
 }
 
 #[test]
-#[ignore = "needs llama.cpp's ggml-vocab file: set RMLX_LLAMA_VOCABS (see the file doc)"]
 fn llama_bpe() {
     check("llama-bpe");
 }
@@ -71,7 +80,6 @@ fn llama_spm() {
     check("llama-spm");
 }
 #[test]
-#[ignore = "needs llama.cpp's ggml-vocab file: set RMLX_LLAMA_VOCABS (see the file doc)"]
 fn qwen2() {
     check("qwen2");
 }
@@ -84,27 +92,22 @@ fn phi3() {
     check("phi-3");
 }
 #[test]
-#[ignore = "needs llama.cpp's ggml-vocab file: set RMLX_LLAMA_VOCABS (see the file doc)"]
 fn starcoder() {
     check("starcoder");
 }
 #[test]
-#[ignore = "needs llama.cpp's ggml-vocab file: set RMLX_LLAMA_VOCABS (see the file doc)"]
 fn refact() {
     check("refact");
 }
 #[test]
-#[ignore = "needs llama.cpp's ggml-vocab file: set RMLX_LLAMA_VOCABS (see the file doc)"]
 fn command_r() {
     check("command-r");
 }
 #[test]
-#[ignore = "needs llama.cpp's ggml-vocab file: set RMLX_LLAMA_VOCABS (see the file doc)"]
 fn falcon() {
     check("falcon");
 }
 #[test]
-#[ignore = "needs llama.cpp's ggml-vocab file: set RMLX_LLAMA_VOCABS (see the file doc)"]
 fn mpt() {
     check("mpt");
 }

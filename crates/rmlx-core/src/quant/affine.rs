@@ -16,6 +16,18 @@ pub fn decode(
     s: &mut [f32],
     o: &mut [f32],
 ) {
+    unpack(bits, w, u);
+    let per = group / GROUP;
+    for (g, (sv, ov)) in s.iter_mut().zip(o.iter_mut()).enumerate() {
+        *sv = scales.get(g / per);
+        *ov = biases.get(g / per);
+    }
+}
+
+/// The codes of `u.len()` elements from the start of the bit stream `w` (a row, or a group:
+/// every group starts on a byte, as groups hold a multiple of 8 elements).
+#[inline(always)]
+pub fn unpack(bits: u8, w: &[u8], u: &mut [u8]) {
     match bits {
         8 => u.copy_from_slice(&w[..u.len()]),
         4 => {
@@ -25,11 +37,6 @@ pub fn decode(
             }
         }
         _ => unpack_bits(bits as usize, w, u),
-    }
-    let per = group / GROUP;
-    for (g, (sv, ov)) in s.iter_mut().zip(o.iter_mut()).enumerate() {
-        *sv = scales.get(g / per);
-        *ov = biases.get(g / per);
     }
 }
 

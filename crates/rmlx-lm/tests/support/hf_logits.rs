@@ -1,5 +1,9 @@
-//! Logits of the tiny Hugging Face fixtures (`fixtures/hf/<name>`, made by
-//! scripts/reference/transformers_logits.py), shared by the tests that run them.
+//! Logits of the tiny reference fixtures, shared by the tests that run them: the Hugging Face
+//! ones (`fixtures/hf/<name>`, made by scripts/reference/transformers_logits.py) and the
+//! mlx-lm ones (`fixtures/mlx/<name>`, scripts/reference/mlx_quantized.py). Each directory
+//! holds a checkpoint, `tokens.json` and the reference engine's `logits.npy` for them.
+
+#![allow(dead_code)] // each test binary uses part of it
 
 use rmlx_core::{with_default_device, Device};
 use rmlx_lm::{load_model_on, npy, Logits};
@@ -36,4 +40,22 @@ pub fn run(dir: &Path, tokens: &[u32], chunk: Option<usize>, device: Device) -> 
         }
         out
     })
+}
+
+/// Asserts that our logits for `dir` are within `tol` (relative L2) of its reference on every
+/// device, all at once and through the KV cache in chunks of 1 and 5.
+pub fn check(dir: &Path, tol: f64) {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let (tokens, want) = reference(dir);
+    for device in rmlx_core::testing::devices() {
+        for chunk in [None, Some(1), Some(5)] {
+            let got = run(dir, &tokens, chunk, device);
+            let err = rmlx_core::testing::rel_l2(&got, &want);
+            eprintln!("{name} on {device} chunk {chunk:?}: relative L2 error {err:.2e}");
+            assert!(
+                err < tol,
+                "{name} on {device} chunk {chunk:?}: relative L2 error {err:.3e} >= {tol:.0e}"
+            );
+        }
+    }
 }

@@ -6,8 +6,9 @@
 
 use super::act::QRows;
 use super::fused;
-use super::stack::{for_each_task, kind_of, prefetch_bytes, Stack, WRow};
+use super::stack::{kind_of, Stack, WRow};
 use super::stack::{MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
+use super::tasks::{for_each_task, prefetch_bytes};
 use super::weights::WeightView;
 use super::xlanes::XLanes;
 use super::{Job, OutPtr};

@@ -5,7 +5,8 @@
 //! with many (prefill) rows go 4 at a time so they stay in L1 across the activation rows.
 #![cfg(target_arch = "x86_64")]
 
-use super::super::stack::{for_each_task, kind_of, prefetch_bytes, Stack};
+use super::super::stack::{kind_of, Stack};
+use super::super::tasks::{for_each_task, prefetch_bytes};
 use super::super::weights::WeightView;
 use super::super::{act::QRows, Job, OutPtr};
 use super::{tile, XPack, MXFP4, Q4_0, Q4_1, Q4_K, Q6_K, Q8_0};
