@@ -12,7 +12,7 @@ ln -sfn "$PWD" /work/main 2>/dev/null || true
 [ -f "$work/smollm2.gguf" ] || python3 .gpu/tools/gguf_like.py make .gpu/layouts/smollm2.json "$work/smollm2.gguf" >/dev/null
 [ -d "$work/gpt-oss-20b" ] || (python3 .gpu/tools/make_gpt_oss_checkpoint.py "$work/gpt-oss-20b" --preset 20b >/dev/null) &
 for t in ${TESTS:-}; do el "test $t"; .gpu/bin/$t --test-threads 1 2>&1 | grep -E "^test .*(FAILED|ok)$|panicked|test result" | tail -12; done
-for t in ${LM_TESTS:-}; do el "lm test $t (cuda)"; RMLX_DEVICE=cuda .gpu/bin/$t --test-threads 1 2>&1 | grep -E "FAILED|panicked|test result" | tail -8; done
+for t in ${LM_TESTS:-}; do el "lm test $t (cuda)"; RMLX_DEVICE=cuda .gpu/bin/$t --test-threads 1 ${TEST_ARGS:-} 2>&1 | grep -E "FAILED|panicked|test result" | tail -8; done
 wait
 rb() { timeout 200 .gpu/bin/rmlx --device cuda bench --model "$1" -p "$2" -n "$3" --json "${@:4}" 2>>"$out/rmlx_stderr.log" | tee -a "$out/rmlx.jsonl"; }
 el "benches"
