@@ -2,7 +2,7 @@
 //! sinks. One pass per query row with an online softmax; K/V are read in place (any stride
 //! along T, rows contiguous), so a KV cache view is never copied.
 
-use super::attention_decode::{decode, DenseKv};
+use super::attention_decode::{decode, DenseKv, Dims};
 use super::simd::DotWeight;
 use super::{alloc, contiguous, f32_values, finish};
 use crate::array::Data;
@@ -100,7 +100,8 @@ pub fn sdpa(
                 };
                 let qs: Vec<f32> = qv.iter().map(|x| x.to_f32() * scale).collect();
                 let mut acc = vec![0f32; rows * dv];
-                decode(&kvd, &qs, qpos[0], sinks.as_deref(), b, hkv, d, dv, &mut acc);
+                let dims = Dims { b, hq, hkv, d, dv };
+                decode(&kvd, &qs, qpos[0], sinks.as_deref(), dims, &mut acc);
                 for (o, a) in o.iter_mut().zip(&acc) {
                     *o = Q::from_f32(*a);
                 }

@@ -37,21 +37,27 @@ pub(super) struct DenseKv<'a, T> {
     pub window: Option<usize>,
 }
 
+/// The dimensions of a decode call: batch, query heads, KV heads (dividing Hq), head dims.
+#[derive(Clone, Copy)]
+pub(super) struct Dims {
+    pub b: usize,
+    pub hq: usize,
+    pub hkv: usize,
+    pub d: usize,
+    pub dv: usize,
+}
+
 /// Attention of one query position: `q` (B, Hq, D) already scaled, `out` (B, Hq, Dv).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn decode<T: DotWeight>(
     kv: &DenseKv<T>,
     q: &[f32],
     qpos: i32,
     sinks: Option<&[f32]>,
-    b: usize,
-    hkv: usize,
-    d: usize,
-    dv: usize,
+    dims: Dims,
     out: &mut [f32],
 ) {
+    let Dims { b, hq, hkv, d, dv } = dims;
     let tk = kv.kpos.len();
-    let hq = q.len() / (b * d).max(1);
     let group = hq / hkv.max(1);
     let threads = super::spin::threads();
     // Enough units for two per thread, each split at least MIN_SPLIT keys long.
