@@ -1,6 +1,8 @@
-//! Decode attention over a long packed KV cache against the dense bf16 kernel:
-//! `RAYON_NUM_THREADS=1 cargo bench -p rmlx-core --bench kv_attention`. Shapes of SmolLM2-135M (9 query heads over 3 KV heads, head dim 64) at
-//! 4,096 tokens, the packed kinds with the cache's exact head. The kinds run round-robin and
+//! Decode attention over a long KV cache, dense (f32, f16, bf16: flash-decoding over the 16-bit
+//! rows as stored) and packed, against the dense bf16 kernel:
+//! `RAYON_NUM_THREADS=1 cargo bench -p rmlx-core --bench kv_attention`. Shapes of SmolLM2-135M
+//! (9 query heads over 3 KV heads, head dim 64) at 4,096 tokens (`KV_BENCH_DEPTH=8192` for
+//! another depth), the packed kinds with the cache's exact head. The kinds run round-robin and
 //! each prints its minimum over many calls (the host is shared and noisy) and its ratio to
 //! bf16.
 
@@ -22,7 +24,11 @@ fn us(f: &dyn Fn()) -> f64 {
 }
 
 fn main() {
-    let (hq, hkv, d, tk) = (9, 3, 64, 4096);
+    let tk = std::env::var("KV_BENCH_DEPTH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4096);
+    let (hq, hkv, d) = (9, 3, 64);
     let mut rng = StdRng::seed_from_u64(1);
     let mut rand = |shape: &[usize]| {
         let v: Vec<f32> = (0..shape.iter().product())
@@ -45,7 +51,8 @@ fn main() {
         v.astype(DType::BF16).unwrap(),
     );
     let qb = q.astype(DType::BF16).unwrap();
-    for a in [&kb, &vb, &qb] {
+    let (kh, vh) = (k.astype(DType::F16).unwrap(), v.astype(DType::F16).unwrap());
+    for a in [&kb, &vb, &qb, &kh, &vh, &k, &v] {
         a.eval().unwrap();
     }
     // KV_BENCH=name runs only the kinds whose name contains it (for profiling one).
@@ -74,15 +81,18 @@ fn main() {
         vp.eval().unwrap();
         packed.push((name, ks, vs, kp, vp));
     }
-    let mut runs: Vec<(&str, Run)> = vec![(
-        "bf16 dense",
-        Box::new(|| {
-            qb.scaled_dot_product_attention(&kb, &vb, scale, &mask, None)
-                .unwrap()
-                .eval()
-                .unwrap();
-        }),
-    )];
+    // Dense kinds: q in f32 (as the models hand it) for f32 and f16 caches.
+    let dense = |q: &Array, k: &Array, v: &Array| {
+        q.scaled_dot_product_attention(k, v, scale, &mask, None)
+            .unwrap()
+            .eval()
+            .unwrap();
+    };
+    let mut runs: Vec<(&str, Run)> = vec![
+        ("bf16 dense", Box::new(|| dense(&qb, &kb, &vb))),
+        ("f16 dense", Box::new(|| dense(&q, &kh, &vh))),
+        ("f32 dense", Box::new(|| dense(&q, &k, &v))),
+    ];
     for (name, ks, vs, kp, vp) in &packed {
         let kv = PackedKv {
             k_center: Some(&mu),

@@ -185,6 +185,8 @@ pub fn run(a: Args) -> Result<()> {
             "kv_cache": format!("{:?}", a.kv_cache).to_lowercase(),
             "kv_bytes_per_token": kv_bytes_per_token,
             "kv_cache_bytes": kv_cache_bytes,
+            // VmHWM: the whole process's peak (weights, KV cache, scratch), or "unknown".
+            "peak_rss_bytes": super::peak_memory::json_value(),
             "context": info.context_length,
             "repetitions": a.repetitions.max(1),
             "decode_ms_per_token": {

@@ -6,6 +6,7 @@ mod fetch_nvrtc;
 mod generate;
 pub mod inspect;
 mod logits;
+mod peak_memory;
 mod perplexity;
 mod sampling;
 mod serve;

@@ -86,18 +86,33 @@ pub fn run(a: Args) -> Result<()> {
             chunk[0] = b;
         }
         let mut cache = engine.model.make_cache_of(a.kv_cache)?;
-        let mut logits: Vec<f32> = Vec::with_capacity(a.ctx * vocab);
+        // Score each piece as it comes: a chunk's logits at once would be ctx × vocab floats
+        // (1.6 GB for SmolLM2 at --ctx 8192). Pieces in the unscored first half need no logits
+        // but the last.
+        let mut at = 0;
         for piece in chunk.chunks(a.batch) {
-            let l = engine.model.forward(piece, &mut cache, Logits::All)?;
-            logits.extend(l.to_vec::<f32>()?);
-        }
-        for i in first..a.ctx - 1 {
-            let target = chunk[i + 1] as usize;
-            if target >= vocab {
-                bail!("perplexity: token {target} is outside the vocabulary ({vocab})");
+            let scored = first.max(at)..(at + piece.len()).min(a.ctx - 1);
+            let which = if scored.is_empty() {
+                Logits::Last
+            } else {
+                Logits::All
+            };
+            let l = engine.model.forward(piece, &mut cache, which)?;
+            if !scored.is_empty() {
+                let logits = l.to_vec::<f32>()?;
+                for i in scored {
+                    let target = chunk[i + 1] as usize;
+                    if target >= vocab {
+                        bail!("perplexity: token {target} is outside the vocabulary ({vocab})");
+                    }
+                    let row = (i - at) * vocab;
+                    sum += nll(&logits[row..row + vocab], target);
+                    count += 1;
+                }
+            } else {
+                l.eval()?; // write this piece into the cache now, not in one graph later
             }
-            sum += nll(&logits[i * vocab..(i + 1) * vocab], target);
-            count += 1;
+            at += piece.len();
         }
         if !a.json {
             eprint!("[{}]{:.4} ", c + 1, (sum / count as f64).exp());
@@ -117,6 +132,7 @@ pub fn run(a: Args) -> Result<()> {
             "file_tokens": tokens.len(),
             "add_bos": add_bos,
             "seconds": secs,
+            "peak_rss_bytes": super::peak_memory::json_value(),
         });
         println!("{j}");
     } else {

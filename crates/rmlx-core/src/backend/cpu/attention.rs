@@ -2,6 +2,7 @@
 //! sinks. One pass per query row with an online softmax; K/V are read in place (any stride
 //! along T, rows contiguous), so a KV cache view is never copied.
 
+use super::attention_decode::{decode, DenseKv, Dims};
 use super::simd::DotWeight;
 use super::{alloc, contiguous, f32_values, finish};
 use crate::array::Data;
@@ -85,33 +86,38 @@ pub fn sdpa(
                         *o = Q::from_f32(a * inv);
                     }
             };
+            if tq == 1 {
+                // Decode: flash-decoding over key ranges (`attention_decode.rs`).
+                let kvd = DenseKv {
+                    k: kv,
+                    v: vv,
+                    k_offset: kd.offset,
+                    v_offset: vd.offset,
+                    k_strides: [ks[0], ks[1], ks[2]],
+                    v_strides: [vs[0], vs[1], vs[2]],
+                    kpos,
+                    window,
+                };
+                let qs: Vec<f32> = qv.iter().map(|x| x.to_f32() * scale).collect();
+                let mut acc = vec![0f32; rows * dv];
+                let dims = Dims { b, hq, hkv, d, dv };
+                decode(&kvd, &qs, qpos[0], sinks.as_deref(), dims, &mut acc);
+                for (o, a) in o.iter_mut().zip(&acc) {
+                    *o = Q::from_f32(*a);
+                }
+            } else {
             let scratch = || (vec![0f32; d], vec![0f32; dv], vec![0f32; tk]);
             let work = rows * tk * (d + dv);
-            // Decode hands off from ~32 keys per head (a spin-pool hand-off costs ~1 µs, the
-            // rows ~0.1 µs per key); prefill's rayon hand-off needs more work to pay.
-            let min_work = if tq == 1 { 1 << 15 } else { 1 << 17 };
-            if work < min_work || rows == 1 {
+            // Prefill's rayon hand-off needs enough work to pay.
+            if work < 1 << 17 || rows == 1 {
                 let mut sc = scratch();
                 for (row, orow) in o.chunks_mut(dv).enumerate() {
                     row_fn(&mut sc, (row, orow));
                 }
-            } else if tq == 1 {
-                // Decode: one row per head; split heads over the spinning pool.
-                let optr = RowsPtr(o.as_mut_ptr());
-                let per = rows.div_ceil(2 * super::spin::threads()).max(1);
-                super::spin::parallel_for(rows.div_ceil(per), &|c| {
-                    let mut sc = scratch();
-                    for row in c * per..((c + 1) * per).min(rows) {
-                        // SAFETY: row < rows and `o` holds rows·dv values (one dv row per
-                        // query row), so the slice is inside `o`; task c alone owns rows
-                        // c·per..(c + 1)·per.
-                        let orow = unsafe { std::slice::from_raw_parts_mut({ optr }.0.add(row * dv), dv) };
-                        row_fn(&mut sc, (row, orow));
-                    }
-                });
             } else {
                 let min_rows = (1 << 20) / (tk * (d + dv)).max(1);
                 o.par_chunks_mut(dv).enumerate().with_min_len(min_rows.max(1)).for_each_init(scratch, |sc, r| row_fn(sc, r));
+            }
             }
         })
     });
@@ -141,12 +147,3 @@ pub(super) fn rows_of(x: &Arg) -> Result<Data> {
         contiguous(x)
     }
 }
-
-/// Output rows shared with the pool's tasks, each writing its own rows.
-#[derive(Clone, Copy)]
-struct RowsPtr<T>(*mut T);
-// SAFETY: tasks write disjoint rows of `T: Send` values and `parallel_for` returns only after
-// all of them finished, while the output is still borrowed.
-unsafe impl<T: Send> Send for RowsPtr<T> {}
-// SAFETY: as for Send: shared only to hand each task its own rows.
-unsafe impl<T: Send> Sync for RowsPtr<T> {}

@@ -14,6 +14,7 @@
 //! (flash-decoding), so a model with few KV heads still uses every thread.
 
 use super::attention::{rows_of, sinks_f32};
+use super::attention_decode::{merge_splits, RowsPtr};
 use super::kv_attend::{attend, code, nib_block, params, quantize_query, Blocks, Rows, Source};
 use super::{alloc, contiguous, f32_values, finish};
 use crate::array::Data;
@@ -197,15 +198,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Most query heads per KV head a unit handles at once (GQA ratio).
 const MAX_GROUP: usize = 64;
 
-/// Partial results shared with the pool's tasks, each writing its own unit.
-#[derive(Clone, Copy)]
-struct PartsPtr(*mut f32);
-// SAFETY: a plain pointer to f32s; tasks write disjoint units and `parallel_for` returns only
-// after all of them finished, while the buffer is still borrowed.
-unsafe impl Send for PartsPtr {}
-// SAFETY: as for Send: shared only to hand each task its own unit.
-unsafe impl Sync for PartsPtr {}
-
 #[allow(clippy::too_many_arguments)]
 pub fn quantized_sdpa(
     scale: f32,
@@ -343,7 +335,7 @@ pub fn quantized_sdpa(
             })
         };
         if tq == 1 {
-            let ptr = PartsPtr(parts.as_mut_ptr());
+            let ptr = RowsPtr(parts.as_mut_ptr());
             super::spin::parallel_for(units, &|u| {
                 // SAFETY: u < units and `parts` holds units·unit_len values, so the slice is
                 // inside it; unit u alone owns parts[u·unit_len..(u+1)·unit_len].
@@ -363,33 +355,14 @@ pub fn quantized_sdpa(
                     for hh in 0..group {
                         let h = hk_i * group + hh;
                         let at = |sp: usize| (((bi * hkv + hk_i) * tiles + t) * splits + sp) * unit_len + (ii * group + hh) * (dv + 2);
-                        let sink = sinks.as_ref().map(|s| s[h]);
-                        let mut m = sink.unwrap_or(f32::NEG_INFINITY);
-                        for sp in 0..splits {
-                            m = m.max(parts[at(sp)]);
-                        }
                         let row = (bi * hq + h) * tq + i;
                         let orow = &mut o[row * dv..(row + 1) * dv];
-                        if m == f32::NEG_INFINITY {
+                        let parts_of = (0..splits).map(|sp| &parts[at(sp)..at(sp) + dv + 2]);
+                        if !merge_splits(parts_of, sinks.as_ref().map(|s| s[h]), &mut acc) {
                             // No visible key and no sink: define the output as zeros.
                             orow.iter_mut().for_each(|x| *x = Q::from_f32(0.0));
                             continue;
                         }
-                        let mut denom = sink.map_or(0.0, |s| (s - m).exp());
-                        acc.iter_mut().for_each(|a| *a = 0.0);
-                        for sp in 0..splits {
-                            let p = &parts[at(sp)..at(sp) + dv + 2];
-                            if p[0] == f32::NEG_INFINITY {
-                                continue;
-                            }
-                            let w = (p[0] - m).exp();
-                            denom += w * p[1];
-                            for (a, x) in acc.iter_mut().zip(&p[2..]) {
-                                *a += w * x;
-                            }
-                        }
-                        let inv = 1.0 / denom;
-                        acc.iter_mut().for_each(|a| *a *= inv);
                         if vs.rotate {
                             unrotate(&mut acc);
                         }

@@ -2,6 +2,7 @@
 //! One file per primitive family, as in MLX's backend folders.
 
 mod attention;
+mod attention_decode;
 mod attention_quantized;
 mod binary;
 mod compiled;
