@@ -85,6 +85,17 @@ impl FusedKernel {
     pub fn out_dtype(&self) -> DType {
         self.ops.last().map(|o| o.dtype).unwrap_or(DType::F32)
     }
+
+    /// An error unless a backend was handed inputs of the kernel's dtypes for its output dtype.
+    pub fn check(&self, inputs: &[DType], out: DType) -> crate::Result<()> {
+        if inputs == self.inputs.as_slice() && out == self.out_dtype() && !self.ops.is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::msg(format!(
+            "compiled: inputs {inputs:?} -> {out} do not match the kernel {}",
+            self.signature
+        )))
+    }
 }
 
 fn signature(inputs: &[DType], ops: &[FusedOp]) -> String {

@@ -52,6 +52,15 @@ fn enabled_flag() -> &'static AtomicBool {
 
 type Key = (Vec<(Shape, DType, Device)>, Device);
 
+/// What a trace is keyed by: each input's shape, dtype and device, and the default device.
+fn key_of(inputs: &[Array]) -> Key {
+    let each = inputs
+        .iter()
+        .map(|a| (a.shape().to_vec(), a.dtype(), a.device()))
+        .collect();
+    (each, default_device())
+}
+
 /// Traces kept per compiled function: a server's prefill chunks come in many lengths, and each
 /// length is a signature; past this many, the least recently used trace is dropped (and traced
 /// again if its signature returns).
@@ -105,13 +114,7 @@ where
         if !enabled() {
             return (self.f)(inputs);
         }
-        let key: Key = (
-            inputs
-                .iter()
-                .map(|a| (a.shape().to_vec(), a.dtype(), a.device()))
-                .collect(),
-            default_device(),
-        );
+        let key = key_of(inputs);
         let now = self.calls.fetch_add(1, Ordering::Relaxed);
         let known = self.lock().get_mut(&key).map(|e| {
             e.last_use = now;
@@ -157,13 +160,7 @@ where
     /// Primitives per replay of the trace for `inputs`' signature, by name (`None` before the
     /// first call with it): what a call costs in nodes, after simplification and fusion.
     pub fn traced_primitives(&self, inputs: &[Array]) -> Option<Vec<String>> {
-        let key: Key = (
-            inputs
-                .iter()
-                .map(|a| (a.shape().to_vec(), a.dtype(), a.device()))
-                .collect(),
-            default_device(),
-        );
+        let key = key_of(inputs);
         let tape = self.lock().get(&key)?.tape.clone();
         Some(tape.nodes.iter().map(|n| n.prim.name()).collect())
     }

@@ -26,13 +26,10 @@ pub fn compiled(
     shape: &[usize],
     out_dtype: DType,
 ) -> Result<Data> {
-    let dtypes: Vec<DType> = inputs.iter().map(|a| a.dtype).collect();
-    if dtypes != kernel.inputs() || out_dtype != kernel.out_dtype() {
-        return Err(Error::msg(format!(
-            "compiled: inputs {dtypes:?} -> {out_dtype} do not match the kernel {}",
-            kernel.signature()
-        )));
-    }
+    kernel.check(
+        &inputs.iter().map(|a| a.dtype).collect::<Vec<_>>(),
+        out_dtype,
+    )?;
     let sources = inputs
         .iter()
         .map(|a| Source::new(a, shape))

@@ -12,7 +12,7 @@ use crate::backend::common::broadcast_strides;
 use crate::backend::Arg;
 use crate::compile::{ElemOp, FusedKernel, FusedOp, Operand};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::primitive::{BinaryOp, UnaryOp};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -55,13 +55,10 @@ pub(crate) fn compiled(
     shape: &[usize],
     out_dtype: DType,
 ) -> Result<Data> {
-    let dtypes: Vec<DType> = inputs.iter().map(|a| a.dtype).collect();
-    if dtypes != kernel.inputs() || out_dtype != kernel.out_dtype() {
-        return Err(Error::msg(format!(
-            "compiled: inputs {dtypes:?} -> {out_dtype} do not match the kernel {}",
-            kernel.signature()
-        )));
-    }
+    kernel.check(
+        &inputs.iter().map(|a| a.dtype).collect::<Vec<_>>(),
+        out_dtype,
+    )?;
     let n = crate::shape::numel(shape);
     let (data, out) = output(dev, shape, out_dtype)?;
     if n == 0 {
