@@ -89,12 +89,13 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 fn check_model(state: &AppState, common: &Common) -> Result<(), ApiError> {
-    if common.model == state.config.model_id {
-        return Ok(());
-    }
+    let asked = match &common.model {
+        Some(m) if *m != state.config.model_id => m,
+        _ => return Ok(()),
+    };
     Err(ApiError::invalid(format!(
-        "the model `{}` does not exist here; this server serves `{}`",
-        common.model, state.config.model_id
+        "the model `{asked}` does not exist here; this server serves `{}`",
+        state.config.model_id
     ))
     .with_status(StatusCode::NOT_FOUND)
     .with_param("model")

@@ -11,7 +11,9 @@ use serde_json::Value as Json;
 /// Fields both endpoints share.
 #[derive(Deserialize)]
 pub struct Common {
-    pub model: String,
+    /// Optional, as llama-server and vLLM take it: a request without it goes to the served model.
+    #[serde(default)]
+    pub model: Option<String>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,

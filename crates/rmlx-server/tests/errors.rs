@@ -152,6 +152,11 @@ async fn unknown_models_and_routes_are_404s() {
     assert_eq!(status, 404, "{v}");
     assert_eq!(v["error"]["code"], "model_not_found");
     assert!(error_message(&v).contains("gpt-4o"));
+    // No model at all is the served one (llama-server and vLLM accept that too).
+    let body = r#"{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}"#;
+    let (status, v) = post(&server, "/v1/chat/completions", body, None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["model"], MODEL_ID);
     let (status, v) = post(&server, "/v1/embeddings", "{}", None).await;
     assert_eq!(status, 404, "{v}");
     assert!(error_message(&v).contains("/v1/embeddings"));
