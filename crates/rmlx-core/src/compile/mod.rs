@@ -76,7 +76,8 @@ pub struct Compiled<F> {
     f: F,
     fuse: bool,
     traces: Mutex<HashMap<Key, Entry>>,
-    arity: Mutex<Option<usize>>,
+    /// The number of inputs, fixed by the first call (stored + 1; 0: no call yet).
+    arity: AtomicUsize,
     traced: AtomicUsize,
     /// A clock for `Entry::last_use`.
     calls: AtomicU64,
@@ -91,7 +92,7 @@ where
         f,
         fuse: true,
         traces: Mutex::new(HashMap::new()),
-        arity: Mutex::new(None),
+        arity: AtomicUsize::new(0),
         traced: AtomicUsize::new(0),
         calls: AtomicU64::new(0),
     }
@@ -166,16 +167,17 @@ where
     }
 
     fn check_arity(&self, n: usize) -> Result<()> {
-        let mut arity = self.arity.lock().unwrap_or_else(|p| p.into_inner());
-        match *arity {
-            Some(a) if a != n => Err(Error::shape(format!(
-                "compile: the function takes {a} inputs, called with {n}"
+        // Lock-free: a decode step calls compiled functions a few times a layer.
+        match self
+            .arity
+            .compare_exchange(0, n + 1, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(()),
+            Err(a) if a == n + 1 => Ok(()),
+            Err(a) => Err(Error::shape(format!(
+                "compile: the function takes {} inputs, called with {n}",
+                a - 1
             ))),
-            Some(_) => Ok(()),
-            None => {
-                *arity = Some(n);
-                Ok(())
-            }
         }
     }
 

@@ -297,12 +297,11 @@ fn validate(c: &GptOssConfig) -> Result<()> {
             ("num_local_experts", c.num_local_experts),
         ],
     )?;
-    if c.num_key_value_heads == 0 || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {
-        return bad(format!(
-            "expected attention heads ({}) to be a multiple of kv heads ({})",
-            c.num_attention_heads, c.num_key_value_heads
-        ));
-    }
+    super::check_heads(
+        "gpt_oss config",
+        c.num_attention_heads,
+        c.num_key_value_heads,
+    )?;
     if c.experts_per_token == 0 || c.experts_per_token > c.num_local_experts {
         return bad(format!(
             "expected 1 <= experts_per_token <= num_local_experts ({}), found {}",

@@ -238,15 +238,7 @@ fn validate(c: &LlamaConfig) -> Result<()> {
             ("vocab_size", c.vocab_size),
         ],
     )?;
-    if c.num_attention_heads == 0
-        || c.num_key_value_heads == 0
-        || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads)
-    {
-        return bad(format!(
-            "expected attention heads ({}) to be a positive multiple of kv heads ({})",
-            c.num_attention_heads, c.num_key_value_heads
-        ));
-    }
+    super::check_heads(&what, c.num_attention_heads, c.num_key_value_heads)?;
     if c.head_dim == 0 || !c.head_dim.is_multiple_of(2) {
         return bad(format!("expected an even head_dim, found {}", c.head_dim));
     }
