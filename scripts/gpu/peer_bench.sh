@@ -5,7 +5,8 @@
 # Carry: .gpu/bin.tar.xz .gpu/layouts .gpu/tools .gpu/llama.cpp.tar.xz .whl
 # Env: TESTS="device_quantized streams" (test binaries to run first, with RMLX_DEVICE=cuda),
 # TEST_ARGS (extra test-harness arguments, e.g. "--skip default_model"), BENCHES="compile_fusion"
-# (carried bench binaries, run after the tests), PROFILE=1 (rmlx --profile runs), UNCOMPILED=1 (each round also benches rmlx with RMLX_COMPILE=0)
+# (carried bench binaries, run after the tests), PROFILE=1 (rmlx --profile runs), UNCOMPILED=1 (each round also benches rmlx with RMLX_COMPILE=0),
+# VARIANTS="RMLX_CUDA_GRAPHS=0 RMLX_CUDA_GRAPH_NODES=32" (each round also benches rmlx once per setting)
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export RMLX_HOME=/tmp/rmlx-home
@@ -25,13 +26,13 @@ build=$!
 models=$!
 for t in ${TESTS:-}; do
   el "test $t"
-  RMLX_DEVICE=cuda taskset -c 0-3 .gpu/bin/$t --test-threads 1 ${TEST_ARGS:-} 2>&1 | grep -E "FAILED|panicked|test result" | tail -8
+  RMLX_DEVICE=cuda taskset -c 0-3 .gpu/bin/$t --test-threads 1 ${TEST_ARGS:-} 2>&1 | tee -a "$out/tests.log" | grep -E "FAILED|panicked|test result" | tail -8
 done
 for b in ${BENCHES:-}; do el "bench $b"; taskset -c 0-3 .gpu/bin/bench-$b 2>&1 | tail -20; done
 wait $models; el "models: $(cat "$out/models.log")"
 rb() { # rmlx bench: MODEL PROMPT GEN [extra]
   local m=$1 p=$2 n=$3; shift 3
-  taskset -c 0-3 timeout 200 $bin --device cuda bench --model "$m" -p "$p" -n "$n" --json "$@" 2>>"$out/rmlx_stderr.log" | tee -a "$out/rmlx.jsonl"
+  taskset -c 0-3 timeout 200 $bin --device cuda bench --model "$m" -p "$p" -n "$n" --json "$@" ${RB_ARGS:-} 2>>"$out/rmlx_stderr.log" | tee -a "$out/rmlx.jsonl"
 }
 if [ "${PROFILE:-1}" = 1 ]; then
   el "profiles"
@@ -44,6 +45,10 @@ for round in 1 2; do
   el "round $round"
   rb "$work/smollm2.gguf" 512 128
   rb "$work/gpt-oss-20b" 2048 128
+  for v in ${VARIANTS:-}; do
+    echo "# $v" | tee -a "$out/rmlx.jsonl"
+    (export "$v"; rb "$work/smollm2.gguf" 512 128; rb "$work/gpt-oss-20b" 2048 128)
+  done
   if [ "${UNCOMPILED:-0}" = 1 ]; then
     echo "# RMLX_COMPILE=0" | tee -a "$out/rmlx.jsonl"
     RMLX_COMPILE=0 rb "$work/gpt-oss-20b" 2048 128

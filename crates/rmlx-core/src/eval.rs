@@ -39,7 +39,20 @@ pub fn async_eval(outputs: &[&Array]) -> Result<Vec<Device>> {
     }
     // Run the tape on a pool worker: kernels' small parallel loops then execute inline instead
     // of paying a cross-thread hand-off per op (which dominates decode of small models).
-    rayon::scope(|_| run_tape(tape))
+    rayon::scope(|_| {
+        let mut gpus = Vec::new();
+        let ran = run_tape(tape, &mut gpus);
+        // Submit what each GPU has encoded (an open graph capture), also after an error: the
+        // nodes encoded before it are marked computed.
+        let mut flushed = Ok(());
+        for &d in &gpus {
+            let r = backend::for_device(d).and_then(|b| b.flush());
+            if flushed.is_ok() {
+                flushed = r;
+            }
+        }
+        ran.and(flushed).map(|()| gpus)
+    })
 }
 /// Hashes node ids (addresses) with one multiply: SipHash's DoS resistance buys nothing for
 /// our own pointers and cost ~0.4% of a small model's decode.
@@ -90,8 +103,8 @@ fn build_tape(outputs: &[&Array]) -> Vec<Option<Array>> {
     tape
 }
 
-fn run_tape(mut tape: Vec<Option<Array>>) -> Result<Vec<Device>> {
-    let mut gpus: Vec<Device> = Vec::new();
+/// Encodes the tape; `gpus` collects the GPUs that received work (also when it fails).
+fn run_tape(mut tape: Vec<Option<Array>>, gpus: &mut Vec<Device>) -> Result<()> {
     for slot in tape.iter_mut() {
         // Take the tape's handle so that a node's only remaining holders are its consumers:
         // the last consumer may then take over (donate) its buffer.
@@ -129,7 +142,7 @@ fn run_tape(mut tape: Vec<Option<Array>>) -> Result<Vec<Device>> {
         }
         *a.lock() = State::Ready(data);
     }
-    Ok(gpus)
+    Ok(())
 }
 
 /// The input's data on `device`: moved out of the node when this consumer is its last holder

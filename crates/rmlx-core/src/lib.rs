@@ -21,6 +21,7 @@ pub mod ops;
 pub mod primitive;
 pub mod profile;
 pub mod quant;
+pub mod readback;
 pub mod shape;
 pub mod testing;
 
@@ -34,4 +35,5 @@ pub use eval::{async_eval, eval};
 pub use ops::concat;
 pub use primitive::Primitive;
 pub use quant::{GgmlType, QuantFormat};
+pub use readback::PendingRead;
 pub use shape::Shape;

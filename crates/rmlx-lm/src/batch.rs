@@ -96,6 +96,39 @@ impl Packed {
         })
     }
 
+    /// One sequence's step whose token ids are an array, typically the previous step's
+    /// sampled token still on the GPU: the step can be encoded before that token is read
+    /// (pipelined decode). `ids` is (T) u32 with ids the model produced itself (an argmax over
+    /// its own logits), so they are not checked against the vocabulary here; the context is.
+    pub fn from_ids(model: &(impl Model + ?Sized), ids: Array, cache: &ModelCache) -> Result<Self> {
+        if ids.ndim() != 1 || ids.size() == 0 || ids.dtype() != rmlx_core::DType::U32 {
+            return Err(Error::msg(format!(
+                "forward: expected (T) u32 token ids with T ≥ 1, found {:?} {}",
+                ids.shape(),
+                ids.dtype()
+            )));
+        }
+        let n = ids.size();
+        let info = model.info();
+        let offset = cache.offset();
+        if offset + n > info.context_length {
+            return Err(Error::msg(format!(
+                "{}: {offset} cached + {n} new tokens exceed the context of {} tokens",
+                info.architecture, info.context_length
+            )));
+        }
+        let pos: Vec<i32> = (offset..offset + n).map(|p| p as i32).collect();
+        let positions = Array::from_slice(&pos, &[n])?;
+        Ok(Packed {
+            ids,
+            positions: positions.clone(),
+            seqs: vec![PackedSeq {
+                rows: 0..n,
+                positions,
+            }],
+        })
+    }
+
     /// Tokens in the step (ΣT).
     pub fn len(&self) -> usize {
         self.seqs.last().map_or(0, |s| s.rows.end)

@@ -2,6 +2,7 @@
 //! a callback; stops on EOS, stop strings, max tokens, a full context or cancellation. A
 //! request that cannot fit the context is refused before anything is computed.
 
+use crate::batch::Packed;
 use crate::cache::{CacheKind, ModelCache};
 use crate::engine::{Engine, Prompt};
 use crate::logprobs::TokenLogprob;
@@ -110,6 +111,24 @@ impl Engine {
         cancel: Option<&AtomicBool>,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
+        self.generate_tokens_with(cache, tokens, cached, opts, cancel, on_text, None)
+    }
+
+    /// `generate_tokens` with pipelined decode forced on or off (`None`: on where the logits
+    /// live on a GPU — on the CPU a step computes when encoded, so running one ahead only
+    /// wastes the last). For tests that compare both loops.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_tokens_with(
+        &self,
+        cache: &mut ModelCache,
+        tokens: &[u32],
+        cached: usize,
+        opts: &GenerateOptions,
+        cancel: Option<&AtomicBool>,
+        on_text: &mut dyn FnMut(&str),
+        pipeline: Option<bool>,
+    ) -> Result<Generation> {
         if tokens.len() <= cached {
             return Err(rmlx_core::Error::msg(
                 "generate: expected at least one new prompt token",
@@ -136,11 +155,49 @@ impl Engine {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 break FinishReason::Cancelled;
             }
-            let end = seq.advance(&logits, &mut |out| match out {
+            let mut out = |out: Output| match out {
                 Output::Logprob(l) => logprobs.push(l),
                 Output::Text(t) => on_text(t),
-            })?;
-            if let Some(end) = end {
+            };
+            // Pipelined (greedy): the next step is encoded from the token still on the device
+            // before the token is read, so the host's work overlaps the device's. When the
+            // token ends the sequence, the step it fed is dropped from the cache again.
+            let lazy = if pipeline.unwrap_or(logits.device().is_gpu()) {
+                seq.sample_lazy(&logits)?
+            } else {
+                None
+            };
+            if let Some(lazy) = lazy {
+                // (Every cache can drop its newest position again: a rotating one keeps its
+                // window, which is one more than continuing from the position before needs.)
+                let ahead = if seq.room() > 1 {
+                    let step = Packed::from_ids(self.model.as_ref(), lazy.token.clone(), cache)?;
+                    let l = self
+                        .model
+                        .forward_packed(&step, &mut [&mut *cache], Logits::Last)?;
+                    rmlx_core::async_eval(&[&l])?;
+                    Some(l)
+                } else {
+                    None
+                };
+                let end = seq.advance_lazy(lazy, &logits, &mut out)?;
+                match (end, ahead) {
+                    (Some(end), ahead) => {
+                        if ahead.is_some() && !cache.truncate(cache.offset() - 1) {
+                            return Err(rmlx_core::Error::msg(
+                                "generate: the cache could not drop the step run ahead",
+                            ));
+                        }
+                        break end;
+                    }
+                    (None, Some(l)) => logits = l,
+                    (None, None) => {
+                        logits = self.model.forward(&[seq.last()], cache, Logits::Last)?;
+                    }
+                }
+                continue;
+            }
+            if let Some(end) = seq.advance(&logits, &mut out)? {
                 break end;
             }
             logits = self.model.forward(&[seq.last()], cache, Logits::Last)?;

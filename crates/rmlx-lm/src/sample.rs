@@ -185,6 +185,35 @@ impl Sampler {
         self.sample_sparse(sparse, window)
     }
 
+    /// Greedy decoding with no penalty, started without waiting: the token (a (1) u32 array
+    /// on the logits' device) and the row's sum (its NaN check), both queued for reading.
+    /// `None` for any other configuration (those read candidates back: `sample_array`). A
+    /// pipelined loop feeds `token` to the next step before reading it.
+    pub fn greedy_lazy(
+        &self,
+        logits: &rmlx_core::Array,
+        vocab: usize,
+    ) -> Result<Option<LazyToken>> {
+        let c = &self.cfg;
+        let penalties =
+            c.repetition_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+        let n = logits.size();
+        let vocab = vocab.min(n);
+        if c.temperature != 0.0 || penalties || vocab == 0 {
+            return Ok(None);
+        }
+        let row = logits.reshape(&[n as isize])?.slice(&[0], &[vocab], &[1])?;
+        let token = row.argmax(0, true)?;
+        let sum = row.sum(&[0], false)?;
+        rmlx_core::async_eval(&[&token, &sum])?;
+        Ok(Some(LazyToken {
+            id: token.read_async::<u32>()?,
+            sum: sum.read_async::<f32>()?,
+            token,
+            row,
+        }))
+    }
+
     /// `sample`'s chain over a candidate set that holds every token that can matter.
     fn sample_sparse(&mut self, mut cand: Vec<(u32, f32)>, window: &[u32]) -> Result<u32> {
         if let Some(x) = cand.iter().find(|x| x.1.is_nan()) {
@@ -380,3 +409,24 @@ fn draw(cand: &[(u32, f32)], u: f64) -> u32 {
 #[cfg(test)]
 #[path = "sample_tests.rs"]
 mod tests;
+
+/// A greedy token on its way to the host (`Sampler::greedy_lazy`).
+pub struct LazyToken {
+    /// (1) u32 on the logits' device: the next step's input.
+    pub token: rmlx_core::Array,
+    id: rmlx_core::PendingRead<u32>,
+    sum: rmlx_core::PendingRead<f32>,
+    row: rmlx_core::Array,
+}
+
+impl LazyToken {
+    /// Waits for the token id; a NaN logit is an error naming it, as in `sample`.
+    pub fn wait(self, sampler: &mut Sampler, history: &[u32]) -> Result<u32> {
+        let id = self.id.wait()?[0];
+        if self.sum.wait()?[0].is_nan() {
+            // The chain names the NaN logit (and errors).
+            return sampler.sample(&self.row.to_vec::<f32>()?, history);
+        }
+        Ok(id)
+    }
+}

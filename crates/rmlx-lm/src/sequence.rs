@@ -7,7 +7,7 @@ use crate::context::{check_fits, requested_new_tokens};
 use crate::engine::Engine;
 use crate::generate::{FinishReason, GenerateOptions};
 use crate::logprobs::{token_logprobs, TokenLogprob};
-use crate::sample::Sampler;
+use crate::sample::{LazyToken, Sampler};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use rmlx_core::{Array, Result};
 
@@ -91,6 +91,42 @@ impl<'e> Sequence<'e> {
         // sample an id the tokenizer cannot decode.
         let nv = logits.size().min(self.tokenizer.vocab_size());
         let next = self.sampler.sample_array(logits, nv, &self.history)?;
+        self.accept(next, logits, out)
+    }
+
+    /// Starts sampling the next token without waiting when the sampler can keep it on the
+    /// logits' device (greedy, no penalties): see `Sampler::greedy_lazy`.
+    pub fn sample_lazy(&self, logits: &Array) -> Result<Option<LazyToken>> {
+        let nv = logits.size().min(self.tokenizer.vocab_size());
+        self.sampler.greedy_lazy(logits, nv)
+    }
+
+    /// Waits for a token started by `sample_lazy`, then `accept`s it.
+    pub fn advance_lazy(
+        &mut self,
+        token: LazyToken,
+        logits: &Array,
+        out: &mut dyn FnMut(Output),
+    ) -> Result<Option<FinishReason>> {
+        let next = token.wait(&mut self.sampler, &self.history)?;
+        self.accept(next, logits, out)
+    }
+
+    /// Tokens the sequence may still take before max_tokens (or the context) ends it.
+    pub fn room(&self) -> usize {
+        self.max_tokens - self.generated()
+    }
+
+    /// Takes `next` (sampled from `logits`) as the sequence's next token: passes its
+    /// log-probabilities and the text now safe to show to `out`, and tells whether generation
+    /// ends here.
+    fn accept(
+        &mut self,
+        next: u32,
+        logits: &Array,
+        out: &mut dyn FnMut(Output),
+    ) -> Result<Option<FinishReason>> {
+        let nv = logits.size().min(self.tokenizer.vocab_size());
         self.history.push(next);
         if self.tokenizer.is_eos(next) {
             return Ok(Some(FinishReason::Eos));

@@ -206,3 +206,54 @@ fn bad_batches_are_clear_errors() {
     // Nothing was written by the refused steps.
     assert_eq!((a.offset(), b.offset()), (0, 0));
 }
+
+/// Greedy decode fed by the token *array* of the step before (`Packed::from_ids`, the
+/// pipelined loop: step n+1 encoded before token n is read, tokens read with `read_async`)
+/// gives the same tokens as decode fed by the ids read back, on every device's model tests
+/// (`RMLX_DEVICE`), for gpt-oss and a Llama.
+#[test]
+fn pipelined_decode_gives_the_tokens_of_plain_decode() {
+    use rmlx_lm::batch::Packed;
+    for name in ["gpt_oss_gqa3", "llama3"] {
+        let loaded = load_model(fixture(name)).unwrap();
+        let model = loaded.model.as_ref();
+        let prompt = [5u32, 9, 2, 7];
+        let plain = {
+            let mut cache = model.make_cache_of(CacheKind::F32).unwrap();
+            let l = model.forward(&prompt, &mut cache, Logits::Last).unwrap();
+            let mut next = l.argmax(-1, false).unwrap().to_vec::<u32>().unwrap()[0];
+            let mut out = vec![next];
+            for _ in 0..12 {
+                let l = model.forward(&[next], &mut cache, Logits::Last).unwrap();
+                next = l.argmax(-1, false).unwrap().to_vec::<u32>().unwrap()[0];
+                out.push(next);
+            }
+            out
+        };
+        let piped = {
+            let mut cache = model.make_cache_of(CacheKind::F32).unwrap();
+            let l = model.forward(&prompt, &mut cache, Logits::Last).unwrap();
+            let mut token = l.argmax(-1, false).unwrap();
+            let mut reading = token.read_async::<u32>().unwrap();
+            let mut out = vec![];
+            for _ in 0..12 {
+                let step = Packed::from_ids(model, token.clone(), &cache).unwrap();
+                let l = model
+                    .forward_packed(&step, &mut [&mut cache], Logits::Last)
+                    .unwrap();
+                token = l.argmax(-1, false).unwrap();
+                let next = token.read_async::<u32>().unwrap();
+                out.push(std::mem::replace(&mut reading, next).wait().unwrap()[0]);
+            }
+            out.push(reading.wait().unwrap()[0]);
+            out
+        };
+        assert_eq!(piped, plain, "{name}: pipelined vs plain greedy tokens");
+        assert_eq!(piped.len(), 13);
+        // Ids of the wrong kind are a clear error.
+        let cache = model.make_cache_of(CacheKind::F32).unwrap();
+        let bad = rmlx_core::Array::from_slice(&[1f32], &[1]).unwrap();
+        let e = Packed::from_ids(model, bad, &cache).err().unwrap();
+        assert!(e.to_string().contains("u32 token ids"), "{e}");
+    }
+}

@@ -246,3 +246,56 @@ fn bad_tokens_and_overlong_prompts_are_errors() {
         .to_string();
     assert!(e.contains("exceed") && e.contains("context"), "{e}");
 }
+
+/// Pipelined greedy decode (the next step encoded from the token still on the device before
+/// the token is read; what `generate` does on a GPU) gives the plain loop's tokens, text and
+/// cache — also when a stop string ends generation while a step has already been run ahead
+/// (that step is dropped from the cache again).
+#[test]
+fn pipelined_generation_equals_the_plain_loop() {
+    let e = Engine::load(fixture("harmony")).unwrap();
+    let prompt = e
+        .encode_prompt(&Prompt::Text("The answer is".into()))
+        .unwrap();
+    let run = |opts: &GenerateOptions, pipeline: bool| {
+        let mut cache = e.model.make_cache_of(opts.kv_cache).unwrap();
+        let mut streamed = String::new();
+        let g = e
+            .generate_tokens_with(
+                &mut cache,
+                &prompt,
+                0,
+                opts,
+                None,
+                &mut |t| streamed.push_str(t),
+                Some(pipeline),
+            )
+            .unwrap();
+        assert_eq!(streamed, g.text);
+        (g.tokens, g.text, g.stats.finish, cache.offset())
+    };
+    let opts = GenerateOptions {
+        max_tokens: Some(24),
+        sampler: SamplerConfig::greedy(),
+        keep_special: true,
+        ..Default::default()
+    };
+    let plain = run(&opts, false);
+    assert_eq!(run(&opts, true), plain, "max_tokens");
+    // The cache holds the prompt and every generated token but the last.
+    assert_eq!(plain.3, prompt.len() + plain.0.len() - 1);
+    // A stop string from the middle of that text ends both loops at the same token.
+    let chars: Vec<char> = plain.1.chars().collect();
+    if chars.len() >= 6 {
+        let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+        let opts = GenerateOptions {
+            stop: vec![stop.clone()],
+            ..opts
+        };
+        let plain = run(&opts, false);
+        assert_eq!(plain.2, rmlx_lm::FinishReason::Stop, "stop {stop:?}");
+        assert_eq!(run(&opts, true), plain, "stop string {stop:?}");
+    } else {
+        panic!("the random model produced only {:?}", plain.1);
+    }
+}

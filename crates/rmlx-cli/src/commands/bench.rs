@@ -2,6 +2,7 @@
 //! tokens; needs no tokenizer.
 
 use anyhow::Result;
+use rmlx_lm::batch::Packed;
 use rmlx_lm::context::check_fits;
 use rmlx_lm::{load_model_with, LoadOptions, Logits};
 use std::path::PathBuf;
@@ -34,6 +35,11 @@ pub struct Args {
     /// Print time per primitive of the decode phase (stderr).
     #[arg(long)]
     profile: bool,
+    /// Decode reading each token before encoding the next step. By default decode on a GPU
+    /// is pipelined as `rmlx generate`'s greedy loop is: step n+1 is encoded from token n
+    /// still on the device before token n is read, so the host's work overlaps the device's.
+    #[arg(long)]
+    sync_decode: bool,
 }
 
 /// Deterministic pseudo-random token ids (xorshift), avoiding id 0..3 (often special).
@@ -56,6 +62,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(a: Args) -> Result<()> {
     let path = rmlx_lm::default_model::resolve(a.model)?;
+    let pipeline = rmlx_core::default_device().is_gpu() && !a.sync_decode;
     let t0 = Instant::now();
     let opts = LoadOptions {
         context: a.ctx,
@@ -94,17 +101,40 @@ pub fn run(a: Args) -> Result<()> {
         kv_bytes_per_token = cache.bytes_per_token() as f64;
         rmlx_core::profile::enable(a.profile);
         let t = Instant::now();
+        // Pipelined: the token array of the step before and the read of its value in flight.
+        let mut prev = rmlx_core::Array::from_slice(&[next], &[1])?;
+        let mut reading: Option<rmlx_core::PendingRead<u32>> = None;
         for _ in 0..a.gen {
             let t_build = Instant::now();
-            let logits = m.model.forward(&[next], &mut cache, Logits::Last)?;
+            let logits = if pipeline {
+                let step = Packed::from_ids(m.model.as_ref(), prev.clone(), &cache)?;
+                m.model
+                    .forward_packed(&step, &mut [&mut cache], Logits::Last)?
+            } else {
+                m.model.forward(&[next], &mut cache, Logits::Last)?
+            };
             let token = logits.argmax(-1, false)?;
             let t_encode = Instant::now();
-            rmlx_core::async_eval(&[&token])?;
-            let t_wait = Instant::now();
-            next = token.to_vec::<u32>()?[0];
+            if pipeline {
+                let read = token.read_async::<u32>()?;
+                let t_wait = Instant::now();
+                if let Some(r) = reading.replace(read) {
+                    next = r.wait()?[0];
+                }
+                prev = token;
+                split[2] += t_wait.elapsed().as_secs_f64();
+                split[1] += (t_wait - t_encode).as_secs_f64();
+            } else {
+                rmlx_core::async_eval(&[&token])?;
+                let t_wait = Instant::now();
+                next = token.to_vec::<u32>()?[0];
+                split[1] += (t_wait - t_encode).as_secs_f64();
+                split[2] += t_wait.elapsed().as_secs_f64();
+            }
             split[0] += (t_encode - t_build).as_secs_f64();
-            split[1] += (t_wait - t_encode).as_secs_f64();
-            split[2] += t_wait.elapsed().as_secs_f64();
+        }
+        if let Some(r) = reading.take() {
+            r.wait()?; // the last token's copy: read, so no copy is left in flight
         }
         if a.gen > 0 {
             tg.push(a.gen as f64 / t.elapsed().as_secs_f64());
@@ -189,11 +219,13 @@ pub fn run(a: Args) -> Result<()> {
             "peak_rss_bytes": super::peak_memory::json_value(),
             "context": info.context_length,
             "repetitions": a.repetitions.max(1),
+            "pipeline": pipeline,
             "decode_ms_per_token": {
                 "build": split[0] * 1e3 / decode_tokens,
                 "encode": split[1] * 1e3 / decode_tokens,
                 "wait": split[2] * 1e3 / decode_tokens,
             },
+            "cuda_graphs": cuda_graphs(rmlx_core::default_device()),
         });
         println!("{j}");
     } else {
@@ -224,4 +256,19 @@ fn device_name(d: rmlx_core::Device) -> String {
         },
         other => other.to_string(),
     }
+}
+
+/// What the device's CUDA graphs did over the whole run (null off CUDA).
+fn cuda_graphs(device: rmlx_core::Device) -> serde_json::Value {
+    if let rmlx_core::Device::Cuda(i) = device {
+        if let Ok(s) = rmlx_core::backend::cuda::graph_stats(i) {
+            return serde_json::json!({
+                "launched": s.launched,
+                "instantiated": s.instantiated,
+                "updated": s.updated,
+                "nodes": s.nodes,
+            });
+        }
+    }
+    serde_json::Value::Null
 }

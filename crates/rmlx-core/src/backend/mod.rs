@@ -49,8 +49,28 @@ pub trait Backend: Send + Sync {
     /// Copies host data onto this device.
     fn upload(&self, arg: &Arg) -> Result<Data>;
 
+    /// Queues a copy of `arg` (on this device) to the host behind the work queued so far and
+    /// returns without waiting for it (`Array::read_async`). By default: `download`, now.
+    fn read_async(&self, arg: &Arg) -> Result<Box<dyn crate::readback::HostRead>> {
+        let data = self.download(arg)?;
+        let all = data.host()?.bytes();
+        let start = data.offset * arg.dtype.size();
+        let bytes = arg.numel() * arg.dtype.size();
+        let host = crate::buffer::HostBuffer::from_slice(
+            all.get(start..start + bytes)
+                .ok_or_else(|| Error::msg("read_async: the download is shorter than the array"))?,
+        )?;
+        Ok(Box::new(crate::readback::Done(host)))
+    }
+
     /// Waits for all work enqueued on this device.
     fn synchronize(&self) -> Result<()>;
+
+    /// Submits the work encoded so far (a GPU that batches launches into graphs launches the
+    /// open one); returns without waiting. `async_eval` calls it after encoding a tape.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Profiling: marks the start of the next op's work on the device's queue. `false`: this
     /// backend does its work on the calling thread, which times it itself.

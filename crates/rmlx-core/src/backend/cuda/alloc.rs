@@ -77,27 +77,26 @@ impl Allocator {
             return Err(self.oom(dev, bytes, self.in_use(), "the memory limit"));
         }
         let cap = bucket(bytes);
-        {
-            let mut st = self.lock();
-            if let Some(ptr) = st.free.get_mut(&cap).and_then(|v| v.pop()) {
-                st.cached -= cap;
-                st.in_use += cap;
-                return Ok(CudaBuffer::new(dev, ptr, bytes, cap));
-            }
-            if st.in_use + st.cached + cap > self.limit {
-                Self::release_cache(&mut st);
-            }
-            if st.in_use + cap > self.limit {
-                return Err(self.oom(dev, bytes, st.in_use, "the memory limit"));
-            }
+        let mut st = self.lock();
+        if let Some(ptr) = st.free.get_mut(&cap).and_then(|v| v.pop()) {
+            st.cached -= cap;
+            st.in_use += cap;
+            return Ok(CudaBuffer::new(dev, ptr, bytes, cap));
         }
+        if st.in_use + st.cached + cap > self.limit {
+            st = self.release_cache_flushed(dev, st)?;
+        }
+        if st.in_use + cap > self.limit {
+            return Err(self.oom(dev, bytes, st.in_use, "the memory limit"));
+        }
+        drop(st);
         // SAFETY: the device's context is current on this thread (the backend binds it before
         // any call); the memory is returned uninitialized and every kernel writes before reading.
         let ptr = match unsafe { result::malloc_sync(cap) } {
             Ok(p) => p,
             Err(_) => {
                 // Out of memory on the card: give back what the cache holds, then try once more.
-                Self::release_cache(&mut self.lock());
+                drop(self.release_cache_flushed(dev, self.lock())?);
                 // SAFETY: as above.
                 unsafe { result::malloc_sync(cap) }.map_err(|e| {
                     self.oom(dev, bytes, self.in_use(), &format!("the driver ({e})"))
@@ -118,6 +117,23 @@ impl Allocator {
         ))
     }
 
+    /// Empties the cache, after launching an open graph capture: the blocks freed while it was
+    /// open may still be read by it.
+    fn release_cache_flushed<'a>(
+        &'a self,
+        dev: &CudaDevice,
+        st: std::sync::MutexGuard<'a, State>,
+    ) -> Result<std::sync::MutexGuard<'a, State>> {
+        let mut st = st;
+        if dev.capturing() {
+            drop(st);
+            dev.graph_flush()?;
+            st = self.lock();
+        }
+        Self::release_cache(&mut st);
+        Ok(st)
+    }
+
     fn release_cache(st: &mut State) {
         for (_, ptrs) in st.free.drain() {
             for p in ptrs {
@@ -134,7 +150,9 @@ impl Allocator {
     fn give_back(&self, dev: &CudaDevice, ptr: sys::CUdeviceptr, cap: usize) {
         let mut st = self.lock();
         st.in_use -= cap;
-        if st.cached + cap > self.cache_limit {
+        // While a graph capture is open the block may still be read by its unlaunched graph:
+        // it is cached whatever the cache holds (reuse is stream-ordered, freeing is not).
+        if st.cached + cap > self.cache_limit && !dev.capturing() {
             drop(st);
             let _ = dev.bind();
             // SAFETY: `ptr` came from cuMemAlloc and its buffer is gone.
@@ -148,8 +166,9 @@ impl Allocator {
     }
 
     /// Frees every cached block (the cache is rebuilt on demand). The context must be current.
-    pub(crate) fn clear_cache(&self) {
-        Self::release_cache(&mut self.lock());
+    pub(crate) fn clear_cache(&self, dev: &CudaDevice) -> Result<()> {
+        drop(self.release_cache_flushed(dev, self.lock())?);
+        Ok(())
     }
 }
 

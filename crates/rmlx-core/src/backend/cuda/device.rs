@@ -3,9 +3,11 @@
 
 use super::alloc::{Allocator, CudaBuffer};
 use super::nvrtc;
+use crate::buffer::HostBuffer;
 use crate::error::{Error, Result};
 use cudarc::driver::{result, sys, CudaContext, CudaStream};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// A kernel entry point. Raw driver handles are plain pointers, valid for the device's life
@@ -18,6 +20,9 @@ unsafe impl Send for Func {}
 // SAFETY: as above.
 unsafe impl Sync for Func {}
 
+/// Loaded kernels: hash of `key::entry` → (that name, the function).
+type Functions = HashMap<u64, Vec<(Box<str>, Func)>>;
+
 pub struct CudaDevice {
     pub(crate) ordinal: usize,
     pub(crate) ctx: Arc<CudaContext>,
@@ -27,13 +32,21 @@ pub struct CudaDevice {
     pub(crate) name: String,
     pub(crate) total_mem: usize,
     pub(crate) alloc: Allocator,
-    functions: Mutex<HashMap<String, Func>>,
+    /// Loaded kernels by `key::entry`, found through a hash of both (no string built per
+    /// launch: a decode step looks up hundreds).
+    functions: Mutex<Functions>,
     staging: Mutex<Option<Staging>>,
+    /// Pinned buffers for `read_async`, free for reuse.
+    reads: Mutex<Vec<Slot>>,
     small: Mutex<Option<SmallRing>>,
     /// The device's cuBLAS handle (bound to `stream`), created on first use.
     blas: OnceLock<std::result::Result<BlasHandle, String>>,
     /// Ops timed on the device while profiling (`timing.rs`).
     pub(crate) spans: Mutex<super::timing::Spans>,
+    /// CUDA graph capture and the kept executable graphs (`graph.rs`).
+    pub(crate) graphs: Mutex<super::graph::Graphs>,
+    /// Whether a capture is open (read without the lock on every launch).
+    pub(crate) capturing: AtomicBool,
 }
 
 /// A cuBLAS handle, used only under `CudaDevice::blas`'s mutex.
@@ -78,9 +91,12 @@ impl CudaDevice {
             alloc: Allocator::new(total_mem),
             functions: Mutex::new(HashMap::new()),
             staging: Mutex::new(None),
+            reads: Mutex::new(Vec::new()),
             small: Mutex::new(None),
             blas: OnceLock::new(),
             spans: Mutex::default(),
+            graphs: Mutex::new(super::graph::Graphs::new()),
+            capturing: AtomicBool::new(false),
         }))
     }
 
@@ -123,13 +139,15 @@ impl CudaDevice {
         source: impl FnOnce() -> String,
         entry: &str,
     ) -> Result<Func> {
-        let full_key = format!("{key}::{entry}");
-        if let Some(f) = self.lock_functions().get(&full_key) {
-            return Ok(*f);
+        let h = function_hash(key, entry);
+        if let Some(f) = find_function(&self.lock_functions(), h, key, entry) {
+            return Ok(f);
         }
         let src = source();
         let cubin = nvrtc::compile_cubin(&src, key, self.arch)?;
         self.bind()?;
+        // Loading a module is no work for a captured stream: launch what is captured first.
+        self.graph_flush()?;
         // SAFETY: `cubin` is a complete image NVRTC produced for this device's architecture
         // (or a checksummed cache entry of one); the context is current.
         let module = unsafe { result::module::load_data(cubin.as_ptr() as *const _) }
@@ -140,31 +158,46 @@ impl CudaDevice {
             let cname = std::ffi::CString::new(name.as_str()).expect("identifiers have no NUL");
             // SAFETY: `module` is loaded and stays loaded for the device's life.
             if let Ok(f) = unsafe { result::module::get_function(module, cname) } {
-                functions.insert(format!("{key}::{name}"), Func(f));
+                let hn = function_hash(key, &name);
+                if find_function(&functions, hn, key, &name).is_none() {
+                    let full: Box<str> = format!("{key}::{name}").into();
+                    functions.entry(hn).or_default().push((full, Func(f)));
+                }
             }
         }
-        functions
-            .get(&full_key)
-            .copied()
+        find_function(&functions, h, key, entry)
             .ok_or_else(|| Error::msg(format!("cuda: kernel {key} has no entry {entry}")))
     }
 
-    fn lock_functions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Func>> {
+    fn lock_functions(&self) -> std::sync::MutexGuard<'_, Functions> {
         self.functions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn lock_small(&self) -> std::sync::MutexGuard<'_, Option<SmallRing>> {
+        self.small.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Copies host bytes into a new device buffer. Large copies go through two pinned staging
     /// buffers in turn, so reading the source (an mmap'd file) overlaps the DMA.
     pub(crate) fn upload(self: &Arc<Self>, bytes: &[u8]) -> Result<CudaBuffer> {
         self.bind()?;
+        if bytes.len() > SMALL_SLOT {
+            // Copies from pageable memory or the staging buffers cannot be captured.
+            self.graph_flush()?;
+        }
         let buf = self.alloc(bytes.len())?;
         if bytes.len() <= SMALL_SLOT {
             // Small uploads (token ids, positions, scalars: many per decode step) go through a
             // pinned ring: a copy from pageable memory may wait for the whole stream, which
-            // would stall the CPU behind every queued kernel.
-            let mut guard = self.small.lock().unwrap_or_else(|p| p.into_inner());
+            // would stall the CPU behind every queued kernel. Inside a graph capture the copy
+            // is a node of the graph, reading the slot when the graph runs.
+            let mut guard = self.lock_small();
             if guard.is_none() {
                 *guard = Some(SmallRing::new(self)?);
+            }
+            if self.graph_slots_held() >= SMALL_SLOTS / 2 {
+                // The ring must not come round to a slot the unlaunched graph still reads.
+                self.graph_flush_holding(&mut guard)?;
             }
             let ring = guard.as_mut().expect("created above");
             let i = ring.next;
@@ -178,12 +211,12 @@ impl CudaDevice {
             let pinned = unsafe { std::slice::from_raw_parts_mut(slot.ptr, bytes.len()) };
             pinned.copy_from_slice(bytes);
             // SAFETY: destination inside `buf`; the pinned source stays untouched until the
-            // event recorded right after the copy completes.
-            unsafe {
-                result::memcpy_htod_async(buf.ptr(), &*pinned, self.cu_stream())
-                    .map_err(|e| self.error("upload", e))?;
-                result::event::record(slot.done, self.cu_stream())
-                    .map_err(|e| self.error("upload event", e))?;
+            // slot's event, recorded after the copy (below, or after the graph that captured
+            // it is launched), completes.
+            unsafe { result::memcpy_htod_async(buf.ptr(), &*pinned, self.cu_stream()) }
+                .map_err(|e| self.error("upload", e))?;
+            if !self.graph_take_slot(i) {
+                ring.record(self, i)?;
             }
             return Ok(buf);
         }
@@ -229,6 +262,7 @@ impl CudaDevice {
     /// `src..src + out.len()` must lie inside a live allocation of this device.
     pub(crate) unsafe fn download(&self, src: sys::CUdeviceptr, out: &mut [u8]) -> Result<()> {
         self.bind()?;
+        self.graph_flush()?;
         // SAFETY: the caller passes an address inside a live buffer with `out.len()` bytes
         // (this fn's contract); the stream is synchronized before `out` is read.
         unsafe { result::memcpy_dtoh_async(out, src, self.cu_stream()) }
@@ -236,9 +270,48 @@ impl CudaDevice {
         self.synchronize()
     }
 
+    /// Queues a copy of `bytes` bytes at device address `src` into pinned host memory and
+    /// returns without waiting; `PinnedRead::wait` waits for that copy.
+    ///
+    /// # Safety
+    /// `src..src + bytes` must lie inside a live allocation of this device (its reuse is
+    /// stream-ordered, so it may be dropped after the call).
+    pub(crate) unsafe fn read_async(
+        self: &Arc<Self>,
+        src: sys::CUdeviceptr,
+        bytes: usize,
+    ) -> Result<PinnedRead> {
+        self.bind()?;
+        self.graph_flush()?;
+        let slot = {
+            let mut free = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+            match free.iter().position(|s| s.cap >= bytes) {
+                Some(i) => free.swap_remove(i),
+                None => Slot::new(self, bytes.max(4096))?,
+            }
+        };
+        // SAFETY: the slot holds `cap >= bytes` pinned bytes that no queued copy uses (a slot
+        // returns to the pool only after its copy completed).
+        let pinned = unsafe { std::slice::from_raw_parts_mut(slot.ptr, bytes) };
+        // SAFETY: the source lies in a live device allocation (this fn's contract); the pinned
+        // destination is not read before the event recorded after the copy completes.
+        unsafe {
+            result::memcpy_dtoh_async(pinned, src, self.cu_stream())
+                .map_err(|e| self.error("read_async", e))?;
+            result::event::record(slot.done, self.cu_stream())
+                .map_err(|e| self.error("read_async event", e))?;
+        }
+        Ok(PinnedRead {
+            dev: self.clone(),
+            slot: Some(slot),
+            bytes,
+        })
+    }
+
     /// Waits for all work queued on the device's stream; reports a kernel fault here.
     pub(crate) fn synchronize(&self) -> Result<()> {
         self.bind()?;
+        self.graph_flush()?;
         self.stream
             .synchronize()
             .map_err(|e| self.error("a kernel failed", e))
@@ -276,6 +349,26 @@ impl CudaDevice {
     }
 }
 
+/// FNV-1a of `key`, a separator and `entry`.
+fn function_hash(key: &str, entry: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in key.as_bytes().iter().chain(b"::").chain(entry.as_bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The kernel named `key::entry` among those of hash `h`.
+fn find_function(map: &Functions, h: u64, key: &str, entry: &str) -> Option<Func> {
+    map.get(&h)?.iter().find_map(|(name, f)| {
+        let matches = name.len() == key.len() + 2 + entry.len()
+            && name.starts_with(key)
+            && name[key.len()..].starts_with("::")
+            && name.ends_with(entry);
+        matches.then_some(*f)
+    })
+}
+
 /// The `extern "C" __global__ void NAME(` entries of a source.
 fn entries(src: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -295,7 +388,7 @@ const SMALL_SLOT: usize = 16 << 10;
 const SMALL_SLOTS: usize = 256;
 
 /// Pinned slots for small uploads, used in turn.
-struct SmallRing {
+pub(crate) struct SmallRing {
     slots: Vec<Slot>,
     next: usize,
 }
@@ -310,12 +403,69 @@ impl SmallRing {
             .collect::<Result<Vec<_>>>()?;
         Ok(SmallRing { slots, next: 0 })
     }
+
+    /// Marks slot `i` busy until the work queued so far on the device's stream has run.
+    pub(crate) fn record(&mut self, dev: &CudaDevice, i: usize) -> Result<()> {
+        // SAFETY: the event belongs to this slot; the stream is the device's and is not being
+        // captured (callers record outside captures).
+        unsafe { result::event::record(self.slots[i].done, dev.cu_stream()) }
+            .map_err(|e| dev.error("upload event", e))
+    }
 }
 const STAGING_CHUNK: usize = 16 << 20;
 
 struct Slot {
     ptr: *mut u8,
+    cap: usize,
     done: sys::CUevent,
+}
+
+// SAFETY: a slot's pinned memory and event are used by one owner at a time (a ring under its
+// mutex, or the one `PinnedRead` that took it out of the pool).
+unsafe impl Send for Slot {}
+
+/// A copy to pinned host memory in flight (`CudaDevice::read_async`).
+pub(crate) struct PinnedRead {
+    dev: Arc<CudaDevice>,
+    /// Taken when waited for; returned to the device's pool after its copy completed.
+    slot: Option<Slot>,
+    bytes: usize,
+}
+
+impl PinnedRead {
+    fn finish(&mut self) -> Result<Option<HostBuffer>> {
+        let Some(slot) = self.slot.take() else {
+            return Ok(None);
+        };
+        // SAFETY: the event was recorded right after the copy into the slot.
+        let waited = unsafe { result::event::synchronize(slot.done) }
+            .map_err(|e| self.dev.error("read_async wait", e));
+        let out = waited.and_then(|()| {
+            // SAFETY: the copy completed; the slot holds `bytes` initialized pinned bytes.
+            let src = unsafe { std::slice::from_raw_parts(slot.ptr, self.bytes) };
+            HostBuffer::from_slice(src)
+        });
+        self.dev
+            .reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(slot);
+        out.map(Some)
+    }
+}
+
+impl crate::readback::HostRead for PinnedRead {
+    fn wait(mut self: Box<Self>) -> Result<HostBuffer> {
+        self.finish()?
+            .ok_or_else(|| Error::msg("read_async: waited for twice"))
+    }
+}
+
+impl Drop for PinnedRead {
+    fn drop(&mut self) {
+        // Never waited for: the slot goes back to the pool only once its copy is done.
+        let _ = self.finish();
+    }
 }
 
 /// Two pinned host buffers that uploads alternate between.
@@ -334,7 +484,11 @@ impl Slot {
             .map_err(|e| dev.error("pinned staging buffer", e))? as *mut u8;
         let done = result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)
             .map_err(|e| dev.error("event", e))?;
-        Ok(Slot { ptr, done })
+        Ok(Slot {
+            ptr,
+            cap: bytes,
+            done,
+        })
     }
 }
 

@@ -27,28 +27,26 @@ pub(crate) struct Layout {
 impl Layout {
     /// The view of `data` over `shape`. Size-1 dims are dropped (they never move the index).
     pub(crate) fn new(shape: &[usize], strides: &[usize], offset: usize) -> Result<Layout> {
-        let dims: Vec<(usize, usize)> = shape
-            .iter()
-            .zip(strides)
-            .filter(|(&d, _)| d != 1)
-            .map(|(&d, &s)| (d, s))
-            .collect();
-        if dims.len() > MAX_DIMS {
-            return Err(Error::shape(format!(
-                "cuda: views of more than {MAX_DIMS} non-unit dims are not supported, found {shape:?}"
-            )));
-        }
+        // Filled in place (no allocation: a few layouts are built for every kernel launched).
         let mut l = Layout {
-            ndim: dims.len() as i32,
+            ndim: 0,
             pad: 0,
             offset: offset as i64,
             shape: [1; MAX_DIMS],
             strides: [0; MAX_DIMS],
         };
-        for (i, (d, s)) in dims.into_iter().enumerate() {
-            l.shape[i] = d as i64;
-            l.strides[i] = s as i64;
+        let mut n = 0;
+        for (&d, &s) in shape.iter().zip(strides).filter(|(&d, _)| d != 1) {
+            if n == MAX_DIMS {
+                return Err(Error::shape(format!(
+                    "cuda: views of more than {MAX_DIMS} non-unit dims are not supported, found {shape:?}"
+                )));
+            }
+            l.shape[n] = d as i64;
+            l.strides[n] = s as i64;
+            n += 1;
         }
+        l.ndim = n as i32;
         Ok(l)
     }
 
@@ -158,7 +156,10 @@ impl Launch {
         // call returns: the driver copies them at launch); their order, types and the device
         // addresses' extents are this fn's contract, stated by each caller.
         unsafe { result::launch_kernel(self.func.0, grid, block, shared, dev.cu_stream(), ptrs) }
-            .map_err(|e| dev.error(&format!("launching {}", self.name), e))
+            .map_err(|e| dev.error(&format!("launching {}", self.name), e))?;
+        // A captured launch is a graph node whose topology tag is its function.
+        dev.graph_note(self.func.0 as u64);
+        Ok(())
     }
 
     /// A 1-D launch of `n` threads in blocks of 256, grid-stride beyond 65k blocks.

@@ -155,6 +155,7 @@ pub(crate) fn matmul(
         // SAFETY: `out` is a fresh buffer of exactly `bytes` bytes, written on the stream.
         unsafe { cudarc::driver::result::memset_d8_async(out, 0, bytes, dev.cu_stream()) }
             .map_err(|e| dev.error("matmul: zero fill", e))?;
+        dev.graph_note(super::graph::TAG_MEMSET);
         return Ok(data);
     }
     if let Some(r) = gemv(dev, a, b, (m, n, k), count, out, out_dtype) {
@@ -232,6 +233,22 @@ pub(crate) fn matmul(
         }
     };
     r.map_err(|e| dev.error("matmul (cuBLAS)", format!("{e:?}")))?;
+    // cuBLAS picks its kernels by shape: the shape is the captured call's topology tag.
+    dev.graph_note(
+        [
+            m,
+            n,
+            k,
+            count,
+            ob.col_major as usize,
+            oa.col_major as usize,
+            ab_dtype as usize,
+        ]
+        .iter()
+        .fold(0x626c_6173_u64, |h, &v| {
+            (h.rotate_left(7) ^ v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        }),
+    );
     // The operands' temporaries (if any) are freed stream-ordered after the gemm.
     drop((oa, ob));
     Ok(data)

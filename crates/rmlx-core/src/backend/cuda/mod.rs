@@ -11,6 +11,7 @@ mod attention;
 mod compiled;
 mod device;
 mod elementwise;
+mod graph;
 mod indexing;
 mod kv_quant;
 mod launch;
@@ -24,6 +25,7 @@ mod rope;
 mod timing;
 
 pub use alloc::CudaBuffer;
+pub use graph::GraphStats;
 
 use super::{Arg, Backend};
 use crate::array::Data;
@@ -115,8 +117,7 @@ pub fn memory_limits(ordinal: usize) -> Result<(usize, usize)> {
 pub fn clear_cache(ordinal: usize) -> Result<()> {
     let dev = device::get(ordinal)?;
     dev.bind()?;
-    dev.alloc.clear_cache();
-    Ok(())
+    dev.alloc.clear_cache(&dev)
 }
 
 /// The backend for one device ordinal; the device itself is opened on first use.
@@ -187,59 +188,121 @@ impl Backend for CudaBackend {
         out_dtype: DType,
     ) -> Result<Data> {
         let dev = self.dev()?;
+        dev.graph_begin()?;
+        let out = self.encode(&dev, prim, inputs, out_shape, out_dtype)?;
+        dev.graph_op_done()?;
+        Ok(out)
+    }
+
+    fn download(&self, arg: &Arg) -> Result<Data> {
+        self.download_now(arg)
+    }
+
+    fn upload(&self, arg: &Arg) -> Result<Data> {
+        self.upload_now(arg)
+    }
+
+    fn read_async(&self, arg: &Arg) -> Result<Box<dyn crate::readback::HostRead>> {
+        let dev = self.dev()?;
+        let data = elementwise::contiguous(&dev, arg)?;
+        let bytes = arg.numel() * arg.dtype.size();
+        let buf = launch::cuda_buffer(&data, &dev)?;
+        let start = data.offset * arg.dtype.size();
+        if start.checked_add(bytes).is_none_or(|end| end > buf.len()) {
+            return Err(Error::msg(format!(
+                "cuda: read_async: a view of {bytes} bytes at {start} is outside its buffer of {}",
+                buf.len()
+            )));
+        }
+        // SAFETY: start..start + bytes lies inside `buf` (checked above); reuse of `buf` after
+        // `data` drops is stream-ordered, so it is not overwritten before the queued copy.
+        let read = unsafe { dev.read_async(buf.ptr() + start as u64, bytes)? };
+        Ok(Box::new(read))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.dev()?.synchronize()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.dev()?.graph_flush()
+    }
+
+    fn begin_span(&self) -> Result<bool> {
+        let dev = self.dev()?;
+        dev.graph_flush()?;
+        dev.begin_span()?;
+        Ok(true)
+    }
+
+    fn end_span(&self, label: String) -> Result<()> {
+        self.dev()?.end_span(label)
+    }
+}
+
+impl CudaBackend {
+    /// Queues the kernels of one primitive.
+    fn encode(
+        &self,
+        dev: &Arc<CudaDevice>,
+        prim: &Primitive,
+        inputs: Vec<Arg>,
+        out_shape: &[usize],
+        out_dtype: DType,
+    ) -> Result<Data> {
         let (s, d) = (out_shape, out_dtype);
         let x = &inputs[0];
         match prim {
-            Primitive::AsType(_) => elementwise::astype(&dev, x, s, d),
-            Primitive::Unary(op) => elementwise::unary(&dev, *op, x, s, d),
-            Primitive::Binary(op) => elementwise::binary(&dev, *op, x, &inputs[1], s, d),
-            Primitive::Where => elementwise::select(&dev, x, &inputs[1], &inputs[2], s, d),
+            Primitive::AsType(_) => elementwise::astype(dev, x, s, d),
+            Primitive::Unary(op) => elementwise::unary(dev, *op, x, s, d),
+            Primitive::Binary(op) => elementwise::binary(dev, *op, x, &inputs[1], s, d),
+            Primitive::Where => elementwise::select(dev, x, &inputs[1], &inputs[2], s, d),
             Primitive::Reshape(_) => match views::reshape(x, s) {
                 Some(v) => Ok(v),
                 None => Ok(views::reshape_contiguous(
-                    elementwise::copy_contiguous(&dev, x)?,
+                    elementwise::copy_contiguous(dev, x)?,
                     s,
                 )),
             },
             Primitive::Transpose(perm) => Ok(views::transpose(x, perm)),
             Primitive::Slice { start, step, .. } => Ok(views::slice(x, start, step)),
             Primitive::BroadcastTo(_) => Ok(views::broadcast_to(x, s)),
-            Primitive::Contiguous => elementwise::contiguous(&dev, x),
+            Primitive::Contiguous => elementwise::contiguous(dev, x),
             Primitive::ToDevice(_) => Ok(x.data.clone()),
             Primitive::QuantizedMatmul { format, n, k } => {
-                quantized::quantized_matmul(&dev, *format, *n, *k, &inputs, s, d)
+                quantized::quantized_matmul(dev, *format, *n, *k, &inputs, s, d)
             }
             Primitive::GatherQmm { format, n, k } => {
-                quantized::gather_qmm(&dev, *format, *n, *k, &inputs, s, d)
+                quantized::gather_qmm(dev, *format, *n, *k, &inputs, s, d)
             }
             Primitive::QuantizedTake { format, k } => {
-                quantized::quantized_take(&dev, *format, *k, &inputs, s, d)
+                quantized::quantized_take(dev, *format, *k, &inputs, s, d)
             }
-            Primitive::Reduce { op, axes } => reduce::reduce(&dev, *op, axes, x, s, d),
-            Primitive::ArgReduce { op, axis } => reduce::arg_reduce(&dev, *op, *axis, x, s),
-            Primitive::Softmax => reduce::softmax(&dev, x, s, d),
-            Primitive::Swiglu => reduce::swiglu(&dev, x, s, d),
-            Primitive::LogSumExp => reduce::logsumexp(&dev, x, s, d),
-            Primitive::TopK { k } => reduce::topk(&dev, *k, x, s),
-            Primitive::RmsNorm { eps } => norm::rms_norm(&dev, *eps, x, &inputs[1], s, d),
+            Primitive::Reduce { op, axes } => reduce::reduce(dev, *op, axes, x, s, d),
+            Primitive::ArgReduce { op, axis } => reduce::arg_reduce(dev, *op, *axis, x, s),
+            Primitive::Softmax => reduce::softmax(dev, x, s, d),
+            Primitive::Swiglu => reduce::swiglu(dev, x, s, d),
+            Primitive::LogSumExp => reduce::logsumexp(dev, x, s, d),
+            Primitive::TopK { k } => reduce::topk(dev, *k, x, s),
+            Primitive::RmsNorm { eps } => norm::rms_norm(dev, *eps, x, &inputs[1], s, d),
             Primitive::Rope {
                 layout,
                 dims,
                 mscale,
-            } => rope::rope(&dev, *layout, *dims, *mscale, &inputs, s, d),
-            Primitive::Concat { axis } => indexing::concat(&dev, *axis, &inputs, s, d),
-            Primitive::Take { axis } => indexing::take(&dev, *axis, x, &inputs[1], s, d),
+            } => rope::rope(dev, *layout, *dims, *mscale, &inputs, s, d),
+            Primitive::Concat { axis } => indexing::concat(dev, *axis, &inputs, s, d),
+            Primitive::Take { axis } => indexing::take(dev, *axis, x, &inputs[1], s, d),
             Primitive::TakeAlongAxis { axis } => {
-                indexing::take_along_axis(&dev, *axis, x, &inputs[1], s, d)
+                indexing::take_along_axis(dev, *axis, x, &inputs[1], s, d)
             }
-            Primitive::SliceUpdate { start } => indexing::slice_update(&dev, start, inputs, s, d),
-            Primitive::Matmul => matmul::matmul(&dev, x, &inputs[1], s, d),
-            Primitive::QuantizeKv(spec) => kv_quant::quantize(&dev, *spec, x, s),
+            Primitive::SliceUpdate { start } => indexing::slice_update(dev, start, inputs, s, d),
+            Primitive::Matmul => matmul::matmul(dev, x, &inputs[1], s, d),
+            Primitive::QuantizeKv(spec) => kv_quant::quantize(dev, *spec, x, s),
             Primitive::DequantizeKv {
                 spec,
                 dim,
                 centered,
-            } => kv_quant::dequantize(&dev, *spec, *dim, x, centered.then(|| &inputs[1]), s),
+            } => kv_quant::dequantize(dev, *spec, *dim, x, centered.then(|| &inputs[1]), s),
             Primitive::QuantizedSdpa {
                 scale,
                 window,
@@ -249,7 +312,7 @@ impl Backend for CudaBackend {
                 k,
                 v,
             } => kv_quant::quantized_sdpa(
-                &dev,
+                dev,
                 *scale,
                 *window,
                 *has_sinks,
@@ -265,13 +328,13 @@ impl Backend for CudaBackend {
                 scale,
                 window,
                 has_sinks,
-            } => attention::sdpa(&dev, *scale, *window, *has_sinks, &inputs, s, d),
-            Primitive::Compiled(k) => compiled::compiled(&dev, k, &inputs, s, d),
+            } => attention::sdpa(dev, *scale, *window, *has_sinks, &inputs, s, d),
+            Primitive::Compiled(k) => compiled::compiled(dev, k, &inputs, s, d),
             Primitive::Custom(_) => not_implemented(prim, self.ordinal),
         }
     }
 
-    fn download(&self, arg: &Arg) -> Result<Data> {
+    fn download_now(&self, arg: &Arg) -> Result<Data> {
         let dev = self.dev()?;
         let data = elementwise::contiguous(&dev, arg)?;
         let bytes = arg.numel() * arg.dtype.size();
@@ -293,7 +356,7 @@ impl Backend for CudaBackend {
         Ok(Data::contiguous(Buffer::Host(host), &arg.shape))
     }
 
-    fn upload(&self, arg: &Arg) -> Result<Data> {
+    fn upload_now(&self, arg: &Arg) -> Result<Data> {
         let dev = self.dev()?;
         let host = crate::backend::cpu::contiguous(arg)?;
         let bytes = arg.numel() * arg.dtype.size();
@@ -305,19 +368,11 @@ impl Backend for CudaBackend {
         let buf = dev.upload(src)?;
         Ok(Data::contiguous(Buffer::Device(Box::new(buf)), &arg.shape))
     }
+}
 
-    fn synchronize(&self) -> Result<()> {
-        self.dev()?.synchronize()
-    }
-
-    fn begin_span(&self) -> Result<bool> {
-        self.dev()?.begin_span()?;
-        Ok(true)
-    }
-
-    fn end_span(&self, label: String) -> Result<()> {
-        self.dev()?.end_span(label)
-    }
+/// What the CUDA graphs of device `ordinal` did so far (`graph.rs`).
+pub fn graph_stats(ordinal: usize) -> Result<GraphStats> {
+    Ok(device::get(ordinal)?.graph_stats())
 }
 
 /// Hands the op timings of every opened device to `crate::profile` (waits for the devices).
