@@ -45,7 +45,7 @@ for round in 1 2; do
   el "round $round"
   rb "$work/smollm2.gguf" 512 128
   rb "$work/gpt-oss-20b" 2048 128
-  for v in ${VARIANTS:-}; do
+  [ "$round" = 1 ] && for v in ${VARIANTS:-}; do
     echo "# $v" | tee -a "$out/rmlx.jsonl"
     (export "$v"; rb "$work/smollm2.gguf" 512 128; rb "$work/gpt-oss-20b" 2048 128)
   done

@@ -32,8 +32,11 @@ pub(crate) enum State {
         inputs: Vec<Array>,
     },
     Ready(Data),
-    /// Transient while `eval` runs the node's kernel.
+    /// Transient while `eval` runs the node's kernel (another thread's eval that needs the
+    /// node waits: `eval::wait_until_run`).
     Running,
+    /// The eval that ran the node failed: reading it is this error again (never a hang).
+    Failed(Arc<str>),
     /// An input of a function being traced by `compile`: it stands for the arrays the
     /// compiled function will be called with, so it has no data and cannot be evaluated.
     Placeholder,
@@ -269,12 +272,13 @@ impl Array {
     /// The evaluated data; evaluates first if needed.
     pub fn data(&self) -> Result<Data> {
         self.eval()?;
-        match &*self.lock() {
+        match &*crate::eval::wait_until_run(self) {
             State::Ready(d) => Ok(d.clone()),
             State::Placeholder => Err(Error::msg(
                 "compile: a traced function read the data of an array that depends on its \
                  inputs; a compiled function may only build the graph (no item/to_vec/eval)",
             )),
+            State::Failed(e) => Err(crate::eval::failed(e)),
             _ => Err(Error::msg("array: node was not evaluated")),
         }
     }
@@ -344,6 +348,7 @@ impl fmt::Debug for Array {
             State::Pending { prim, .. } => format!("pending {}", prim.name()),
             State::Ready(_) => "ready".to_string(),
             State::Running => "running".to_string(),
+            State::Failed(_) => "failed".to_string(),
             State::Placeholder => "placeholder".to_string(),
         };
         write!(

@@ -19,7 +19,58 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Threads that share arrays may eval graphs that share pending nodes: the first to claim a
+/// node runs it (its state becomes `Running`); another thread that needs it waits here until
+/// it is `Ready` (or `Failed`). A node is claimed only by the thread about to run it, and each
+/// thread holds one claimed node at a time, so waiting cannot form a cycle.
+static RAN: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+/// Threads waiting in `wait_until_run` (runners notify only when there are any).
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Locks `a`'s state once no other thread is running it.
+pub(crate) fn wait_until_run(a: &Array) -> MutexGuard<'_, State> {
+    let st = a.lock();
+    if !matches!(&*st, State::Running) {
+        return st;
+    }
+    drop(st);
+    WAITERS.fetch_add(1, Ordering::SeqCst);
+    let mut g = RAN.0.lock().unwrap_or_else(|p| p.into_inner());
+    let st = loop {
+        // Checked under RAN's lock, which the runner takes to notify: no wake-up is lost.
+        let st = a.lock();
+        if !matches!(&*st, State::Running) {
+            break st;
+        }
+        drop(st);
+        g = RAN
+            .1
+            .wait_timeout(g, std::time::Duration::from_millis(50))
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    };
+    drop(g);
+    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    st
+}
+
+/// Wakes the threads waiting for a node this thread finished running.
+fn notify_ran() {
+    if WAITERS.load(Ordering::SeqCst) > 0 {
+        let _g = RAN.0.lock().unwrap_or_else(|p| p.into_inner());
+        RAN.1.notify_all();
+    }
+}
+
+/// The error of reading a node whose eval failed.
+pub(crate) fn failed(e: &str) -> Error {
+    Error::msg(format!(
+        "eval: this array's computation failed earlier: {e}"
+    ))
+}
 
 /// Evaluates `outputs` and waits until their data is computed on every device involved.
 pub fn eval(outputs: &[&Array]) -> Result<()> {
@@ -109,40 +160,62 @@ fn run_tape(mut tape: Vec<Option<Array>>, gpus: &mut Vec<Device>) -> Result<()> 
         // Take the tape's handle so that a node's only remaining holders are its consumers:
         // the last consumer may then take over (donate) its buffer.
         let a = slot.take().expect("each tape slot is visited once");
-        let (prim, inputs) = match std::mem::replace(&mut *a.lock(), State::Running) {
-            State::Pending { prim, inputs } => (prim, inputs),
-            other => {
-                *a.lock() = other;
-                continue;
+        let claimed = {
+            let mut st = a.lock();
+            match &*st {
+                State::Pending { .. } => Some(std::mem::replace(&mut *st, State::Running)),
+                // Done, or being run by another thread (its consumers here wait for it).
+                _ => None,
             }
         };
-        let device = a.device();
-        if device.is_gpu() && !gpus.contains(&device) {
-            gpus.push(device);
-        }
-        let backend = backend::for_device(device)?;
-        let mut args = Vec::with_capacity(inputs.len());
-        for inp in inputs {
-            args.push(take_input(inp, device).map_err(|e| e.context(prim.name()))?);
-        }
-        // Profiling: a GPU times the op on its queue (events, no waiting); the CPU on the host.
-        let profiling = crate::profile::enabled();
-        let on_device = profiling && backend.begin_span()?;
-        let t0 = profiling.then(std::time::Instant::now);
-        let data = backend
-            .eval_primitive(&prim, args, a.shape(), a.dtype())
-            .map_err(|e| e.context(format!("{} -> {:?}", prim.name(), a.shape())))?;
-        if let Some(t0) = t0 {
-            let label = format!("{} {:?}", prim.name(), a.shape());
-            if on_device {
-                backend.end_span(label)?;
-            } else {
-                crate::profile::record(label, t0.elapsed());
+        let Some(State::Pending { prim, inputs }) = claimed else {
+            continue;
+        };
+        match run_node(&a, prim, inputs, gpus) {
+            Ok(data) => *a.lock() = State::Ready(data),
+            Err(e) => {
+                *a.lock() = State::Failed(e.to_string().into());
+                notify_ran();
+                return Err(e);
             }
         }
-        *a.lock() = State::Ready(data);
+        notify_ran();
     }
     Ok(())
+}
+
+/// Runs one claimed node on its device's backend.
+fn run_node(
+    a: &Array,
+    prim: crate::primitive::Primitive,
+    inputs: Vec<Array>,
+    gpus: &mut Vec<Device>,
+) -> Result<Data> {
+    let device = a.device();
+    if device.is_gpu() && !gpus.contains(&device) {
+        gpus.push(device);
+    }
+    let backend = backend::for_device(device)?;
+    let mut args = Vec::with_capacity(inputs.len());
+    for inp in inputs {
+        args.push(take_input(inp, device).map_err(|e| e.context(prim.name()))?);
+    }
+    // Profiling: a GPU times the op on its queue (events, no waiting); the CPU on the host.
+    let profiling = crate::profile::enabled();
+    let on_device = profiling && backend.begin_span()?;
+    let t0 = profiling.then(std::time::Instant::now);
+    let data = backend
+        .eval_primitive(&prim, args, a.shape(), a.dtype())
+        .map_err(|e| e.context(format!("{} -> {:?}", prim.name(), a.shape())))?;
+    if let Some(t0) = t0 {
+        let label = format!("{} {:?}", prim.name(), a.shape());
+        if on_device {
+            backend.end_span(label)?;
+        } else {
+            crate::profile::record(label, t0.elapsed());
+        }
+    }
+    Ok(data)
 }
 
 /// The input's data on `device`: moved out of the node when this consumer is its last holder
@@ -150,9 +223,10 @@ fn run_tape(mut tape: Vec<Option<Array>>, gpus: &mut Vec<Device>) -> Result<()> 
 fn take_input(inp: Array, device: Device) -> Result<Arg> {
     let shape = inp.shape().to_vec();
     let dtype = inp.dtype();
-    let elsewhere = match &*inp.lock() {
+    let elsewhere = match &*wait_until_run(&inp) {
         State::Ready(d) if d.buffer.device() == device => None,
         State::Ready(d) => Some(d.clone()),
+        State::Failed(e) => return Err(failed(e)),
         State::Placeholder => {
             return Err(Error::msg(
                 "compile: a traced function evaluated an array that depends on its inputs; a \

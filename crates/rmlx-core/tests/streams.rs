@@ -140,3 +140,57 @@ fn out_of_gpu_memory_is_an_error_naming_the_device_and_size() {
         assert_eq!(ok, vec![2.0]);
     }
 }
+
+/// Two threads evaluating graphs that share pending nodes: whichever claims a node runs it and
+/// the other waits for it, so both get their values (before, the second could find the node
+/// mid-run and fail with "input was not evaluated"). On every device.
+#[test]
+fn threads_that_share_pending_nodes_both_get_their_values() {
+    use rmlx_core::primitive::UnaryOp;
+    use rmlx_core::testing::{devices, rel_l2, uniform};
+    let chain = |x: &Array| {
+        let mut y = x.clone();
+        for _ in 0..150 {
+            y = y.unary(UnaryOp::Tanh).unwrap().add(x).unwrap();
+        }
+        y
+    };
+    for d in devices() {
+        for round in 0..12u64 {
+            let x = uniform(&[64, 33], round, -1.0, 1.0);
+            let want = chain(&x);
+            let want_a = want.mul(&x).unwrap().to_vec::<f32>().unwrap();
+            let want_b = want.sub(&x).unwrap().to_vec::<f32>().unwrap();
+            let xd = x.to_device(d).unwrap();
+            let shared = chain(&xd);
+            let (a, b) = (shared.mul(&xd).unwrap(), shared.sub(&xd).unwrap());
+            let (ga, gb) = std::thread::scope(|s| {
+                let ha = s.spawn(|| a.to_vec::<f32>());
+                let hb = s.spawn(|| b.to_vec::<f32>());
+                (ha.join().unwrap(), hb.join().unwrap())
+            });
+            let (ga, gb) = (ga.unwrap(), gb.unwrap());
+            assert!(rel_l2(&ga, &want_a) < 1e-5, "{d} round {round}: a");
+            assert!(rel_l2(&gb, &want_b) < 1e-5, "{d} round {round}: b");
+        }
+    }
+}
+
+/// An eval that fails leaves the node failed: reading it again, or a consumer of it, is a
+/// clear error naming the first failure (never a hang or "not evaluated").
+#[test]
+fn a_failed_node_reports_its_error_again() {
+    let x = Array::from_slice(&[1f32, 2.0, 3.0], &[3]).unwrap();
+    let bad = x
+        .take(&Array::from_slice(&[7u32], &[1]).unwrap(), 0)
+        .unwrap();
+    let first = bad.eval().unwrap_err().to_string();
+    let again = bad.to_vec::<f32>().unwrap_err().to_string();
+    assert!(
+        again.contains("failed earlier") && again.contains(&first),
+        "{again}"
+    );
+    let consumer = bad.add(&x.slice(&[0], &[1], &[1]).unwrap()).unwrap();
+    let e = consumer.eval().unwrap_err().to_string();
+    assert!(e.contains("failed earlier"), "{e}");
+}
