@@ -84,6 +84,14 @@ impl Engine {
         })
     }
 
+    /// How this model writes tool calls (None: its chat template takes no tools).
+    pub fn tool_format(&self) -> Option<crate::tool_calls::ToolFormat> {
+        crate::tool_calls::ToolFormat::detect(
+            &self.model.info().architecture,
+            self.template.as_ref().map(|t| t.source()),
+        )
+    }
+
     /// True for gpt-oss, whose output is harmony channels.
     pub fn uses_harmony(&self) -> bool {
         self.model.info().architecture == "gpt_oss"

@@ -7,6 +7,8 @@
 pub struct Message {
     pub channel: String,
     pub text: String,
+    /// Whom the message is addressed to (`to=functions.get_weather`: a tool call), if anyone.
+    pub recipient: Option<String>,
 }
 
 const CHANNEL: &str = "<|channel|>";
@@ -35,21 +37,30 @@ pub fn parse(text: &str) -> Vec<Message> {
     let mut out = vec![];
     let mut rest = text;
     while let Some(c) = rest.find(CHANNEL) {
+        // Before the channel: `<|start|>assistant to=functions.x` (a recipient may stand here).
+        let before = &rest[..c];
         rest = &rest[c + CHANNEL.len()..];
         let Some(m) = rest.find(MESSAGE) else {
             break;
         };
         // The header may carry more than the name (`final <|constrain|>json`, `to=functions.x`).
-        let channel = rest[..m]
-            .split_whitespace()
+        let header = &rest[..m];
+        let channel = header.split_whitespace().next().unwrap_or("").to_string();
+        let recipient = before
+            .rsplit("<|start|>")
             .next()
-            .unwrap_or("")
-            .to_string();
+            .into_iter()
+            .chain([header])
+            .flat_map(|h| h.split(|ch: char| ch.is_whitespace() || ch == '<' || ch == '>'))
+            .find_map(|w| w.strip_prefix("to="))
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
         rest = &rest[m + MESSAGE.len()..];
         let end = message_end(rest);
         out.push(Message {
             channel,
             text: rest[..end].to_string(),
+            recipient,
         });
         rest = &rest[end..];
     }
@@ -114,7 +125,8 @@ mod tests {
             m[0],
             Message {
                 channel: "analysis".into(),
-                text: "User asks 2+2.".into()
+                text: "User asks 2+2.".into(),
+                recipient: None,
             }
         );
         assert_eq!(final_text(t), "4");

@@ -40,6 +40,7 @@ pub mod sample;
 mod scheduler;
 mod sequence;
 pub mod tokenizer;
+pub mod tool_calls;
 pub mod weights;
 pub mod worker;
 

@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::logprobs::{attach, Logprobs};
-use crate::reply::{Accumulator, Delta, Endpoint, Head};
+use crate::reply::{finish_of, Accumulator, Delta, Endpoint, Head};
 use crate::request::{self, ChatRequest, Common, CompletionRequest};
 use crate::AppState;
 use axum::body::Bytes;
@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use rmlx_lm::tool_calls::ToolFormat;
 use rmlx_lm::{Event, Prompt};
 use serde_json::json;
 use std::convert::Infallible;
@@ -46,15 +47,32 @@ pub async fn chat(
         ));
     }
     let harmony = state.worker.engine().uses_harmony();
+    let tools = match req.offered_tools()? {
+        None => None,
+        Some(_) => Some(state.worker.engine().tool_format().ok_or_else(|| {
+            ApiError::invalid(
+                "tools: this model's chat template takes no tools (no known tool-call format)",
+            )
+            .with_param("tools")
+        })?),
+    };
     run(
         state,
         Endpoint::Chat,
         prompt,
         req.common,
-        harmony,
+        Shape { harmony, tools },
         "messages",
     )
     .await
+}
+
+/// How a reply's text is read: harmony channels, and the tool-call format when tools were
+/// offered.
+#[derive(Clone, Copy)]
+struct Shape {
+    harmony: bool,
+    tools: Option<ToolFormat>,
 }
 
 pub async fn completions(
@@ -69,7 +87,10 @@ pub async fn completions(
         Endpoint::Completion,
         prompt,
         req.common,
-        false,
+        Shape {
+            harmony: false,
+            tools: None,
+        },
         "prompt",
     )
     .await
@@ -108,11 +129,11 @@ async fn run(
     endpoint: Endpoint,
     prompt: Prompt,
     common: Common,
-    harmony: bool,
+    shape: Shape,
     prompt_param: &'static str,
 ) -> Result<Response, ApiError> {
     let chat = endpoint == Endpoint::Chat;
-    let opts = common.options(chat, harmony, state.config.kv_cache)?;
+    let opts = common.options(chat, shape.harmony, state.config.kv_cache)?;
     let logprobs = Logprobs::new(endpoint, opts.logprobs.is_some());
     let (tx, rx) = unbounded_channel();
     // The worker asks before every step whether the client is gone (`rx` dropped), so a
@@ -132,7 +153,7 @@ async fn run(
     let head = Head::new(endpoint, &state.config.model_id);
     let out = Output {
         head,
-        harmony,
+        shape,
         logprobs,
     };
     if common.stream {
@@ -145,17 +166,17 @@ async fn run(
 /// How a request's events become its answer.
 struct Output {
     head: Head,
-    harmony: bool,
+    shape: Shape,
     logprobs: Logprobs,
 }
 
 async fn whole(out: Output, mut rx: UnboundedReceiver<Event>) -> Result<Response, ApiError> {
     let Output {
         head,
-        harmony,
+        shape,
         mut logprobs,
     } = out;
-    let mut acc = Accumulator::new(harmony);
+    let mut acc = Accumulator::new(shape.harmony, shape.tools);
     while let Some(e) = rx.recv().await {
         match e {
             Event::Text(t) => {
@@ -183,14 +204,14 @@ fn stream(out: Output, mut rx: UnboundedReceiver<Event>, usage: bool) -> Respons
     tokio::spawn(async move {
         let Output {
             head,
-            harmony,
+            shape,
             mut logprobs,
         } = out;
         let send = |v: serde_json::Value| tx.send(v.to_string()).is_ok();
         if head.endpoint == Endpoint::Chat && !send(head.chunk(Delta::Role, None, usage)) {
             return;
         }
-        let mut acc = Accumulator::new(harmony);
+        let mut acc = Accumulator::new(shape.harmony, shape.tools);
         // Reasoning, then content; the pending log-probabilities ride on the first chunk.
         let send_text = |(r, c): (String, String), lp: &mut Logprobs| {
             let mut part = |d: Delta| send(attach(head.chunk(d, None, usage), lp.take()));
@@ -214,9 +235,12 @@ fn stream(out: Output, mut rx: UnboundedReceiver<Event>, usage: bool) -> Respons
                 }
                 Event::Logprob(l) => logprobs.push(l),
                 Event::Done(stats) => {
-                    let (rest, _) = acc.finish();
-                    let end = head.chunk(Delta::None, Some(stats.finish), usage);
+                    let (rest, reply) = acc.finish();
+                    let calls = !reply.tool_calls.is_empty();
+                    let end = head.chunk(Delta::None, Some(finish_of(&reply, stats.finish)), usage);
                     let _ = send_text(rest, &mut logprobs)
+                        && (!calls
+                            || send(head.chunk(Delta::ToolCalls(&reply.tool_calls), None, usage)))
                         && send(attach(end, logprobs.take()))
                         && (!usage || send(head.usage_chunk(&stats)))
                         && tx.send("[DONE]".into()).is_ok();

@@ -1,5 +1,6 @@
 //! Turning the worker's events into OpenAI response objects and stream chunks.
 
+use rmlx_lm::tool_calls::{ToolCall, ToolFormat};
 use rmlx_lm::{harmony, FinishReason, GenerationStats};
 use serde_json::{json, Value as Json};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,12 +62,18 @@ impl Head {
 
     /// The whole (non-streamed) response.
     pub fn response(&self, text: &Reply, stats: &GenerationStats) -> Json {
-        let finish = finish_reason(stats.finish);
+        let finish = finish_of(text, stats.finish);
         let choice = match self.endpoint {
             Endpoint::Chat => {
                 let mut message = json!({"role": "assistant", "content": text.content});
                 if let Some(r) = &text.reasoning {
                     message["reasoning_content"] = json!(r);
+                }
+                if !text.tool_calls.is_empty() {
+                    message["tool_calls"] = self.tool_calls(&text.tool_calls, false);
+                    if text.content.is_empty() {
+                        message["content"] = Json::Null;
+                    }
                 }
                 json!({"index": 0, "message": message, "logprobs": null, "finish_reason": finish})
             }
@@ -79,8 +86,7 @@ impl Head {
 
     /// A chunk with new text (`reasoning` goes to `reasoning_content`), the role (first chat
     /// chunk), or the finish reason (last chunk); `usage: null` when usage comes at the end.
-    pub fn chunk(&self, delta: Delta, finish: Option<FinishReason>, with_usage: bool) -> Json {
-        let finish = finish.map(finish_reason);
+    pub fn chunk(&self, delta: Delta, finish: Option<&'static str>, with_usage: bool) -> Json {
         let choice = match self.endpoint {
             Endpoint::Chat => {
                 let mut d = json!({});
@@ -90,6 +96,7 @@ impl Head {
                     }
                     Delta::Content(t) => d["content"] = json!(t),
                     Delta::Reasoning(t) => d["reasoning_content"] = json!(t),
+                    Delta::ToolCalls(calls) => d["tool_calls"] = self.tool_calls(calls, true),
                     Delta::None => {}
                 }
                 json!({"index": 0, "delta": d, "logprobs": null, "finish_reason": finish})
@@ -97,7 +104,7 @@ impl Head {
             Endpoint::Completion => {
                 let text = match delta {
                     Delta::Content(t) | Delta::Reasoning(t) => t,
-                    Delta::Role | Delta::None => String::new(),
+                    Delta::Role | Delta::ToolCalls(_) | Delta::None => String::new(),
                 };
                 json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
             }
@@ -109,22 +116,49 @@ impl Head {
         c
     }
 
+    /// OpenAI's `tool_calls` (with each call's `index` in a stream chunk); ids unique to this
+    /// response.
+    fn tool_calls(&self, calls: &[ToolCall], indexed: bool) -> Json {
+        let tail = self.id.rsplit('-').next().unwrap_or("");
+        Json::Array(
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut v = json!({
+                        "id": format!("call_{tail}_{i}"),
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments},
+                    });
+                    if indexed {
+                        v["index"] = json!(i);
+                    }
+                    v
+                })
+                .collect(),
+        )
+    }
+
     /// The last chunk of `stream_options.include_usage`: no choices, the usage.
     pub fn usage_chunk(&self, stats: &GenerationStats) -> Json {
         self.wrap(true, json!([]), usage(stats))
     }
 }
 
-pub enum Delta {
+pub enum Delta<'a> {
     Role,
     Content(String),
     Reasoning(String),
+    /// The reply's tool calls, whole, once it has ended.
+    ToolCalls(&'a [ToolCall]),
     None,
 }
 
-fn finish_reason(f: FinishReason) -> &'static str {
+/// OpenAI's finish reason: "tool_calls" when the reply called tools (and was not cut off).
+pub fn finish_of(reply: &Reply, f: FinishReason) -> &'static str {
     match f {
         FinishReason::Length => "length",
+        _ if !reply.tool_calls.is_empty() => "tool_calls",
         FinishReason::Eos | FinishReason::Stop | FinishReason::Cancelled => "stop",
     }
 }
@@ -140,29 +174,36 @@ fn usage(s: &GenerationStats) -> Json {
     })
 }
 
-/// A reply's text: the answer, and the reasoning of a model that has a channel for it.
+/// A reply's text: the answer, the reasoning of a model that has a channel for it, and the
+/// tool calls (when tools were offered).
 pub struct Reply {
     pub content: String,
     pub reasoning: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Accumulates generated text and tells what is new since the last call. Plain models: all
 /// text is content. gpt-oss (harmony): the `analysis` channel is reasoning, `final` is
 /// content, the rest (headers, control tokens, commentary) is not shown.
+/// With tools offered, text where a call may begin is held back until the reply ends and its
+/// calls are parsed out (`ToolFormat::shown_len`).
 pub struct Accumulator {
     harmony: bool,
+    tools: Option<ToolFormat>,
     raw: String,
     sent: Reply,
 }
 
 impl Accumulator {
-    pub fn new(harmony: bool) -> Self {
+    pub fn new(harmony: bool, tools: Option<ToolFormat>) -> Self {
         Accumulator {
             harmony,
+            tools,
             raw: String::new(),
             sent: Reply {
                 content: String::new(),
                 reasoning: harmony.then(String::new),
+                tool_calls: vec![],
             },
         }
     }
@@ -170,19 +211,35 @@ impl Accumulator {
     /// Adds generated text; returns the new (reasoning, content) text to stream.
     pub fn push(&mut self, text: &str) -> (String, String) {
         self.raw.push_str(text);
-        if !self.harmony {
-            self.sent.content.push_str(text);
-            return (String::new(), text.to_string());
+        if self.harmony {
+            return self.advance(&split_harmony(&self.raw, false));
         }
-        self.advance(&split_harmony(&self.raw, false))
+        let shown = match self.tools {
+            Some(f) => f.shown_len(&self.raw),
+            None => self.raw.len(),
+        };
+        let c = extension(&mut self.sent.content, &self.raw[..shown]);
+        (String::new(), c)
     }
 
     /// The end of the text: what is left to stream, and the whole reply.
     pub fn finish(mut self) -> ((String, String), Reply) {
-        if !self.harmony {
-            return ((String::new(), String::new()), self.sent);
+        let mut all = if self.harmony {
+            split_harmony(&self.raw, true)
+        } else {
+            Reply {
+                content: self.raw.clone(),
+                reasoning: None,
+                tool_calls: vec![],
+            }
+        };
+        if let Some(f) = self.tools {
+            let (content, calls) = f.parse(&self.raw);
+            if !self.harmony {
+                all.content = content;
+            }
+            all.tool_calls = calls;
         }
-        let all = split_harmony(&self.raw, true);
         let rest = self.advance(&all);
         (rest, all)
     }
@@ -227,6 +284,7 @@ fn split_harmony(raw: &str, done: bool) -> Reply {
     Reply {
         content,
         reasoning: Some(join("analysis")),
+        tool_calls: vec![],
     }
 }
 
@@ -244,7 +302,7 @@ mod tests {
 
     #[test]
     fn harmony_stream_splits_reasoning_and_content() {
-        let mut a = Accumulator::new(true);
+        let mut a = Accumulator::new(true, None);
         let mut reasoning = String::new();
         let mut content = String::new();
         for piece in [
@@ -270,9 +328,95 @@ mod tests {
         assert_eq!(all.reasoning.as_deref(), Some("Think hard."));
     }
 
+    /// Streams `pieces` through `a`: (reasoning, content) streamed, and the whole reply.
+    fn feed(mut a: Accumulator, pieces: &[&str]) -> (String, String, Reply) {
+        let (mut reasoning, mut content) = (String::new(), String::new());
+        for p in pieces {
+            let (r, c) = a.push(p);
+            reasoning.push_str(&r);
+            content.push_str(&c);
+        }
+        let ((r, c), reply) = a.finish();
+        reasoning.push_str(&r);
+        content.push_str(&c);
+        (reasoning, content, reply)
+    }
+
+    fn stats(finish: FinishReason) -> GenerationStats {
+        GenerationStats {
+            prompt_tokens: 5,
+            prefilled_tokens: 5,
+            generated_tokens: 9,
+            prefill_s: 0.1,
+            decode_s: 0.1,
+            finish,
+        }
+    }
+
+    /// Qwen-style output with tools offered: the text before the call streams as content, the
+    /// call is held back and comes out as `tool_calls` (whole and streamed) with finish reason
+    /// "tool_calls".
+    #[test]
+    fn hermes_tool_calls_become_openai_tool_calls() {
+        let (_, streamed, reply) = feed(
+            Accumulator::new(false, Some(ToolFormat::Hermes)),
+            &[
+                "Checking",
+                " now.\n<tool",
+                "_call>\n{\"name\": \"get_weather\", ",
+                "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+            ],
+        );
+        assert_eq!(streamed, "Checking now.\n");
+        assert_eq!(reply.content, "Checking now.");
+        assert_eq!(reply.tool_calls.len(), 1);
+        let head = Head::new(Endpoint::Chat, "m");
+        let whole = head.response(&reply, &stats(FinishReason::Eos));
+        let choice = &whole["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "get_weather");
+        assert_eq!(call["function"]["arguments"], "{\"city\":\"Paris\"}");
+        assert!(call["id"].as_str().unwrap().starts_with("call_"));
+        let chunk = head.chunk(Delta::ToolCalls(&reply.tool_calls), None, false);
+        let d = &chunk["choices"][0]["delta"]["tool_calls"][0];
+        assert_eq!((d["index"].as_u64(), &d["id"]), (Some(0), &call["id"]));
+        // Cut off by max_tokens: "length" wins.
+        assert_eq!(finish_of(&reply, FinishReason::Length), "length");
+        // A call-only reply has null content.
+        let mut a = Accumulator::new(false, Some(ToolFormat::Llama3));
+        assert_eq!(a.push("{\"name\": \"f\", \"parameters\": {}}").1, "");
+        let (_, reply) = a.finish();
+        let whole = head.response(&reply, &stats(FinishReason::Eos));
+        assert!(whole["choices"][0]["message"]["content"].is_null());
+    }
+
+    /// gpt-oss: a commentary message to `functions.*` is a call; the reasoning still streams.
+    #[test]
+    fn harmony_tool_calls_come_out_with_the_reasoning() {
+        let (reasoning, _, reply) = feed(
+            Accumulator::new(true, Some(ToolFormat::Harmony)),
+            &[
+                "<|channel|>analysis<|message|>Need the weather.<|end|>",
+                "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json",
+                "<|message|>{\"city\":\"Rome\"}<|call|>",
+            ],
+        );
+        assert_eq!(reasoning, "Need the weather.");
+        assert_eq!(reply.content, "");
+        assert_eq!(
+            reply.tool_calls,
+            vec![ToolCall {
+                name: "get_weather".into(),
+                arguments: "{\"city\":\"Rome\"}".into()
+            }]
+        );
+    }
+
     #[test]
     fn plain_text_is_all_content() {
-        let mut a = Accumulator::new(false);
+        let mut a = Accumulator::new(false, None);
         assert_eq!(a.push("ab").1, "ab");
         assert_eq!(a.push("c").1, "c");
         let (_, all) = a.finish();

@@ -52,6 +52,12 @@ pub struct ChatRequest {
     /// "low", "medium" or "high": passed to the chat template (gpt-oss writes it into the
     /// system message).
     pub reasoning_effort: Option<String>,
+    /// `[{"type": "function", "function": {"name", "description", "parameters"}}, …]`: passed
+    /// to the chat template; the reply's calls come back as `tool_calls`.
+    pub tools: Option<Json>,
+    /// "auto" (the default), "none" (tools are not offered), "required" or a named function
+    /// (offered like "auto": without a grammar the model is not forced to call).
+    pub tool_choice: Option<Json>,
     #[serde(flatten)]
     pub common: Common,
 }
@@ -59,21 +65,80 @@ pub struct ChatRequest {
 const EFFORTS: [&str; 3] = ["low", "medium", "high"];
 
 impl ChatRequest {
-    /// The checked messages, rendered with `reasoning_effort` when given.
+    /// The checked messages, rendered with `reasoning_effort` and `tools` when given.
     pub fn prompt(&self) -> Result<Prompt, ApiError> {
         let messages = chat_messages(&self.messages)?;
-        let Some(effort) = &self.reasoning_effort else {
-            return Ok(Prompt::Chat(messages));
-        };
-        if !EFFORTS.contains(&effort.as_str()) {
-            return Err(ApiError::invalid(format!(
-                "reasoning_effort: expected one of {EFFORTS:?}, found {effort:?}"
-            ))
-            .with_param("reasoning_effort"));
-        }
         let mut vars = serde_json::Map::new();
-        vars.insert("reasoning_effort".into(), Json::from(effort.as_str()));
+        if let Some(effort) = &self.reasoning_effort {
+            if !EFFORTS.contains(&effort.as_str()) {
+                return Err(ApiError::invalid(format!(
+                    "reasoning_effort: expected one of {EFFORTS:?}, found {effort:?}"
+                ))
+                .with_param("reasoning_effort"));
+            }
+            vars.insert("reasoning_effort".into(), Json::from(effort.as_str()));
+        }
+        if let Some(tools) = self.offered_tools()? {
+            vars.insert("tools".into(), tools);
+        }
+        if vars.is_empty() {
+            return Ok(Prompt::Chat(messages));
+        }
         Ok(Prompt::ChatWith { messages, vars })
+    }
+
+    /// The checked tools to offer the model (None: none given, or `tool_choice: "none"`).
+    pub fn offered_tools(&self) -> Result<Option<Json>, ApiError> {
+        let bad = |p: &'static str, m: String| ApiError::invalid(m).with_param(p);
+        match &self.tool_choice {
+            None | Some(Json::Null) => {}
+            Some(Json::String(c)) if ["auto", "none", "required"].contains(&c.as_str()) => {}
+            Some(c @ Json::Object(o))
+                if o.get("type").and_then(Json::as_str) == Some("function")
+                    && o.get("function")
+                        .and_then(|f| f.get("name"))
+                        .and_then(Json::as_str)
+                        .is_some() => {}
+            Some(c) => {
+                return Err(bad(
+                    "tool_choice",
+                    format!(
+                        "tool_choice: expected \"auto\", \"none\", \"required\" or                          {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, found {c}"
+                    ),
+                ))
+            }
+        }
+        let tools = match &self.tools {
+            None | Some(Json::Null) => return Ok(None),
+            Some(Json::Array(t)) => t,
+            Some(other) => {
+                return Err(bad(
+                    "tools",
+                    format!("tools: expected an array of tools, found {other}"),
+                ))
+            }
+        };
+        for (i, t) in tools.iter().enumerate() {
+            let f = t.get("function");
+            let ok = t.get("type").and_then(Json::as_str) == Some("function")
+                && f.and_then(|f| f.get("name"))
+                    .and_then(Json::as_str)
+                    .is_some_and(|n| !n.is_empty())
+                && f.and_then(|f| f.get("parameters"))
+                    .is_none_or(|p| p.is_object() || p.is_null());
+            if !ok {
+                return Err(bad(
+                    "tools",
+                    format!(
+                        "tools[{i}]: expected {{\"type\": \"function\", \"function\":                          {{\"name\": a non-empty string, \"parameters\": a JSON schema object}}}}"
+                    ),
+                ));
+            }
+        }
+        if tools.is_empty() || self.tool_choice.as_ref().and_then(Json::as_str) == Some("none") {
+            return Ok(None);
+        }
+        Ok(Some(Json::Array(tools.clone())))
     }
 }
 
@@ -263,9 +328,37 @@ fn chat_messages(messages: &Json) -> Result<Vec<Json>, ApiError> {
         };
         let mut m = obj.clone();
         m.insert("content".into(), Json::String(content));
+        if let Some(calls) = m.get_mut("tool_calls") {
+            template_tool_calls(calls)
+                .map_err(|e| bad(format!("messages[{i}].tool_calls: {e}")))?;
+        }
         out.push(Json::Object(m));
     }
     Ok(out)
+}
+
+/// An assistant message's `tool_calls` as chat templates read them: OpenAI sends each call's
+/// `function.arguments` as JSON text, templates expect the object (vLLM converts the same way);
+/// text that is not JSON stays text.
+fn template_tool_calls(calls: &mut Json) -> Result<(), String> {
+    let list = calls
+        .as_array_mut()
+        .ok_or_else(|| "expected an array of calls".to_string())?;
+    for (j, c) in list.iter_mut().enumerate() {
+        let f = c
+            .get_mut("function")
+            .and_then(Json::as_object_mut)
+            .ok_or_else(|| format!("[{j}]: expected a `function` object"))?;
+        if !f.get("name").is_some_and(Json::is_string) {
+            return Err(format!("[{j}].function.name: expected a string"));
+        }
+        if let Some(Json::String(args)) = f.get("arguments") {
+            if let Ok(v) = serde_json::from_str::<Json>(args) {
+                f.insert("arguments".into(), v);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `[{"type": "text", "text": …}, …]` joined; None if a part is not text.

@@ -24,6 +24,8 @@ const NAME: &str = "chat_template";
 
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The template's text (what tool-call format it writes: `tool_calls::ToolFormat::detect`).
+    source: String,
     bos_token: String,
     eos_token: String,
 }
@@ -61,9 +63,15 @@ impl ChatTemplate {
             .map_err(tmpl_err)?;
         Ok(Self {
             env,
+            source: source.to_string(),
             bos_token: bos_token.unwrap_or_default().to_string(),
             eos_token: eos_token.unwrap_or_default().to_string(),
         })
+    }
+
+    /// The template's source text.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The template stored with the tokenizer (GGUF `tokenizer.chat_template` or HF config).
