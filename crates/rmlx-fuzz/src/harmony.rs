@@ -1,8 +1,10 @@
 //! gpt-oss's harmony output parser on arbitrary token streams: each input byte is a token of
 //! the harmony fixture tokenizer (bytes 0xF7..=0xFF are its nine control tokens, the rest byte
-//! tokens), decoded in full and streamed as generation does, then split into channels.
+//! tokens), decoded in full and streamed as generation does, then split into channels; and
+//! the same texts read for tool calls in every model family's format.
 
 use rmlx_lm::harmony;
+use rmlx_lm::tool_calls::ToolFormat;
 use std::sync::LazyLock;
 
 static TOKENIZER: LazyLock<rmlx_lm::Tokenizer> = LazyLock::new(crate::tokenizer::harmony);
@@ -20,6 +22,26 @@ fn check(text: &str) {
     let final_text = harmony::final_text(text);
     assert!(text.contains(&final_text));
     let _ = harmony::analysis_text(text);
+    check_tool_calls(text);
+}
+
+/// Tool-call parsing of any reply: names are non-empty, what may stream is a prefix of the
+/// text on a char boundary (the server slices there), for every prefix a stream shows.
+fn check_tool_calls(text: &str) {
+    for f in [ToolFormat::Harmony, ToolFormat::Hermes, ToolFormat::Llama3] {
+        let (_, calls) = f.parse(text);
+        for c in &calls {
+            assert!(!c.name.is_empty(), "{f:?}: {c:?}");
+        }
+        for (end, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            let prefix = &text[..end];
+            let shown = f.shown_len(prefix);
+            assert!(
+                shown <= prefix.len() && prefix.is_char_boundary(shown),
+                "{f:?}: shown_len {shown} of {prefix:?}"
+            );
+        }
+    }
 }
 
 pub fn run(data: &[u8]) -> bool {

@@ -328,6 +328,17 @@ fn chat_messages(messages: &Json) -> Result<Vec<Json>, ApiError> {
         };
         let mut m = obj.clone();
         m.insert("content".into(), Json::String(content));
+        // Earlier reasoning sent back (`reasoning_content` as this server and vLLM return it,
+        // or `reasoning`) is what chat templates read as `thinking` (gpt-oss's keeps it for a
+        // turn that called tools).
+        if !m.contains_key("thinking") {
+            let r = ["reasoning_content", "reasoning"]
+                .iter()
+                .find_map(|k| m.get(*k).and_then(Json::as_str).map(str::to_string));
+            if let Some(r) = r {
+                m.insert("thinking".into(), Json::String(r));
+            }
+        }
         if let Some(calls) = m.get_mut("tool_calls") {
             template_tool_calls(calls)
                 .map_err(|e| bad(format!("messages[{i}].tool_calls: {e}")))?;

@@ -1,6 +1,7 @@
 //! Tool calling over the chat API: `tools` reach the chat template (Qwen/Hermes-style template
 //! here), `tool_choice: "none"` withholds them, earlier calls and tool results in the messages
-//! are rendered (with `arguments` as the object templates expect), and bad tools, a bad
+//! are rendered (with `arguments` as the object templates expect, earlier reasoning as
+//! `thinking`), and bad tools, a bad
 //! `tool_choice` or tools for a template without tool support are 400s. (The random tiny
 //! model never writes a call: turning calls in generated text into `tool_calls` is tested on
 //! each format's text in rmlx-lm's `tool_calls` and this crate's `reply` unit tests.)
@@ -13,7 +14,7 @@ use support::{start, start_with, tiny_chat, TestServer, MODEL_ID};
 /// A template in the Hermes (Qwen 2.5) style: tools listed in the system turn, earlier calls as
 /// `<tool_call>` blocks that read `arguments` as an object, tool results as their own turns.
 const TOOL_TEMPLATE: &str = r#"{% if tools %}[system] Tools:{% for t in tools %} {{ t.function.name }}({{ t.function.parameters | tojson }}){% endfor %}
-{% endif %}{% for m in messages %}[{{ m.role }}] {{ m.content }}{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{"name": "{{ c.function.name }}", "city": "{{ c.function.arguments.city }}"}</tool_call>{% endfor %}{% endif %}
+{% endif %}{% for m in messages %}[{{ m.role }}] {% if m.thinking %}(thinking: {{ m.thinking }}) {% endif %}{{ m.content }}{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{"name": "{{ c.function.name }}", "city": "{{ c.function.arguments.city }}"}</tool_call>{% endfor %}{% endif %}
 {% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"#;
 
 fn weather_tool() -> Json {
@@ -108,6 +109,29 @@ async fn tools_reach_the_template_and_bad_ones_are_400s() {
         "arguments.city rendered: {} vs {}",
         prompt_tokens(&a),
         prompt_tokens(&b)
+    );
+
+    // Earlier reasoning sent back as `reasoning_content` reaches the template as `thinking`.
+    let reasoned = |r: Option<&str>| {
+        let mut assistant = json!({"role": "assistant", "content": "Let me look.", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]});
+        if let Some(r) = r {
+            assistant["reasoning_content"] = json!(r);
+        }
+        json!({"tools": [weather_tool()], "messages": [
+            {"role": "user", "content": "Weather in Paris?"}, assistant,
+            {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}]})
+    };
+    let (_, without) = post(&server, request(reasoned(None))).await;
+    let (s, with) = post(
+        &server,
+        request(reasoned(Some("The user wants the weather in Paris."))),
+    )
+    .await;
+    assert_eq!(s, 200, "{with}");
+    assert!(
+        prompt_tokens(&with) > prompt_tokens(&without) + 5,
+        "{with} vs {without}"
     );
 
     for (extra, what) in [
