@@ -195,28 +195,39 @@ impl Backend for CudaBackend {
     }
 
     fn download(&self, arg: &Arg) -> Result<Data> {
-        self.download_now(arg)
+        let dev = self.dev()?;
+        let (data, addr, bytes) = device_span(&dev, arg, "download")?;
+        let mut host = HostBuffer::zeroed(bytes)?;
+        let out = host
+            .bytes_mut()
+            .ok_or_else(|| Error::msg("cuda: download: host buffer is not writable"))?;
+        // SAFETY: `addr..addr + bytes` lies inside the buffer `data` keeps alive for the call
+        // (`device_span` checked it); `out` holds exactly `bytes` bytes.
+        unsafe { dev.download(addr, out)? };
+        drop(data);
+        Ok(Data::contiguous(Buffer::Host(host), &arg.shape))
     }
 
     fn upload(&self, arg: &Arg) -> Result<Data> {
-        self.upload_now(arg)
+        let dev = self.dev()?;
+        let host = crate::backend::cpu::contiguous(arg)?;
+        let bytes = arg.numel() * arg.dtype.size();
+        let all = host.host()?.bytes();
+        let start = host.offset * arg.dtype.size();
+        let src = all
+            .get(start..start + bytes)
+            .ok_or_else(|| Error::msg("cuda: upload: view extends past its host buffer"))?;
+        let buf = dev.upload(src)?;
+        Ok(Data::contiguous(Buffer::Device(Box::new(buf)), &arg.shape))
     }
 
     fn read_async(&self, arg: &Arg) -> Result<Box<dyn crate::readback::HostRead>> {
         let dev = self.dev()?;
-        let data = elementwise::contiguous(&dev, arg)?;
-        let bytes = arg.numel() * arg.dtype.size();
-        let buf = launch::cuda_buffer(&data, &dev)?;
-        let start = data.offset * arg.dtype.size();
-        if start.checked_add(bytes).is_none_or(|end| end > buf.len()) {
-            return Err(Error::msg(format!(
-                "cuda: read_async: a view of {bytes} bytes at {start} is outside its buffer of {}",
-                buf.len()
-            )));
-        }
-        // SAFETY: start..start + bytes lies inside `buf` (checked above); reuse of `buf` after
-        // `data` drops is stream-ordered, so it is not overwritten before the queued copy.
-        let read = unsafe { dev.read_async(buf.ptr() + start as u64, bytes)? };
+        let (_data, addr, bytes) = device_span(&dev, arg, "read_async")?;
+        // SAFETY: `addr..addr + bytes` lies inside a live buffer (`device_span` checked it);
+        // its reuse after `_data` drops is stream-ordered, so it is not overwritten before the
+        // queued copy.
+        let read = unsafe { dev.read_async(addr, bytes)? };
         Ok(Box::new(read))
     }
 
@@ -333,41 +344,23 @@ impl CudaBackend {
             Primitive::Custom(_) => not_implemented(prim, self.ordinal),
         }
     }
+}
 
-    fn download_now(&self, arg: &Arg) -> Result<Data> {
-        let dev = self.dev()?;
-        let data = elementwise::contiguous(&dev, arg)?;
-        let bytes = arg.numel() * arg.dtype.size();
-        let mut host = HostBuffer::zeroed(bytes)?;
-        let buf = launch::cuda_buffer(&data, &dev)?;
-        let start = data.offset * arg.dtype.size();
-        if start.checked_add(bytes).is_none_or(|end| end > buf.len()) {
-            return Err(Error::msg(format!(
-                "cuda: download: a view of {bytes} bytes at {start} is outside its buffer of {}",
-                buf.len()
-            )));
-        }
-        let out = host
-            .bytes_mut()
-            .ok_or_else(|| Error::msg("cuda: download: host buffer is not writable"))?;
-        // SAFETY: start..start + bytes lies inside `buf` (checked above), which `data` keeps
-        // alive for the call; `out` holds exactly `bytes` bytes.
-        unsafe { dev.download(buf.ptr() + start as u64, out)? };
-        Ok(Data::contiguous(Buffer::Host(host), &arg.shape))
+/// `arg` made contiguous on the device: its data (keeping the buffer alive), the device address
+/// of its first element and its size in bytes, checked to lie inside the buffer.
+fn device_span(dev: &Arc<CudaDevice>, arg: &Arg, what: &str) -> Result<(Data, u64, usize)> {
+    let data = elementwise::contiguous(dev, arg)?;
+    let bytes = arg.numel() * arg.dtype.size();
+    let buf = launch::cuda_buffer(&data, dev)?;
+    let start = data.offset * arg.dtype.size();
+    if start.checked_add(bytes).is_none_or(|end| end > buf.len()) {
+        return Err(Error::msg(format!(
+            "cuda: {what}: a view of {bytes} bytes at {start} is outside its buffer of {}",
+            buf.len()
+        )));
     }
-
-    fn upload_now(&self, arg: &Arg) -> Result<Data> {
-        let dev = self.dev()?;
-        let host = crate::backend::cpu::contiguous(arg)?;
-        let bytes = arg.numel() * arg.dtype.size();
-        let all = host.host()?.bytes();
-        let start = host.offset * arg.dtype.size();
-        let src = all
-            .get(start..start + bytes)
-            .ok_or_else(|| Error::msg("cuda: upload: view extends past its host buffer"))?;
-        let buf = dev.upload(src)?;
-        Ok(Data::contiguous(Buffer::Device(Box::new(buf)), &arg.shape))
-    }
+    let addr = buf.ptr() + start as u64;
+    Ok((data, addr, bytes))
 }
 
 /// What the CUDA graphs of device `ordinal` did so far (`graph.rs`).
