@@ -6,7 +6,9 @@
 # Env: TESTS="device_quantized streams" (test binaries to run first, with RMLX_DEVICE=cuda),
 # TEST_ARGS (extra test-harness arguments, e.g. "--skip default_model"), BENCHES="compile_fusion"
 # (carried bench binaries, run after the tests), PROFILE=1 (rmlx --profile runs), UNCOMPILED=1 (each round also benches rmlx with RMLX_COMPILE=0),
-# VARIANTS="RMLX_CUDA_GRAPHS=0 RMLX_CUDA_GRAPH_NODES=32" (each round also benches rmlx once per setting)
+# VARIANTS="RMLX_CUDA_GRAPHS=0 RMLX_CUDA_GRAPH_NODES=32" (each round also benches rmlx once per setting),
+# SETUP_ONLY=1 (tests, models and the llama.cpp build only: a later call on the warm machine benches),
+# ROUNDS=2
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export RMLX_HOME=/tmp/rmlx-home
@@ -19,9 +21,10 @@ bin=.gpu/bin/rmlx
 ln -sfn "$PWD" /work/main 2>/dev/null || true
 (taskset -c 4-15 nice scripts/gpu/build_llamacpp.sh 12 >"$out/llamacpp_build.log" 2>&1; echo "build rc=$?" >>"$out/llamacpp_build.log") &
 build=$!
-(taskset -c 4-15 python3 .gpu/tools/gguf_like.py make .gpu/layouts/smollm2.json "$work/smollm2.gguf" >/dev/null &&
- taskset -c 4-15 python3 .gpu/tools/make_gpt_oss_checkpoint.py "$work/gpt-oss-20b" --preset 20b --threads 8 >/dev/null &&
- taskset -c 4-15 python3 .gpu/tools/make_gpt_oss_gguf.py "$work/gpt-oss-20b.gguf" --preset 20b --threads 8 >/dev/null;
+# Models already made on this (warm) machine by an earlier call are kept.
+(([ -e "$work/smollm2.gguf" ] || taskset -c 4-15 python3 .gpu/tools/gguf_like.py make .gpu/layouts/smollm2.json "$work/smollm2.gguf" >/dev/null) &&
+ ([ -e "$work/gpt-oss-20b/config.json" ] || taskset -c 4-15 python3 .gpu/tools/make_gpt_oss_checkpoint.py "$work/gpt-oss-20b" --preset 20b --threads 8 >/dev/null) &&
+ ([ -e "$work/gpt-oss-20b.gguf" ] || taskset -c 4-15 python3 .gpu/tools/make_gpt_oss_gguf.py "$work/gpt-oss-20b.gguf" --preset 20b --threads 8 >/dev/null);
  echo "models rc=$?") >"$out/models.log" 2>&1 &
 models=$!
 for t in ${TESTS:-}; do
@@ -41,7 +44,8 @@ if [ "${PROFILE:-1}" = 1 ]; then
 fi
 el "waiting for the llama.cpp build"; wait $build; tail -3 "$out/llamacpp_build.log"
 lb=/tmp/lc/llama.cpp/build/bin/llama-bench
-for round in 1 2; do
+[ "${SETUP_ONLY:-0}" = 1 ] && { wait $build; tail -2 "$out/llamacpp_build.log"; el "setup done"; exit 0; }
+for round in $(seq 1 "${ROUNDS:-2}"); do
   el "round $round"
   rb "$work/smollm2.gguf" 512 128
   rb "$work/gpt-oss-20b" 2048 128

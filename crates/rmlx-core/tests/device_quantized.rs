@@ -3,7 +3,10 @@
 //! dequantizer, then a plain matmul in f64) and against the CPU's quantized op.
 //!
 //! Tolerances (relative L2): the GPU multiplies exactly dequantized weights with x in f32, so
-//! against the reference it is within 1e-4 (f32 x; 1e-2 when x and the output are bf16).
+//! against the reference it is within 1e-4 (f32 x; 1e-2 when x and the output are bf16) —
+//! except one-row GEMVs of Q4_0, Q4_1, Q8_0 and GGUF MXFP4, which quantize x to 8 bits per 32
+//! values as the CPU op and llama.cpp's MMVQ do, and so meet the CPU op's 2e-2 (Hugging Face
+//! MXFP4 takes two 8-bit planes there, x and its residual, and stays within 1e-4).
 //! The CPU op quantizes activations to 8 bits for GGUF formats (as llama.cpp; MXFP4 as two
 //! 8-bit planes, MLX affine not at all), so GPU vs CPU op is compared at 2e-2.
 
@@ -18,6 +21,16 @@ use quant::{matmul_t, randn, weight};
 
 const REF_TOL: f64 = 1e-4;
 const CPU_OP_TOL: f64 = 2e-2;
+
+/// The tolerance against the reference for `rows` output rows of one x row each (see the
+/// header): GGUF formats with an 8-bit-activation GEMV are held to the CPU op's bound there.
+fn ref_tol(f: QuantFormat, rows: usize) -> f64 {
+    use GgmlType::*;
+    match f {
+        QuantFormat::Gguf(Q4_0 | Q4_1 | Q8_0 | MXFP4) if rows <= 8 => CPU_OP_TOL,
+        _ => REF_TOL,
+    }
+}
 
 /// The same weight with its parts on `d`.
 fn on_device(w: &QuantizedWeight, d: Device) -> QuantizedWeight {
@@ -80,7 +93,8 @@ fn quantized_matmul_matches_the_reference_for_every_format() {
                 let y = wg.quantized_matmul(&xa.to_device(d).unwrap()).unwrap();
                 assert_eq!((y.shape(), y.dtype()), (&[m, n][..], DType::F32));
                 let want = matmul_t(&x, &wd, m, n, k);
-                check(&format!("{f} m={m} vs reference"), &y, &want, REF_TOL);
+                let tol = if m == 1 { ref_tol(f, 1) } else { REF_TOL };
+                check(&format!("{f} m={m} vs reference"), &y, &want, tol);
                 let cpu = w.quantized_matmul(&xa).unwrap().to_vec::<f32>().unwrap();
                 check(&format!("{f} m={m} vs cpu op"), &y, &cpu, CPU_OP_TOL);
             }
@@ -114,7 +128,8 @@ fn quantized_matmul_strided_and_low_precision_x() {
                 let want = matmul_t(&x, &wd, m, n, k);
                 let xv = xa.to_device(d).unwrap().transpose(&[1, 0]).unwrap();
                 let y = wg.quantized_matmul(&xv).unwrap();
-                check(&format!("{f} m={m} strided"), &y, &want, REF_TOL);
+                let tol = if m == 1 { ref_tol(f, 1) } else { REF_TOL };
+                check(&format!("{f} m={m} strided"), &y, &want, tol);
                 for dt in [DType::BF16, DType::F16] {
                     let xb = Array::from_slice(&x, &[1, m, k])
                         .unwrap()
@@ -124,7 +139,12 @@ fn quantized_matmul_strided_and_low_precision_x() {
                     let want = matmul_t(&xr, &wd, m, n, k);
                     let y = wg.quantized_matmul(&xb.to_device(d).unwrap()).unwrap();
                     assert_eq!((y.shape(), y.dtype()), (&[1, m, n][..], dt));
-                    check(&format!("{f} m={m} {dt}"), &y, &want, 1e-2);
+                    let tol = if m == 1 {
+                        ref_tol(f, 1).max(1e-2)
+                    } else {
+                        1e-2
+                    };
+                    check(&format!("{f} m={m} {dt}"), &y, &want, tol);
                 }
             }
         }
@@ -185,7 +205,12 @@ fn gather_qmm_matches_the_reference() {
                         want.extend(matmul_t(&x[xrow * k..][..k], we, 1, n, k));
                     }
                     let what = format!("{f} b={b} top_k={top_k} per_slot={per_slot}");
-                    check(&format!("{what} vs reference"), &y, &want, REF_TOL);
+                    check(
+                        &format!("{what} vs reference"),
+                        &y,
+                        &want,
+                        ref_tol(f, b * top_k),
+                    );
                     let cpu = w.gather_qmm(&xa, &idx).unwrap().to_vec::<f32>().unwrap();
                     check(&format!("{what} vs cpu op"), &y, &cpu, CPU_OP_TOL);
                 }

@@ -22,6 +22,9 @@ fn src(ti: DType, tw: DType) -> String {
     ))
 }
 
+/// Values a thread of `rms_norm_rows_regs` holds (`RMS_REGS` in norm.cu).
+const REGS: usize = 8;
+
 pub(crate) fn rms_norm(
     dev: &Arc<CudaDevice>,
     eps: f32,
@@ -48,8 +51,15 @@ pub(crate) fn rms_norm(
     };
     let (xc, wc) = (as_arg(x)?, as_arg(w)?);
     let key = format!("rms_norm/{}/{}", x.dtype, w.dtype);
-    let f = dev.function(&key, || src(x.dtype, w.dtype), "rms_norm_rows")?;
-    let mut launch = Launch::new(f, "rms_norm_rows");
+    // Rows that fit a block's registers (`RMS_REGS` = 8 values a thread) are read once.
+    let threads = (d.div_ceil(REGS).div_ceil(32) * 32).max(32);
+    let (entry, block) = if threads <= 1024 {
+        ("rms_norm_rows_regs", threads)
+    } else {
+        ("rms_norm_rows", 512)
+    };
+    let f = dev.function(&key, || src(x.dtype, w.dtype), entry)?;
+    let mut launch = Launch::new(f, entry);
     launch
         .arg(ptr_at(&xc, dev)?)
         .arg(ptr_at(&wc, dev)?)
@@ -59,12 +69,13 @@ pub(crate) fn rms_norm(
         .arg(eps);
     // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` holds
     // rows·d and `wc` d contiguous values, `out` is a fresh buffer of rows·d; block i
-    // normalizes row i (rows capped at 2^20 blocks, grid-stride beyond).
+    // normalizes row i (rows capped at 2^20 blocks, grid-stride beyond); the register kernel
+    // gets blocks of ≥ d / 8 threads, as it requires.
     unsafe {
         launch.run(
             dev,
             (rows.min(1 << 20) as u32, 1, 1),
-            ((d.div_ceil(32) * 32).clamp(32, 512) as u32, 1, 1),
+            (block as u32, 1, 1),
             0,
         )?
     };

@@ -1,10 +1,13 @@
 //! Quantized primitives on CUDA: `QuantizedMatmul`, `GatherQmm` and `QuantizedTake`, straight
 //! from packed weights (GGUF block formats, Hugging Face MXFP4, MLX affine).
 //!
-//! Unlike the CPU backend, activations are not quantized: weights are dequantized exactly in
-//! registers and multiplied with x in f32 (closer to the dequantize-then-f32-matmul reference).
-//! One row (decode) runs a GEMV kernel with a warp per 4 output features (x loaded once as
-//! 16-byte vectors for all 4), up to 8 rows one warp per feature; many rows a tiled kernel
+//! One row (decode) of Q4_0, Q4_1, Q8_0 and MXFP4 (GGUF and Hugging Face) runs on 8-bit
+//! activations as the CPU backend does (one plane for GGUF, as llama.cpp's MMVQ; two for HF
+//! MXFP4): the block quantizes x into shared memory, weights are decoded to int8 in registers
+//! and multiplied with dp4a. Other formats and more rows keep float activations: weights
+//! dequantized exactly in registers and multiplied with x in f32. Their one-row GEMV has a
+//! warp per 4 output features (x loaded once as 16-byte vectors for all 4), up to 8 rows one
+//! warp per feature; many rows a tiled kernel
 //! that dequantizes each weight K-slice into shared memory once per 64 rows. `GatherQmm` with
 //! many (row, expert) pairs first sorts the pairs by expert on the device (no host sync), so a
 //! tile of rows shares one expert's weights. Expert or row indices out of range give NaN rows
@@ -163,7 +166,7 @@ pub(crate) fn quantized_matmul(
     let (key, src) = module(f, d, parts.ts)?;
     let [p0, p1, p2] = parts.ptrs;
     if m == 1 {
-        one_row_gemv(dev, (&key, src), &x, &parts, out, None, n, k, 1)?;
+        one_row_gemv(dev, f, (&key, src), &x, &parts, out, None, n, k, 1)?;
     } else if m <= GEMV_ROWS {
         let func = dev.function(&key, src, "qmv")?;
         let mut launch = Launch::new(func, "qmv");
@@ -228,10 +231,41 @@ struct Gather {
     experts: usize,
 }
 
-/// One x row per output row (`rows` of them): the `qmv1` kernel, a warp per 4 features.
+/// The 8-bit planes x is quantized into by the `qmv1_q8_*` kernels (llama.cpp's MMVQ idea:
+/// integer dot products on codes decoded to int8), for the formats that have them: one plane
+/// for GGUF (as llama.cpp and the CPU backend), two for Hugging Face MXFP4 (x and its rounding
+/// residual, as the CPU: transformers computes in float). `RMLX_CUDA_Q8=0` turns them off.
+fn q8_planes(f: QuantFormat) -> Option<usize> {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*ENABLED.get_or_init(|| std::env::var("RMLX_CUDA_Q8").map_or(true, |v| v != "0")) {
+        return None;
+    }
+    use GgmlType::*;
+    match f {
+        QuantFormat::Mxfp4 => Some(2),
+        QuantFormat::Gguf(Q4_0 | Q4_1 | Q8_0 | MXFP4) => Some(1),
+        _ => None,
+    }
+}
+
+/// Shared memory of the q8 kernels: the planes' codes, their per-32 scales and d·Σq.
+fn q8_shared_bytes(planes: usize, k: usize) -> usize {
+    planes * k + (planes + 1) * (k / 32) * 4
+}
+
+/// The shared memory a block may take without opting in (every CUDA GPU has 48 KiB).
+const STATIC_SHARED: usize = 48 * 1024;
+
+/// Below this many warps (rows × features / 4) the q8 GEMV gives each warp one feature: small
+/// layers (SmolLM2's 576 features) otherwise leave most SMs idle and the GEMV latency-bound.
+const Q8_ONE_FEATURE_BELOW: usize = 2048;
+
+/// One x row per output row (`rows` of them): the `qmv1_q8_*` kernels where the format has
+/// them, else `qmv1` (a warp per 4 features, weights decoded to f32).
 #[allow(clippy::too_many_arguments)]
 fn one_row_gemv(
     dev: &Arc<CudaDevice>,
+    f: QuantFormat,
     (key, src): (&str, impl FnOnce() -> String),
     x: &Arg,
     parts: &Parts,
@@ -248,6 +282,46 @@ fn one_row_gemv(
         shared_x: 0,
         experts: 1,
     });
+    if let Some(planes) = q8_planes(f) {
+        let shared = q8_shared_bytes(planes, k);
+        if shared <= STATIC_SHARED && k.is_multiple_of(32) {
+            let one = rows * n.div_ceil(4) < Q8_ONE_FEATURE_BELOW;
+            let (entry, features, warps) = if one {
+                ("qmv1_q8_f1", 1, 4)
+            } else {
+                ("qmv1_q8_f4", 4, GEMV_WARPS)
+            };
+            let func = dev.function(key, src, entry)?;
+            let mut launch = Launch::new(func, entry);
+            launch
+                .arg(ptr_at(x, dev)?)
+                .arg(p0)
+                .arg(p1)
+                .arg(out)
+                .arg(g.idx)
+                .arg(n as i64)
+                .arg(k as i64)
+                .arg((g.idx != 0) as i32)
+                .arg(g.top_k as i64)
+                .arg(g.shared_x)
+                .arg(g.experts as i64);
+            // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); x
+            // (`rows` rows of k, contiguous), the weight parts p0, p1 (validated against n,
+            // k and the format at load; K a multiple of 32), `out` (a fresh buffer of
+            // rows·n) and, when gathering, `g.idx` (rows·top_k expert ids, checked against
+            // `experts` in the kernel) cover every index the kernel computes; the dynamic
+            // shared memory is the `q8_shared_bytes` it carves up, within 48 KiB.
+            unsafe {
+                launch.run(
+                    dev,
+                    (n.div_ceil(warps * features) as u32, rows as u32, 1),
+                    (32 * warps as u32, 1, 1),
+                    shared as u32,
+                )?
+            };
+            return Ok(());
+        }
+    }
     let func = dev.function(key, src, "qmv1")?;
     let mut launch = Launch::new(func, "qmv1");
     launch
@@ -333,7 +407,18 @@ pub(crate) fn gather_qmm(
             shared_x,
             experts,
         };
-        one_row_gemv(dev, (&key, src), &x, &parts, out, Some(gather), n, k, pairs)?;
+        one_row_gemv(
+            dev,
+            f,
+            (&key, src),
+            &x,
+            &parts,
+            out,
+            Some(gather),
+            n,
+            k,
+            pairs,
+        )?;
         return Ok(data);
     }
     // Sort the pairs by expert, then one tile of ≤ 64 pairs of one expert per block row.

@@ -1,5 +1,6 @@
-//! RoPE on CUDA: a (T, dims/2) cos/sin table from f64 angles, then one thread per element, as
-//! `backend/cpu/rope.rs` (same pairing for both layouts, unrotated tail past `dims`).
+//! RoPE on CUDA, as `backend/cpu/rope.rs` (cos/sin of f64 angles, same pairing for both
+//! layouts, unrotated tail past `dims`): one thread per element. Few positions (decode) compute
+//! their angles in that one kernel; many (prefill) share a (T, dims/2) table built first.
 
 use super::device::CudaDevice;
 use super::elementwise::contiguous;
@@ -13,6 +14,9 @@ use crate::primitive::RopeLayout;
 use std::sync::Arc;
 
 const BODY: &str = include_str!("kernels/rope.cu");
+
+/// Up to this many positions a RoPE is one kernel computing its own angles (see the header).
+const DIRECT_POSITIONS: usize = 16;
 
 fn key_src(t: DType, layout: RopeLayout) -> (String, String) {
     let split = if layout == RopeLayout::HalfSplit {
@@ -62,6 +66,25 @@ pub(crate) fn rope(
     };
     let (xc, fc, pc) = (as_arg(x)?, as_arg(freqs)?, as_arg(pos)?);
     let (key, s) = key_src(x.dtype, layout);
+    if t <= DIRECT_POSITIONS {
+        let f = dev.function(&key, || s, "rope_direct")?;
+        let mut launch = Launch::new(f, "rope_direct");
+        launch
+            .arg(ptr_at(&xc, dev)?)
+            .arg(ptr_at(&fc, dev)?)
+            .arg(ptr_at(&pc, dev)?)
+            .arg(out)
+            .arg(n as i64)
+            .arg(t as i64)
+            .arg(d as i64)
+            .arg(dims as i64)
+            .arg(mscale);
+        // SAFETY: the arguments follow the kernel's parameter list (kernels/*.cu); `xc` is a
+        // contiguous copy of n values (rows of d, t positions), `fc` holds dims/2 f32
+        // frequencies and `pc` t i32 positions (contiguous), `out` a fresh buffer of n.
+        unsafe { launch.run_1d(dev, n)? };
+        return Ok(data);
+    }
     let table = dev.alloc((t * half).max(1) * 8)?;
     if half > 0 {
         let f = dev.function(&key, || s.clone(), "rope_table")?;

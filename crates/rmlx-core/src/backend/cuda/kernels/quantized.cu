@@ -550,3 +550,249 @@ extern "C" __global__ void qtake_i32(const u8* p0, const u8* p1, const u8* p2, c
   WParts w = {p0, p1, p2, k, gs};
   qtake_body<int>(w, idx, out, count, n_rows);
 }
+
+// ---- One-row GEMV on 8-bit activations (llama.cpp's MMVQ idea): the block first quantizes its
+// x row into shared memory, per 32 values one scale d = max|x|/127 and q = round(x/d) (the CPU
+// backend's `act.rs`, the same arithmetic), then every weight slice is decoded to int8 in
+// registers and multiplied with integer dot products (dp4a). This replaces the float path's
+// per-weight decode (which made the MXFP4 expert GEMV compute-bound) with ~1 instruction per
+// weight. GGUF formats take one 8-bit plane (as llama.cpp and the CPU); Hugging Face MXFP4 two
+// (x, then its rounding residual: transformers computes in float, so the error is ~127⁻²).
+// Shared memory: PLANES·K int8 codes | PLANES·K/32 scales | K/32 (d·Σq of plane 0: the
+// offsets' factor for formats with a per-block offset). blockIdx.y is the output row, as qmv1.
+#if defined(FMT_MXFP4) || defined(FMT_GMXFP4) || defined(FMT_Q4_0) || defined(FMT_Q4_1) || \
+    defined(FMT_Q8_0)
+#if defined(FMT_MXFP4)
+#define Q8_PLANES 2
+#else
+#define Q8_PLANES 1
+#endif
+
+struct XQ {
+  const int* q;     // plane 0 as int8×4 words; plane p starts at q + p·K/4
+  const float* d;   // plane p's scale of block b: d[p·nb + b]
+  const float* s;   // d·Σq over block b (plane 0)
+  int k4;           // K/4
+  int nb;           // K/32
+};
+
+// Quantizes x[0..k) into shared memory: 8 threads per 32-block, 4 values each, every thread of
+// the block taking part (the trip count is uniform, so the shuffles see whole warps).
+__device__ __forceinline__ void quantize_x_shared(const T* __restrict__ x, int k, signed char* q,
+                                                  float* d, float* s) {
+  const int nb = k / 32, per_pass = blockDim.x / 8;
+  const int g = threadIdx.x / 8, sub = threadIdx.x % 8;
+  for (int b0 = 0; b0 < nb; b0 += per_pass) {
+    const int b = b0 + g;
+    const bool live = b < nb;
+    float v[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) v[t] = live ? Num<T>::to_f32(x[b * 32 + sub * 4 + t]) : 0.f;
+#pragma unroll
+    for (int p = 0; p < Q8_PLANES; ++p) {
+      float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+      for (int m = 4; m > 0; m >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, m));
+      const float db = amax / 127.f;
+      const float id = db > 0.f ? 1.f / db : 0.f;
+      int qi[4];
+#pragma unroll
+      for (int t = 0; t < 4; ++t) qi[t] = (int)roundf(__fmul_rn(v[t], id));
+      int sum = qi[0] + qi[1] + qi[2] + qi[3];
+#pragma unroll
+      for (int m = 4; m > 0; m >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, m);
+      if (live) {
+        ((int*)(q + p * k))[b * 8 + sub] =
+            (qi[0] & 0xff) | ((qi[1] & 0xff) << 8) | ((qi[2] & 0xff) << 16) | ((u32)qi[3] << 24);
+        if (sub == 0) {
+          d[p * nb + b] = db;
+          if (p == 0) s[b] = __fmul_rn(db, (float)sum);
+        }
+      }
+      // The next plane rounds what this one left (x − d·q, multiplied then subtracted, as
+      // the CPU's loop).
+#pragma unroll
+      for (int t = 0; t < 4; ++t) v[t] = __fsub_rn(v[t], __fmul_rn(db, (float)qi[t]));
+    }
+  }
+}
+
+#if defined(FMT_MXFP4) || defined(FMT_GMXFP4)
+// Eight 4-bit E2M1 codes (nibble t = code t) to their doubled values as int8, in nibble order:
+// .x = codes 0..3, .y = codes 4..7. Byte permutes look each code up in a 16-entry table held in
+// four registers (codes 0..7 in lo, 8..15 in hi; the sign bit then picks lo or hi).
+__device__ __forceinline__ int2 e2m1_x2_i8(u32 q) {
+  const u32 t0 = 0x03020100u, t1 = 0x0C080604u;  // 0 1 2 3 | 4 6 8 12
+  const u32 t2 = 0xFDFEFF00u, t3 = 0xF4F8FAFCu;  // -0 -1 -2 -3 | -4 -6 -8 -12
+  const u32 pick = 0x32103210u | ((q & 0x88888888u) >> 1);
+  int r[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const u32 sel = q >> (16 * i);
+    const u32 lo = __byte_perm(t0, t1, sel), hi = __byte_perm(t2, t3, sel);
+    r[i] = (int)__byte_perm(lo, hi, pick >> (16 * i));
+  }
+  return make_int2(r[0], r[1]);
+}
+#endif
+
+// An unaligned little-endian 32-bit word (GGUF blocks of 17, 18 or 34 bytes).
+__device__ __forceinline__ u32 ld_u32_unaligned(const u8* p) {
+  return (u32)p[0] | ((u32)p[1] << 8) | ((u32)p[2] << 16) | ((u32)p[3] << 24);
+}
+
+#if !defined(FMT_MXFP4)
+// Σ over the 8 weights of lane chunk c of row `r` (its bytes at rp) times x, in f32 (GGUF
+// formats; HF MXFP4 takes whole blocks, `q8dot32`). Chunk c lies in 32-block b = c/4; which 8
+// of the block's values it holds follows the format's layout (4-bit: values 4j..4j+3 and
+// 16+4j..16+4j+3 of the block, j = c%4, the low and high nibbles of one 32-bit word; Q8_0: 8
+// consecutive values).
+__device__ __forceinline__ float q8dot(const u8* rp, const u8* scales, int c, const XQ& xq) {
+  const int b = c >> 2, j = c & 3;
+#if defined(FMT_GMXFP4)
+  const u8* blk = rp + b * 17;
+  const int2 w = e2m1_x2_i8(ld_u32_unaligned(blk + 1 + 4 * j));
+  // Nibble order is (4j, 16+4j, 4j+1, 16+4j+1, …): regroup into values 4j.. and 16+4j..
+  const int lo = (int)__byte_perm((u32)w.x, (u32)w.y, 0x6420);
+  const int hi = (int)__byte_perm((u32)w.x, (u32)w.y, 0x7531);
+  const int s0 = __dp4a(hi, xq.q[8 * b + 4 + j], __dp4a(lo, xq.q[8 * b + j], 0));
+  return e8m0_half(blk[0]) * xq.d[b] * (float)s0;
+#elif defined(FMT_Q4_0) || defined(FMT_Q4_1)
+#if defined(FMT_Q4_0)
+  const u8* blk = rp + b * 18;
+  const u32 word = (u32)((const unsigned short*)(blk + 2))[2 * j] |
+                   ((u32)((const unsigned short*)(blk + 2))[2 * j + 1] << 16);
+#else
+  const u8* blk = rp + b * 20;
+  const u32 word = ((const u32*)(blk + 4))[j];
+#endif
+  const int lo = (int)(word & 0x0F0F0F0Fu), hi = (int)((word >> 4) & 0x0F0F0F0Fu);
+  const int s0 = __dp4a(hi, xq.q[8 * b + 4 + j], __dp4a(lo, xq.q[8 * b + j], 0));
+  const float dw = ld_f16(blk);
+  // The block's offset term (w = d·q + o) is added once, by its first chunk.
+#if defined(FMT_Q4_0)
+  const float off = j == 0 ? -8.f * dw * xq.s[b] : 0.f;
+#else
+  const float off = j == 0 ? ld_f16(blk + 2) * xq.s[b] : 0.f;
+#endif
+  return fmaf(dw * xq.d[b], (float)s0, off);
+#else  // Q8_0: 34-byte blocks, 2-byte aligned codes
+  const u8* blk = rp + b * 34;
+  const unsigned short* h = (const unsigned short*)(blk + 2) + 4 * j;
+  const int w0 = (int)((u32)h[0] | ((u32)h[1] << 16)), w1 = (int)((u32)h[2] | ((u32)h[3] << 16));
+  const int s0 = __dp4a(w1, xq.q[2 * c + 1], __dp4a(w0, xq.q[2 * c], 0));
+  return ld_f16(blk) * xq.d[b] * (float)s0;
+#endif
+}
+#endif
+
+#if defined(FMT_MXFP4)
+// Σ over 32-block b of row rp (16 code bytes, one 16-byte load) times both planes of x.
+__device__ __forceinline__ float q8dot32(const u8* rp, const u8* scales, int b, const XQ& xq) {
+  const uint4 q = ((const uint4*)rp)[b];
+  const u32 words[4] = {q.x, q.y, q.z, q.w};
+  const int4* x0 = (const int4*)xq.q + 2 * b;              // plane 0: 8 words of this block
+  const int4* x1 = (const int4*)(xq.q + xq.k4) + 2 * b;    // plane 1
+  const int4 a0 = x0[0], a1 = x0[1], c0 = x1[0], c1 = x1[1];
+  const int xa[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+  const int xc[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+  int s0 = 0, s1 = 0;
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    const int2 w = e2m1_x2_i8(words[t]);
+    s0 = __dp4a(w.y, xa[2 * t + 1], __dp4a(w.x, xa[2 * t], s0));
+    s1 = __dp4a(w.y, xc[2 * t + 1], __dp4a(w.x, xc[2 * t], s1));
+  }
+  return e8m0_half(scales[b]) * fmaf(xq.d[b], (float)s0, xq.d[xq.nb + b] * (float)s1);
+}
+#endif
+
+// Bytes of one weight row.
+__device__ __forceinline__ i64 q8_row_bytes(i64 k) {
+#if defined(FMT_MXFP4)
+  return k / 2;
+#elif defined(FMT_GMXFP4)
+  return k / 32 * 17;
+#elif defined(FMT_Q4_0)
+  return k / 32 * 18;
+#elif defined(FMT_Q4_1)
+  return k / 32 * 20;
+#else
+  return k / 32 * 34;
+#endif
+}
+
+template <int NF>
+__device__ __forceinline__ void qmv1_q8_body(const T* __restrict__ x, const u8* p0, const u8* p1,
+                                             T* __restrict__ out, const u32* __restrict__ idx,
+                                             i64 n_feat, i64 k, int gather, i64 top_k,
+                                             int shared_x, i64 experts) {
+  extern __shared__ __align__(16) unsigned char q8_smem[];
+  const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  const i64 o = blockIdx.y;
+  i64 e = 0;
+  if (gather) {
+    e = idx[o];  // the same for the whole block: it returns together, before any barrier
+    if (e >= experts) {
+      const i64 n = (i64)blockIdx.x * warps * NF + threadIdx.x;
+      if (threadIdx.x < warps * NF && n < n_feat) out[o * n_feat + n] = Num<T>::from_f32(rmlx_nan());
+      return;
+    }
+  }
+  const int ki = (int)k, nb = ki / 32;
+  signed char* q = (signed char*)q8_smem;
+  float* d = (float*)(q8_smem + Q8_PLANES * ki);
+  float* s = d + Q8_PLANES * nb;
+  quantize_x_shared(x + ((gather && shared_x) ? o / top_k : o) * k, ki, q, d, s);
+  __syncthreads();
+  const XQ xq = {(const int*)q, d, s, ki / 4, nb};
+  const i64 n0 = ((i64)blockIdx.x * warps + (threadIdx.x >> 5)) * NF;
+  if (n0 >= n_feat) return;
+  const u8* rp[NF];
+  const u8* sc[NF];
+#pragma unroll
+  for (int f = 0; f < NF; ++f) {
+    // Past the last feature a warp recomputes the last row (never stored).
+    const i64 row = e * n_feat + (n0 + f < n_feat ? n0 + f : n_feat - 1);
+    rp[f] = p0 + row * q8_row_bytes(k);
+    sc[f] = p1 + row * nb;  // MXFP4's E8M0 scales (unused by the other formats)
+  }
+  float acc[NF];
+#pragma unroll
+  for (int f = 0; f < NF; ++f) acc[f] = 0.f;
+#if defined(FMT_MXFP4)
+  // A lane takes whole 32-blocks: 16-byte loads, and a third of the scale work.
+#pragma unroll 3
+  for (int b = lane; b < nb; b += 32) {
+#pragma unroll
+    for (int f = 0; f < NF; ++f) acc[f] += q8dot32(rp[f], sc[f], b, xq);
+  }
+#else
+  const int chunks = ki / 8;
+#pragma unroll 4
+  for (int c = lane; c < chunks; c += 32) {
+#pragma unroll
+    for (int f = 0; f < NF; ++f) acc[f] += q8dot(rp[f], sc[f], c, xq);
+  }
+#endif
+#pragma unroll
+  for (int f = 0; f < NF; ++f) {
+    float a = acc[f];
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) a += __shfl_xor_sync(0xffffffffu, a, m);
+    if (lane == 0 && n0 + f < n_feat) out[o * n_feat + n0 + f] = Num<T>::from_f32(a);
+  }
+}
+
+// One feature per warp (small N: more warps in flight) or four (x's words reused 4 times).
+extern "C" __global__ void qmv1_q8_f1(const T* __restrict__ x, const u8* p0, const u8* p1,
+                                      T* __restrict__ out, const u32* __restrict__ idx, i64 n_feat,
+                                      i64 k, int gather, i64 top_k, int shared_x, i64 experts) {
+  qmv1_q8_body<1>(x, p0, p1, out, idx, n_feat, k, gather, top_k, shared_x, experts);
+}
+extern "C" __global__ void qmv1_q8_f4(const T* __restrict__ x, const u8* p0, const u8* p1,
+                                      T* __restrict__ out, const u32* __restrict__ idx, i64 n_feat,
+                                      i64 k, int gather, i64 top_k, int shared_x, i64 experts) {
+  qmv1_q8_body<4>(x, p0, p1, out, idx, n_feat, k, gather, top_k, shared_x, experts);
+}
+#endif
