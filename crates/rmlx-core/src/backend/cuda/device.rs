@@ -47,6 +47,10 @@ pub struct CudaDevice {
     pub(crate) graphs: Mutex<super::graph::Graphs>,
     /// Whether a capture is open (read without the lock on every launch).
     pub(crate) capturing: AtomicBool,
+    /// The stream is one sequence: a thread puts a whole op (or copy, or flush) on it while
+    /// holding this, so another thread's work cannot land between a capture's end and its
+    /// graph's launch (it would run before the work it depends on) or inside another op.
+    queue: Mutex<()>,
 }
 
 /// A cuBLAS handle, used only under `CudaDevice::blas`'s mutex.
@@ -58,6 +62,12 @@ unsafe impl Send for BlasHandle {}
 unsafe impl Sync for BlasHandle {}
 
 impl CudaDevice {
+    /// Holds the stream for one thread's op, copy or flush (see `queue`). Taken only by the
+    /// backend's entry points (`CudaBackend`'s trait methods), never inside them.
+    pub(crate) fn lock_queue(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Opens device `ordinal` (primary context, one non-blocking stream).
     pub(crate) fn open(ordinal: usize) -> Result<Arc<CudaDevice>> {
         let err = |what: &str, e: &dyn std::fmt::Display| {
@@ -97,6 +107,7 @@ impl CudaDevice {
             spans: Mutex::default(),
             graphs: Mutex::new(super::graph::Graphs::new()),
             capturing: AtomicBool::new(false),
+            queue: Mutex::new(()),
         }))
     }
 

@@ -117,6 +117,7 @@ pub fn memory_limits(ordinal: usize) -> Result<(usize, usize)> {
 pub fn clear_cache(ordinal: usize) -> Result<()> {
     let dev = device::get(ordinal)?;
     dev.bind()?;
+    let _queue = dev.lock_queue();
     dev.alloc.clear_cache(&dev)
 }
 
@@ -188,6 +189,7 @@ impl Backend for CudaBackend {
         out_dtype: DType,
     ) -> Result<Data> {
         let dev = self.dev()?;
+        let _queue = dev.lock_queue();
         dev.graph_begin()?;
         let out = self.encode(&dev, prim, inputs, out_shape, out_dtype)?;
         dev.graph_op_done()?;
@@ -196,6 +198,7 @@ impl Backend for CudaBackend {
 
     fn download(&self, arg: &Arg) -> Result<Data> {
         let dev = self.dev()?;
+        let _queue = dev.lock_queue();
         let (data, addr, bytes) = device_span(&dev, arg, "download")?;
         let mut host = HostBuffer::zeroed(bytes)?;
         let out = host
@@ -217,12 +220,16 @@ impl Backend for CudaBackend {
         let src = all
             .get(start..start + bytes)
             .ok_or_else(|| Error::msg("cuda: upload: view extends past its host buffer"))?;
-        let buf = dev.upload(src)?;
+        let buf = {
+            let _queue = dev.lock_queue();
+            dev.upload(src)?
+        };
         Ok(Data::contiguous(Buffer::Device(Box::new(buf)), &arg.shape))
     }
 
     fn read_async(&self, arg: &Arg) -> Result<Box<dyn crate::readback::HostRead>> {
         let dev = self.dev()?;
+        let _queue = dev.lock_queue();
         let (_data, addr, bytes) = device_span(&dev, arg, "read_async")?;
         // SAFETY: `addr..addr + bytes` lies inside a live buffer (`device_span` checked it);
         // its reuse after `_data` drops is stream-ordered, so it is not overwritten before the
@@ -232,22 +239,29 @@ impl Backend for CudaBackend {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.dev()?.synchronize()
+        let dev = self.dev()?;
+        let _queue = dev.lock_queue();
+        dev.synchronize()
     }
 
     fn flush(&self) -> Result<()> {
-        self.dev()?.graph_flush()
+        let dev = self.dev()?;
+        let _queue = dev.lock_queue();
+        dev.graph_flush()
     }
 
     fn begin_span(&self) -> Result<bool> {
         let dev = self.dev()?;
+        let _queue = dev.lock_queue();
         dev.graph_flush()?;
         dev.begin_span()?;
         Ok(true)
     }
 
     fn end_span(&self, label: String) -> Result<()> {
-        self.dev()?.end_span(label)
+        let dev = self.dev()?;
+        let _queue = dev.lock_queue();
+        dev.end_span(label)
     }
 }
 
@@ -372,6 +386,7 @@ pub fn graph_stats(ordinal: usize) -> Result<GraphStats> {
 pub(crate) fn flush_spans() -> Result<()> {
     for dev in device::opened() {
         dev.bind()?;
+        let _queue = dev.lock_queue();
         dev.flush_spans()?;
     }
     Ok(())
