@@ -67,6 +67,16 @@ pub async fn start_batched(
     edit: impl FnOnce(&mut ServerConfig),
 ) -> TestServer {
     let engine = Engine::load(dir.path()).expect("tiny model loads");
+    start_engine(engine, dir, opts, edit).await
+}
+
+/// `engine` served as `MODEL_ID` by a worker with `opts`; `dir` is kept alive with it.
+pub async fn start_engine(
+    engine: Engine,
+    dir: tempfile::TempDir,
+    opts: WorkerOptions,
+    edit: impl FnOnce(&mut ServerConfig),
+) -> TestServer {
     let worker = Arc::new(Worker::spawn_with(engine, opts).expect("worker starts"));
     let mut config = ServerConfig::new(MODEL_ID);
     edit(&mut config);
