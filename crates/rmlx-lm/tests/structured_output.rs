@@ -6,6 +6,8 @@
 
 #[path = "support/events.rs"]
 mod events;
+#[path = "support/schemas.rs"]
+mod schemas;
 #[path = "support/tiny_chat.rs"]
 mod tiny_chat;
 
@@ -15,25 +17,8 @@ use rmlx_lm::{
     ConstraintSpec, Engine, FinishReason, GenerateOptions, Grammar, Prompt, SamplerConfig, Worker,
     WorkerOptions,
 };
+use schemas::{person_schema, validate};
 use serde_json::{json, Value as Json};
-
-/// Every field bounded, so the grammar ends whatever the model prefers.
-fn person_schema() -> Json {
-    json!({
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "maxLength": 40},
-            "age": {"type": "integer", "minimum": 0, "maximum": 150},
-            "hobbies": {
-                "type": "array",
-                "items": {"type": "string", "maxLength": 30},
-                "maxItems": 3
-            }
-        },
-        "required": ["name", "age", "hobbies"],
-        "additionalProperties": false
-    })
-}
 
 fn prompt() -> Prompt {
     Prompt::Chat(vec![json!({
@@ -53,14 +38,6 @@ fn opts(max_tokens: usize, grammar: Option<Grammar>) -> GenerateOptions {
 
 fn smollm2() -> Engine {
     Engine::load(rmlx_lm::default_model::fetch_default().unwrap()).unwrap()
-}
-
-fn validate(schema: &Json, text: &str) -> Json {
-    let v: Json = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
-    let validator = jsonschema::validator_for(schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{text}: {errors:?}");
-    v
 }
 
 #[test]
@@ -225,19 +202,16 @@ fn gpt_oss_final_channel_is_constrained_and_reasoning_is_free() {
         Scope::HarmonyFinal
     );
 
+    let run = |prompt: &Prompt, scope: Scope, grammar: Option<Grammar>| {
+        let opts = harmony_opts(scope, grammar);
+        engine.generate(prompt, &opts, None, &mut |_| {}).unwrap()
+    };
     // A prompt that opens the final channel: the random model answers in valid JSON, and the
     // complete object ends the generation (nothing may follow it but an end token).
     let opened = Prompt::Text(
         "<|start|>user<|message|>yes?<|end|><|start|>assistant<|channel|>final<|message|>".into(),
     );
-    let g = engine
-        .generate(
-            &opened,
-            &harmony_opts(Scope::HarmonyFinal, Some(grammar.clone())),
-            None,
-            &mut |_| {},
-        )
-        .unwrap();
+    let g = run(&opened, Scope::HarmonyFinal, Some(grammar.clone()));
     assert_eq!(g.stats.finish, FinishReason::Eos, "{:?}", g.text);
     validate(&schema, &g.text);
     assert!(g.text.ends_with('}'), "{:?}", g.text);
@@ -245,35 +219,10 @@ fn gpt_oss_final_channel_is_constrained_and_reasoning_is_free() {
     // A chat prompt: the model starts in whatever channel it likes. Until a final header
     // appears the grammar does not act, so the text equals the free text up to there.
     let chat = Prompt::Chat(vec![json!({"role": "user", "content": "yes?"})]);
-    let free = engine
-        .generate(
-            &chat,
-            &harmony_opts(Scope::HarmonyFinal, None),
-            None,
-            &mut |_| {},
-        )
-        .unwrap()
-        .text;
-    let constrained = engine
-        .generate(
-            &chat,
-            &harmony_opts(Scope::HarmonyFinal, Some(grammar.clone())),
-            None,
-            &mut |_| {},
-        )
-        .unwrap()
-        .text;
+    let free = run(&chat, Scope::HarmonyFinal, None).text;
+    let constrained = run(&chat, Scope::HarmonyFinal, Some(grammar.clone())).text;
     // (The same grammar over the whole reply does act from the first token.)
-    let whole = engine
-        .generate(
-            &chat,
-            &harmony_opts(Scope::Whole, Some(grammar)),
-            None,
-            &mut |_| {},
-        )
-        .unwrap()
-        .text;
-    validate(&schema, &whole);
+    validate(&schema, &run(&chat, Scope::Whole, Some(grammar)).text);
     match final_content_start(&free) {
         None => assert_eq!(constrained, free),
         Some(at) => {

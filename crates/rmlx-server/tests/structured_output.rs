@@ -4,35 +4,22 @@
 //! max_tokens cuts them with finish_reason "length"; invalid schemas are 400s; gpt-oss is
 //! constrained in its final channel only.
 
+#[path = "../../rmlx-lm/tests/support/schemas.rs"]
+mod schemas;
 mod support;
 
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
-    ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequest,
-    CreateChatCompletionRequestArgs, FinishReason, ResponseFormat, ResponseFormatJsonSchema,
+    CreateChatCompletionRequest, FinishReason, ResponseFormat, ResponseFormatJsonSchema,
 };
 
 use rmlx_lm::{ConstraintSpec, Engine, GenerateOptions, Grammar, Prompt, SamplerConfig};
+use schemas::{person_schema, validate};
 use serde_json::{json, Value as Json};
-use support::{start, start_engine, start_with, tiny_chat, TestServer, MODEL_ID};
+use support::{start, start_engine, start_with, tiny_chat, TestServer};
 use tokio_stream::StreamExt;
 
 const QUESTION: &str = "Describe a person named Alice, aged 30, who likes chess, as JSON.";
-
-/// Every field bounded: the grammar ends whatever the model prefers.
-fn person_schema() -> Json {
-    json!({
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "maxLength": 40},
-            "age": {"type": "integer", "minimum": 0, "maximum": 150},
-            "hobbies": {"type": "array", "items": {"type": "string", "maxLength": 30},
-                        "maxItems": 3}
-        },
-        "required": ["name", "age", "hobbies"],
-        "additionalProperties": false
-    })
-}
 
 fn schema_format() -> ResponseFormat {
     ResponseFormat::JsonSchema {
@@ -46,26 +33,11 @@ fn schema_format() -> ResponseFormat {
 }
 
 fn request(max_tokens: u32, format: Option<ResponseFormat>) -> CreateChatCompletionRequest {
-    let mut args = CreateChatCompletionRequestArgs::default();
-    args.model(MODEL_ID)
-        .max_completion_tokens(max_tokens)
-        .temperature(0.0)
-        .messages(vec![ChatCompletionRequestUserMessageArgs::default()
-            .content(QUESTION)
-            .build()
-            .unwrap()
-            .into()]);
-    if let Some(f) = format {
-        args.response_format(f);
-    }
-    args.build().unwrap()
-}
-
-fn validate(schema: &Json, text: &str) {
-    let v: Json = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
-    let validator = jsonschema::validator_for(schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{text}: {errors:?}");
+    support::chat_request(QUESTION, max_tokens, |a| {
+        if let Some(f) = format {
+            a.response_format(f);
+        }
+    })
 }
 
 async fn smollm2_server(parallel: usize) -> TestServer {

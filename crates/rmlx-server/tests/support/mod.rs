@@ -5,6 +5,10 @@
 #[path = "../../../rmlx-lm/tests/support/tiny_chat.rs"]
 pub mod tiny_chat;
 
+use async_openai::types::chat::{
+    ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequest,
+    CreateChatCompletionRequestArgs,
+};
 use rmlx_lm::{Engine, Event, GenerateOptions, Prompt, SamplerConfig, Worker, WorkerOptions};
 use rmlx_server::{AppState, ServerConfig};
 use std::sync::mpsc;
@@ -136,4 +140,23 @@ pub async fn wait_done(rx: mpsc::Receiver<Event>) -> rmlx_lm::GenerationStats {
     })
     .await
     .expect("waiting thread")
+}
+
+/// A greedy chat request for `MODEL_ID` with one user message, `edit`ed.
+pub fn chat_request(
+    question: &str,
+    max_tokens: u32,
+    edit: impl FnOnce(&mut CreateChatCompletionRequestArgs),
+) -> CreateChatCompletionRequest {
+    let mut args = CreateChatCompletionRequestArgs::default();
+    args.model(MODEL_ID)
+        .max_completion_tokens(max_tokens)
+        .temperature(0.0)
+        .messages(vec![ChatCompletionRequestUserMessageArgs::default()
+            .content(question)
+            .build()
+            .expect("a user message")
+            .into()]);
+    edit(&mut args);
+    args.build().expect("a chat request")
 }
