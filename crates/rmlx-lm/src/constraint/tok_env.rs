@@ -42,9 +42,12 @@ fn err(m: impl std::fmt::Display) -> Error {
 
 /// The llguidance view of `tok`: its vocabulary (`tok.vocab_size()` ids) and EOS ids.
 pub(crate) fn tok_env(tok: &Tokenizer) -> Result<TokEnv> {
-    let pieces = tok
-        .byte_pieces()
-        .ok_or_else(|| err("this tokenizer maps tokens to no bytes (neither byte-level nor SentencePiece): grammars cannot be matched against it"))?;
+    let pieces = tok.byte_pieces().ok_or_else(|| {
+        err(
+            "this tokenizer maps tokens to no bytes (neither byte-level nor SentencePiece): \
+             grammars cannot be matched against it",
+        )
+    })?;
     let words: Vec<Vec<u8>> = pieces
         .iter()
         .enumerate()
