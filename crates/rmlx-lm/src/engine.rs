@@ -15,6 +15,8 @@ pub struct Engine {
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
     pub files: Arc<ModelFiles>,
+    /// Structured output's view of the tokenizer, built on first use.
+    pub(crate) grammars: crate::constraint::Grammars,
 }
 
 impl Engine {
@@ -48,6 +50,7 @@ impl Engine {
             tokenizer,
             template,
             files,
+            grammars: Default::default(),
         })
     }
 

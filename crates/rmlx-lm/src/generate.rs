@@ -4,6 +4,7 @@
 
 use crate::batch::Packed;
 use crate::cache::{CacheKind, ModelCache};
+use crate::constraint::ConstraintSpec;
 use crate::engine::{Engine, Prompt};
 use crate::logprobs::TokenLogprob;
 use crate::model::Logits;
@@ -32,6 +33,9 @@ pub struct GenerateOptions {
     /// Report each generated token's log-probability and this many most likely alternatives
     /// (OpenAI's `logprobs` / `top_logprobs`; `logprobs::MAX_TOP_LOGPROBS` at most). None: off.
     pub logprobs: Option<usize>,
+    /// Structured output: a grammar the generated text (or its part in scope) must match
+    /// (`crate::constraint`). None: free text.
+    pub constraint: Option<ConstraintSpec>,
 }
 
 impl Default for GenerateOptions {
@@ -43,6 +47,7 @@ impl Default for GenerateOptions {
             keep_special: false,
             kv_cache: CacheKind::default(),
             logprobs: None,
+            constraint: None,
         }
     }
 }
@@ -134,7 +139,7 @@ impl Engine {
                 "generate: expected at least one new prompt token",
             ));
         }
-        let mut seq = Sequence::new(self, tokens, opts)?;
+        let mut seq = Sequence::new(self, tokens, opts, self.constraint_for(opts)?)?;
         let t0 = Instant::now();
         let mut logits = None;
         for chunk in tokens[cached..].chunks(PREFILL_CHUNK) {

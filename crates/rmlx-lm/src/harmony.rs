@@ -45,7 +45,13 @@ pub fn parse(text: &str) -> Vec<Message> {
         };
         // The header may carry more than the name (`final <|constrain|>json`, `to=functions.x`).
         let header = &rest[..m];
-        let channel = header.split_whitespace().next().unwrap_or("").to_string();
+        // (The name ends at a space or at a control token: `final<|constrain|>json` is final.)
+        let channel = header
+            .trim_start()
+            .split(|ch: char| ch.is_whitespace() || ch == '<')
+            .next()
+            .unwrap_or("")
+            .to_string();
         let recipient = before
             .rsplit("<|start|>")
             .next()
@@ -134,6 +140,8 @@ mod tests {
         // unterminated final message, and a constrained header
         let t = "<|channel|>final <|constrain|>json<|message|>{\"a\":1";
         assert_eq!(final_text(t), "{\"a\":1");
+        let t = "<|channel|>final<|constrain|>json<|message|>{}";
+        assert_eq!(final_text(t), "{}");
         assert_eq!(final_text("plain text"), "plain text");
     }
 

@@ -12,6 +12,8 @@
 //!   tokenizing exactly as llama.cpp does for GGUF files; [`StreamDecoder`] for streaming text.
 //! - [`ChatTemplate`]: Hugging Face chat templates (jinja) rendered as transformers does.
 //! - [`Sampler`]: penalties, top-k, top-p, min-p, temperature, seeded draws.
+//! - [`constraint`]: structured output — a JSON schema, any JSON object, a Lark grammar or a
+//!   regex constrains sampling through a token mask per step (`GenerateOptions::constraint`).
 //! - [`Worker`]: one thread that owns the model and serves requests from a bounded queue,
 //!   up to [`WorkerOptions::parallel`] at once by continuous batching with prefix reuse, each
 //!   streaming its events to its own sink (what `rmlx serve` runs on); [`WorkerStats`] (and
@@ -24,6 +26,7 @@ pub mod batch;
 pub mod cache;
 pub mod chat_session;
 pub mod chat_template;
+pub mod constraint;
 pub mod context;
 pub mod default_model;
 pub mod engine;
@@ -47,6 +50,7 @@ pub mod worker;
 pub use batch::SeqChunk;
 pub use chat_session::ChatSession;
 pub use chat_template::ChatTemplate;
+pub use constraint::{Constraint, ConstraintSpec, Grammar};
 pub use engine::{Engine, Prompt};
 pub use generate::{FinishReason, GenerateOptions, Generation, GenerationStats};
 pub use load::{load_model, load_model_on, load_model_with, LoadOptions, LoadedModel, Progress};

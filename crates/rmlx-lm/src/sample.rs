@@ -214,6 +214,35 @@ impl Sampler {
         }))
     }
 
+    /// Picks the next token among `allowed` (ascending ids: a grammar's mask), as `sample`
+    /// would with every other logit at -inf (those have no probability, whatever the
+    /// settings). The row comes back to the host whole (a grammar's mask is computed there).
+    /// None when no allowed id is below `vocab`.
+    pub fn sample_allowed(
+        &mut self,
+        logits: &rmlx_core::Array,
+        vocab: usize,
+        history: &[u32],
+        allowed: &[u32],
+    ) -> Result<Option<u32>> {
+        let n = logits.size();
+        let vocab = vocab.min(n);
+        let row = logits
+            .reshape(&[n as isize])?
+            .slice(&[0], &[vocab], &[1])?
+            .to_vec::<f32>()?;
+        let cand: Vec<(u32, f32)> = allowed
+            .iter()
+            .take_while(|&&t| (t as usize) < vocab)
+            .map(|&t| (t, row[t as usize]))
+            .collect();
+        if cand.is_empty() {
+            return Ok(None);
+        }
+        let window = &history[history.len().saturating_sub(self.cfg.penalty_last_n)..];
+        self.sample_sparse(cand, window).map(Some)
+    }
+
     /// `sample`'s chain over a candidate set that holds every token that can matter.
     fn sample_sparse(&mut self, mut cand: Vec<(u32, f32)>, window: &[u32]) -> Result<u32> {
         if let Some(x) = cand.iter().find(|x| x.1.is_nan()) {

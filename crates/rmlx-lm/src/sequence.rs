@@ -1,8 +1,10 @@
 //! One sequence being generated, between forward passes: its sampler, its tokens so far, and
 //! the text it streams (held back while it may be the start of a stop string), with the rules
-//! that end it (EOS, a stop string, max tokens, a full context). Shared by `Engine::generate`
-//! (one sequence) and the batching scheduler (many), so both stream the same text.
+//! that end it (EOS, a stop string, max tokens, a full context, a complete grammar). Shared by
+//! `Engine::generate` (one sequence) and the batching scheduler (many), so both stream the
+//! same text and apply a grammar's mask the same way.
 
+use crate::constraint::Constraint;
 use crate::context::{check_fits, requested_new_tokens};
 use crate::engine::Engine;
 use crate::generate::{FinishReason, GenerateOptions};
@@ -28,6 +30,8 @@ pub(crate) struct Sequence<'e> {
     emitted: usize,
     /// Report each token's log-probability and this many alternatives (`logprobs`).
     logprobs: Option<usize>,
+    /// Structured output: the grammar's mask picks the tokens sampling may choose from.
+    constraint: Option<Constraint>,
 }
 
 /// What a step of a sequence produces, in order: the token's log-probabilities (when asked
@@ -38,14 +42,23 @@ pub(crate) enum Output<'a> {
 }
 
 impl<'e> Sequence<'e> {
-    /// A sequence for `prompt` under `opts`; refused when the prompt and the tokens asked for
-    /// exceed the context, or the sampler settings are invalid.
-    pub fn new(engine: &'e Engine, prompt: &[u32], opts: &GenerateOptions) -> Result<Self> {
+    /// A sequence for `prompt` under `opts`, with the constraint compiled from
+    /// `opts.constraint` (`Engine::constraint_for`); refused when the prompt and the tokens
+    /// asked for exceed the context, or the sampler settings are invalid.
+    pub fn new(
+        engine: &'e Engine,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        mut constraint: Option<Constraint>,
+    ) -> Result<Self> {
         let context = engine.model.info().context_length;
         let asked = requested_new_tokens(opts.max_tokens)?;
         check_fits("generate", prompt.len(), asked, context)?;
         // Generation stops when the sequence fills the context (`Length`).
         let room = context - prompt.len();
+        if let Some(c) = &mut constraint {
+            c.start(prompt);
+        }
         Ok(Sequence {
             tokenizer: &engine.tokenizer,
             sampler: Sampler::new(opts.sampler.clone())?,
@@ -58,6 +71,7 @@ impl<'e> Sequence<'e> {
             text: String::new(),
             emitted: 0,
             logprobs: opts.logprobs,
+            constraint,
         })
     }
 
@@ -90,13 +104,23 @@ impl<'e> Sequence<'e> {
         // Models pad their vocabulary past the tokenizer's (gpt-oss: 201088 vs ~200k): never
         // sample an id the tokenizer cannot decode.
         let nv = logits.size().min(self.tokenizer.vocab_size());
-        let next = self.sampler.sample_array(logits, nv, &self.history)?;
+        let next = match self.constraint.as_mut().filter(|c| c.is_open()) {
+            Some(c) => match c.sample(&mut self.sampler, logits, nv, &self.history)? {
+                Some(t) => t,
+                // Only EOS is allowed and the model cannot write one: the grammar is done.
+                None => return Ok(Some(FinishReason::Eos)),
+            },
+            None => self.sampler.sample_array(logits, nv, &self.history)?,
+        };
         self.accept(next, logits, out)
     }
 
     /// Starts sampling the next token without waiting when the sampler can keep it on the
     /// logits' device (greedy, no penalties): see `Sampler::greedy_lazy`.
     pub fn sample_lazy(&self, logits: &Array) -> Result<Option<LazyToken>> {
+        if self.constraint.as_ref().is_some_and(|c| c.is_open()) {
+            return Ok(None); // the mask is computed on the host
+        }
         let nv = logits.size().min(self.tokenizer.vocab_size());
         self.sampler.greedy_lazy(logits, nv)
     }
@@ -131,6 +155,9 @@ impl<'e> Sequence<'e> {
         if self.tokenizer.is_eos(next) {
             return Ok(Some(FinishReason::Eos));
         }
+        if let Some(c) = &mut self.constraint {
+            c.commit(next)?;
+        }
         if let Some(top) = self.logprobs {
             out(Output::Logprob(token_logprobs(
                 self.tokenizer,
@@ -151,6 +178,14 @@ impl<'e> Sequence<'e> {
         if safe > self.emitted {
             out(Output::Text(&self.text[self.emitted..safe]));
             self.emitted = safe;
+        }
+        // A complete grammar allows only EOS: end as EOS would, without running a step for it.
+        if self
+            .constraint
+            .as_ref()
+            .is_some_and(Constraint::is_finished)
+        {
+            return Ok(Some(FinishReason::Eos));
         }
         Ok((self.generated() == self.max_tokens).then_some(FinishReason::Length))
     }

@@ -78,6 +78,9 @@ pub enum SubmitError {
     TooLong(String),
     /// The request is malformed (no chat template, bad sampler settings, max_tokens 0, ...).
     Invalid(String),
+    /// The constraint (`GenerateOptions::constraint`) does not compile: an invalid JSON
+    /// schema, grammar or regular expression.
+    Constraint(String),
     /// As many requests wait as the queue holds: try again later.
     QueueFull,
     /// The worker thread is gone (it panicked).
@@ -87,7 +90,9 @@ pub enum SubmitError {
 impl std::fmt::Display for SubmitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SubmitError::TooLong(m) | SubmitError::Invalid(m) => f.write_str(m),
+            SubmitError::TooLong(m) | SubmitError::Invalid(m) | SubmitError::Constraint(m) => {
+                f.write_str(m)
+            }
             SubmitError::QueueFull => f.write_str("the request queue is full; try again later"),
             SubmitError::Stopped => f.write_str("the engine worker has stopped"),
         }
@@ -102,6 +107,8 @@ pub(crate) struct Job {
     pub sink: Sink,
     pub closed: Option<Probe>,
     pub queued_at: Instant,
+    /// `opts.constraint` compiled at submission (a bad grammar is refused there).
+    pub constraint: Option<crate::constraint::Constraint>,
 }
 
 pub struct Worker {
@@ -216,6 +223,12 @@ impl Worker {
         closed: Option<Probe>,
     ) -> std::result::Result<usize, SubmitError> {
         let tokens = self.prepare(prompt, &opts)?;
+        // Compiled here, on the caller's thread: a bad grammar is refused before it waits, and
+        // the worker thread never spends a step compiling.
+        let constraint = self
+            .engine
+            .constraint_for(&opts)
+            .map_err(|e| SubmitError::Constraint(e.to_string()))?;
         let n = tokens.len();
         let queue = self.queue.as_ref().ok_or(SubmitError::Stopped)?;
         let job = Job {
@@ -224,6 +237,7 @@ impl Worker {
             sink,
             closed,
             queued_at: Instant::now(),
+            constraint,
         };
         // Counted before it is sent: the worker may take it (and count it out) at once.
         Metrics::add(&self.metrics.queued, 1);

@@ -58,6 +58,10 @@ impl ApiError {
                 .with_param(param)
                 .with_code("context_length_exceeded"),
             SubmitError::Invalid(_) => ApiError::invalid(message),
+            SubmitError::Constraint(m) => {
+                ApiError::invalid(format!("response_format: invalid schema or grammar: {m}"))
+                    .with_param("response_format")
+            }
             SubmitError::QueueFull => ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 kind: "server_overloaded",

@@ -14,7 +14,7 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rmlx_lm::tool_calls::ToolFormat;
-use rmlx_lm::{Event, Prompt};
+use rmlx_lm::{ConstraintSpec, Event, Prompt};
 use serde_json::json;
 use std::convert::Infallible;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -133,7 +133,13 @@ async fn run(
     prompt_param: &'static str,
 ) -> Result<Response, ApiError> {
     let chat = endpoint == Endpoint::Chat;
-    let opts = common.options(chat, shape.harmony, state.config.kv_cache)?;
+    let mut opts = common.options(chat, shape.harmony, state.config.kv_cache)?;
+    // A chat reply of gpt-oss is constrained in its final channel only (its reasoning is free);
+    // a completion's prompt is the client's own text, so the whole completion is.
+    opts.constraint = common.grammar()?.map(|g| match endpoint {
+        Endpoint::Chat => ConstraintSpec::for_chat(state.worker.engine(), g),
+        Endpoint::Completion => ConstraintSpec::whole(g),
+    });
     let logprobs = Logprobs::new(endpoint, opts.logprobs.is_some());
     let (tx, rx) = unbounded_channel();
     // The worker asks before every step whether the client is gone (`rx` dropped), so a

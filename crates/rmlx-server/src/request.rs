@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use rmlx_lm::cache::CacheKind;
 use rmlx_lm::logprobs::MAX_TOP_LOGPROBS;
-use rmlx_lm::{GenerateOptions, Prompt, SamplerConfig};
+use rmlx_lm::{GenerateOptions, Grammar, Prompt, SamplerConfig};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -31,6 +31,9 @@ pub struct Common {
     /// completions: the number of alternatives (0 to 20).
     pub logprobs: Option<Json>,
     pub top_logprobs: Option<u64>,
+    /// `{"type": "text"}`, `{"type": "json_object"}` or `{"type": "json_schema",
+    /// "json_schema": {"name", "schema", "strict"}}`: structured output.
+    pub response_format: Option<Json>,
 }
 
 #[derive(Deserialize, Default)]
@@ -224,7 +227,48 @@ impl Common {
             keep_special,
             kv_cache,
             logprobs,
+            // Set by the endpoint, which knows the reply's scope (`grammar` checks the field).
+            constraint: None,
         })
+    }
+
+    /// The grammar `response_format` asks for (None: free text). The schema is compiled
+    /// when the request is submitted; here only its shape is checked. `strict` is accepted
+    /// and changes nothing: every schema is enforced (a keyword llguidance cannot enforce is
+    /// a 400, never silently ignored).
+    pub fn grammar(&self) -> Result<Option<Grammar>, ApiError> {
+        let bad = |m: String| Err(ApiError::invalid(m).with_param("response_format"));
+        let format = match &self.response_format {
+            None | Some(Json::Null) => return Ok(None),
+            Some(Json::Object(o)) => o,
+            Some(other) => {
+                return bad(format!(
+                    "response_format: expected an object, found {other}"
+                ))
+            }
+        };
+        match format.get("type").and_then(Json::as_str) {
+            Some("text") => Ok(None),
+            Some("json_object") => Ok(Some(Grammar::JsonObject)),
+            Some("json_schema") => {
+                let schema = format
+                    .get("json_schema")
+                    .and_then(|j| j.get("schema"))
+                    .filter(|s| s.is_object() || s.is_boolean());
+                match schema {
+                    Some(s) => Ok(Some(Grammar::JsonSchema(s.clone()))),
+                    None => bad(
+                        "response_format.json_schema.schema: expected a JSON schema (an object)"
+                            .into(),
+                    ),
+                }
+            }
+            _ => bad(format!(
+                "response_format.type: expected \"text\", \"json_object\" or \"json_schema\", \
+                 found {}",
+                format.get("type").unwrap_or(&Json::Null)
+            )),
+        }
     }
 
     /// How many alternatives to report with each token's log-probability, or None (off).

@@ -4,8 +4,8 @@
 mod support;
 
 use async_openai::types::chat::{
-    ChatCompletionRequestUserMessageArgs, ChatCompletionStreamOptions, CreateChatCompletionRequest,
-    CreateChatCompletionRequestArgs, FinishReason, StopConfiguration,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
+    FinishReason, StopConfiguration,
 };
 use async_openai::types::completions::CreateCompletionRequestArgs;
 use rmlx_lm::{Engine, GenerateOptions, Prompt, SamplerConfig};
@@ -19,17 +19,7 @@ fn chat_request(
     max_tokens: u32,
     edit: impl FnOnce(&mut CreateChatCompletionRequestArgs),
 ) -> CreateChatCompletionRequest {
-    let mut args = CreateChatCompletionRequestArgs::default();
-    args.model(MODEL_ID)
-        .max_completion_tokens(max_tokens)
-        .temperature(0.0)
-        .messages(vec![ChatCompletionRequestUserMessageArgs::default()
-            .content(QUESTION)
-            .build()
-            .unwrap()
-            .into()]);
-    edit(&mut args);
-    args.build().unwrap()
+    support::chat_request(QUESTION, max_tokens, edit)
 }
 
 /// The library's greedy generation for `prompt` on the served model's files.

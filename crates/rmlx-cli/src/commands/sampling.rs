@@ -86,6 +86,7 @@ impl GenFlags {
             keep_special,
             kv_cache: self.kv_cache,
             logprobs: None,
+            constraint: None,
         }
     }
 }

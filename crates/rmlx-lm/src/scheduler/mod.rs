@@ -95,7 +95,8 @@ impl<'e> Scheduler<'e> {
         let Some(i) = pick else {
             return self.refuse(job, "worker: no free slot (scheduler bug)".into());
         };
-        let seq = match Sequence::new(self.engine, &job.tokens, &job.opts) {
+        let constraint = job.constraint.take();
+        let seq = match Sequence::new(self.engine, &job.tokens, &job.opts, constraint) {
             Ok(s) => s,
             Err(e) => return self.refuse(job, e.to_string()),
         };

@@ -344,6 +344,12 @@ impl Tokenizer {
         }
     }
 
+    /// Every id's bytes (a special token's: its text), as `token_bytes` gives them one by one;
+    /// None for tokenizers without a byte mapping, whose tokens have no bytes of their own.
+    pub(crate) fn byte_pieces(&self) -> Option<&[Vec<u8>]> {
+        (self.kind != PieceKind::Other).then_some(self.pieces.as_slice())
+    }
+
     /// A streaming detokenizer: feed ids one at a time, get text as soon as it is complete.
     pub fn stream(&self, skip_special: bool) -> StreamDecoder<'_> {
         StreamDecoder::new(self, skip_special)

@@ -5,6 +5,10 @@
 #[path = "../../../rmlx-lm/tests/support/tiny_chat.rs"]
 pub mod tiny_chat;
 
+use async_openai::types::chat::{
+    ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequest,
+    CreateChatCompletionRequestArgs,
+};
 use rmlx_lm::{Engine, Event, GenerateOptions, Prompt, SamplerConfig, Worker, WorkerOptions};
 use rmlx_server::{AppState, ServerConfig};
 use std::sync::mpsc;
@@ -67,6 +71,16 @@ pub async fn start_batched(
     edit: impl FnOnce(&mut ServerConfig),
 ) -> TestServer {
     let engine = Engine::load(dir.path()).expect("tiny model loads");
+    start_engine(engine, dir, opts, edit).await
+}
+
+/// `engine` served as `MODEL_ID` by a worker with `opts`; `dir` is kept alive with it.
+pub async fn start_engine(
+    engine: Engine,
+    dir: tempfile::TempDir,
+    opts: WorkerOptions,
+    edit: impl FnOnce(&mut ServerConfig),
+) -> TestServer {
     let worker = Arc::new(Worker::spawn_with(engine, opts).expect("worker starts"));
     let mut config = ServerConfig::new(MODEL_ID);
     edit(&mut config);
@@ -126,4 +140,23 @@ pub async fn wait_done(rx: mpsc::Receiver<Event>) -> rmlx_lm::GenerationStats {
     })
     .await
     .expect("waiting thread")
+}
+
+/// A greedy chat request for `MODEL_ID` with one user message, `edit`ed.
+pub fn chat_request(
+    question: &str,
+    max_tokens: u32,
+    edit: impl FnOnce(&mut CreateChatCompletionRequestArgs),
+) -> CreateChatCompletionRequest {
+    let mut args = CreateChatCompletionRequestArgs::default();
+    args.model(MODEL_ID)
+        .max_completion_tokens(max_tokens)
+        .temperature(0.0)
+        .messages(vec![ChatCompletionRequestUserMessageArgs::default()
+            .content(question)
+            .build()
+            .expect("a user message")
+            .into()]);
+    edit(&mut args);
+    args.build().expect("a chat request")
 }
