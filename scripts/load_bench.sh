@@ -8,7 +8,7 @@
 #   `llama-server -np N -c CTX*N`, each driven by rmlx-loadgen with N concurrent streams for
 #   DURATION seconds; then one table (aggregate tok/s, TTFT and ITL p50/p90, rmlx/llama-server).
 #   About (DURATION + ~15 s) x 2 servers x 4 stream counts: ~10 minutes with the defaults.
-# soak: rmlx serve --parallel SOAK_STREAMS under as many streams for SOAK_DURATION seconds
+# soak: rmlx serve --parallel SOAK_PARALLEL under SOAK_STREAMS streams for SOAK_DURATION seconds
 #   (default 600), each request dropped mid-stream with probability SOAK_DROP; fails when a
 #   request errs or is lost, when the server's /metrics shows a failed request, a busy slot or
 #   a waiting request afterwards, or when its log has a panic.
@@ -17,7 +17,8 @@
 # Env: MODEL (default: SmolLM2-135M-Instruct Q4_1, fetched by rmlx on first use),
 #   STREAMS ("1 4 8 16"), DURATION (60), MAX_TOKENS (128), CTX (context per slot, 2048),
 #   THREADS (2), PORT (18080), OUT (results folder, default bench/results/load-DATE-COMMIT),
-#   SOAK_STREAMS (16), SOAK_DURATION (600), SOAK_DROP (0.3),
+#   SOAK_STREAMS (16), SOAK_PARALLEL (rmlx's --parallel in the soak, default SOAK_STREAMS; fewer
+#   makes requests wait, and some hang up while queued), SOAK_DURATION (600), SOAK_DROP (0.3),
 #   RMLX_ARGS / LLAMA_ARGS (more server flags), LLAMA_SERVER (a llama-server binary; default:
 #   built by scripts/build_llama_server.sh).
 set -euo pipefail
@@ -35,6 +36,7 @@ CTX=${CTX:-2048}
 THREADS=${THREADS:-2}
 PORT=${PORT:-18080}
 SOAK_STREAMS=${SOAK_STREAMS:-16}
+SOAK_PARALLEL=${SOAK_PARALLEL:-$SOAK_STREAMS}
 SOAK_DURATION=${SOAK_DURATION:-600}
 SOAK_DROP=${SOAK_DROP:-0.3}
 OUT=${OUT:-bench/results/load-$(date -u +%Y%m%d-%H%M%S)-$(git rev-parse --short HEAD)}
@@ -63,6 +65,11 @@ trap stop_server EXIT
 # start_server NAME STREAMS LOG: one server in the background; rmlx-loadgen waits for /health.
 start_server() {
     local name=$1 n=$2 log=$3
+    # Something else answering on the port would be measured in our server's place.
+    if curl -s -o /dev/null "http://127.0.0.1:$PORT/health"; then
+        echo "load_bench: port $PORT is already in use; set PORT" >&2
+        exit 1
+    fi
     case "$name" in
     rmlx)
         # shellcheck disable=SC2086 # RMLX_ARGS is a list of flags
@@ -110,20 +117,23 @@ out, streams = sys.argv[1], sys.argv[2].split()
 def load(name, n):
     p = os.path.join(out, f"{name}-{n}.json")
     return json.load(open(p))["summary"] if os.path.exists(p) else None
-print("| streams | server | tok/s | TTFT p50 ms | TTFT p90 ms | ITL p50 ms | ITL p90 ms "
-      "| tokens/request | ok / failed | rmlx / llama-server |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+first = {name: load(name, streams[0]) for name in ("rmlx", "llama-server")}
+print(f"| streams | server | tok/s | vs {streams[0]} stream(s) | TTFT p50 ms | TTFT p90 ms "
+      "| ITL p50 ms | ITL p90 ms | tokens/request | ok / failed | rmlx / llama-server |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in streams:
     r, l = load("rmlx", n), load("llama-server", n)
     for name, s in (("rmlx", r), ("llama-server", l)):
         if s is None:
-            print(f"| {n} | {name} | (no result) | | | | | | | |")
+            print(f"| {n} | {name} | (no result) | | | | | | | | |")
             continue
         q = s["requests"]
         ratio = ""
         if name == "rmlx" and l and l["window_tok_s"] > 0:
             ratio = f"{s['window_tok_s'] / l['window_tok_s']:.2f}x"
-        print(f"| {n} | {name} | {s['window_tok_s']:.1f} | {s['ttft_ms']['p50']:.0f} "
+        base = first[name]
+        scale = f"{s['window_tok_s'] / base['window_tok_s']:.2f}x" if base and base["window_tok_s"] > 0 else ""
+        print(f"| {n} | {name} | {s['window_tok_s']:.1f} | {scale} | {s['ttft_ms']['p50']:.0f} "
               f"| {s['ttft_ms']['p90']:.0f} | {s['itl_ms']['p50']:.1f} | {s['itl_ms']['p90']:.1f} "
               f"| {s['tokens_per_request']:.0f} | {q['ok']} / {q['errors'] + q['lost']} | {ratio} |")
 EOF
@@ -134,7 +144,7 @@ EOF
 
 soak() {
     local log=$OUT/soak-rmlx.log failed=0 metrics
-    start_server rmlx "$SOAK_STREAMS" "$log"
+    start_server rmlx "$SOAK_PARALLEL" "$log"
     "$LOADGEN" --url "http://127.0.0.1:$PORT" --label "soak rmlx" -c "$SOAK_STREAMS" \
         -d "$SOAK_DURATION" --max-tokens "$MAX_TOKENS" --disconnect-prob "$SOAK_DROP" \
         --progress 60 --wait-ready 300 --json "$OUT/soak.json" || failed=1

@@ -82,11 +82,16 @@ async fn request(url: String, drop_after: Option<usize>, timeout_ms: u64) -> Rec
     run(&target, "{}".into(), drop_after, 0, 0, Instant::now()).await
 }
 
-fn reason(o: &Outcome) -> &str {
-    match o {
-        Outcome::Error(m) | Outcome::Lost(m) => m,
-        Outcome::Ok | Outcome::Dropped => "",
-    }
+/// Asserts that the request failed as lost (`lost`) or as an error, saying `needle`.
+fn assert_failed(o: &Outcome, lost: bool, needle: &str) {
+    let m = match (o, lost) {
+        (Outcome::Lost(m), true) | (Outcome::Error(m), false) => m,
+        _ => panic!(
+            "expected {} saying {needle:?}, found {o:?}",
+            ["an error", "lost"][lost as usize]
+        ),
+    };
+    assert!(m.contains(needle), "expected {needle:?} in {m:?}");
 }
 
 #[tokio::test]
@@ -106,8 +111,7 @@ async fn a_stream_without_done_is_lost() {
     parts.pop();
     let url = fake(SSE, parts, true, Duration::ZERO).await;
     let r = request(url, None, 5000).await;
-    assert!(matches!(r.outcome, Outcome::Lost(_)), "{:?}", r.outcome);
-    assert!(reason(&r.outcome).contains("without [DONE]"));
+    assert_failed(&r.outcome, true, "without [DONE]");
 }
 
 #[tokio::test]
@@ -116,7 +120,7 @@ async fn a_connection_cut_mid_stream_is_lost() {
     // No terminating chunk, then the connection closes.
     let url = fake(SSE, parts, false, Duration::ZERO).await;
     let r = request(url, None, 5000).await;
-    assert!(matches!(r.outcome, Outcome::Lost(_)), "{:?}", r.outcome);
+    assert_failed(&r.outcome, true, "stream broken");
 }
 
 #[tokio::test]
@@ -124,11 +128,7 @@ async fn a_stream_that_stalls_is_lost_at_the_timeout() {
     let parts = good_stream(true)[..2].to_vec();
     let url = fake(SSE, parts, false, Duration::from_secs(30)).await;
     let r = request(url, None, 300).await;
-    assert!(
-        reason(&r.outcome).contains("no end after"),
-        "{:?}",
-        r.outcome
-    );
+    assert_failed(&r.outcome, true, "no end after");
     assert_eq!(r.text_chunks, 1);
 }
 
@@ -137,9 +137,10 @@ async fn a_non_200_is_an_error_with_the_body() {
     let body = vec![r#"{"error":{"message":"queue full"}}"#.to_string()];
     let url = fake("HTTP/1.1 429 Too Many Requests", body, true, Duration::ZERO).await;
     let r = request(url, None, 5000).await;
-    let m = reason(&r.outcome);
-    assert!(
-        matches!(r.outcome, Outcome::Error(_)) && m.contains("429") && m.contains("queue full")
+    assert_failed(
+        &r.outcome,
+        false,
+        "429 Too Many Requests: {\"error\":{\"message\":\"queue full\"}}",
     );
 }
 
@@ -149,28 +150,20 @@ async fn an_error_in_the_stream_is_an_error() {
     parts.push(data(r#"{"error":{"message":"the engine failed"}}"#));
     let url = fake(SSE, parts, true, Duration::ZERO).await;
     let r = request(url, None, 5000).await;
-    assert!(
-        reason(&r.outcome).contains("the engine failed"),
-        "{:?}",
-        r.outcome
-    );
+    assert_failed(&r.outcome, false, "the engine failed");
 }
 
 #[tokio::test]
 async fn a_missing_usage_or_finish_reason_is_an_error() {
     let url = fake(SSE, good_stream(false), true, Duration::ZERO).await;
     let r = request(url, None, 5000).await;
-    assert!(reason(&r.outcome).contains("no usage"), "{:?}", r.outcome);
+    assert_failed(&r.outcome, false, "no usage");
 
     let mut parts = good_stream(true);
     parts.remove(3);
     let url = fake(SSE, parts, true, Duration::ZERO).await;
     let r = request(url, None, 5000).await;
-    assert!(
-        reason(&r.outcome).contains("finish_reason"),
-        "{:?}",
-        r.outcome
-    );
+    assert_failed(&r.outcome, false, "finish_reason");
 }
 
 #[tokio::test]
@@ -193,5 +186,5 @@ async fn no_server_is_an_error() {
         .unwrap()
         .port();
     let r = request(format!("http://127.0.0.1:{port}/v1/x"), None, 5000).await;
-    assert!(reason(&r.outcome).starts_with("send:"), "{:?}", r.outcome);
+    assert_failed(&r.outcome, false, "send:");
 }
