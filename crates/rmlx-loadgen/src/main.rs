@@ -104,6 +104,10 @@ struct Args {
     json: Option<PathBuf>,
 }
 
+/// The longest duration, wait or timeout taken (a year).
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
+const MAX_STREAMS: usize = 10_000;
+
 const PROMPTS: [&str; 16] = [
     "Write a long story about a lighthouse keeper who finds a message in a bottle.",
     "Explain in detail how a steam engine works, step by step.",
@@ -233,14 +237,22 @@ async fn run(args: Args) -> Result<bool> {
 }
 
 fn check(args: &Args) -> Result<()> {
-    if args.streams == 0 {
-        bail!("--streams must be at least 1");
+    // Each stream is a task with its own connection: far past what a server takes at once.
+    if !(1..=MAX_STREAMS).contains(&args.streams) {
+        bail!("--streams must be within 1..={MAX_STREAMS}");
     }
     if args.requests == Some(0) {
         bail!("--requests must be at least 1");
     }
-    if args.duration.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
-        bail!("--duration must be a positive number of seconds");
+    // A bound keeps `start + duration` from overflowing the clock (a panic).
+    if args
+        .duration
+        .is_some_and(|d| !(d > 0.0 && d <= MAX_SECONDS as f64))
+    {
+        bail!("--duration must be a number of seconds within (0, {MAX_SECONDS}]");
+    }
+    if args.wait_ready.max(args.progress) > MAX_SECONDS {
+        bail!("--wait-ready and --progress must be at most {MAX_SECONDS} seconds");
     }
     if !(0.0..=1.0).contains(&args.disconnect_prob) {
         bail!("--disconnect-prob must be within 0..=1");
@@ -248,8 +260,8 @@ fn check(args: &Args) -> Result<()> {
     if args.max_tokens == 0 {
         bail!("--max-tokens must be at least 1");
     }
-    if args.request_timeout == 0 {
-        bail!("--request-timeout must be at least 1 second");
+    if !(1..=MAX_SECONDS).contains(&args.request_timeout) {
+        bail!("--request-timeout must be within 1..={MAX_SECONDS} seconds");
     }
     Ok(())
 }
