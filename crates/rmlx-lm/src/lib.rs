@@ -50,7 +50,7 @@ pub mod worker;
 pub use batch::SeqChunk;
 pub use chat_session::ChatSession;
 pub use chat_template::ChatTemplate;
-pub use constraint::{Constraint, ConstraintSpec, Grammar};
+pub use constraint::{forced_tool_calls, Constraint, ConstraintSpec, ForcedTools, Grammar};
 pub use engine::{Engine, Prompt};
 pub use generate::{FinishReason, GenerateOptions, Generation, GenerationStats};
 pub use load::{load_model, load_model_on, load_model_with, LoadOptions, LoadedModel, Progress};

@@ -50,8 +50,9 @@ impl ApiError {
     }
 
     /// A request the worker refused: the prompt (`param`: `messages` or `prompt`) too long,
-    /// bad settings, or no room in the queue.
-    pub fn from_submit(e: SubmitError, param: &'static str) -> Self {
+    /// bad settings, a grammar llguidance refuses (`grammar`: the field it came from,
+    /// `response_format` or, for a forced tool call, `tools`), or no room in the queue.
+    pub fn from_submit(e: SubmitError, param: &'static str, grammar: &'static str) -> Self {
         let message = e.to_string();
         match e {
             SubmitError::TooLong(_) => ApiError::invalid(message)
@@ -59,8 +60,8 @@ impl ApiError {
                 .with_code("context_length_exceeded"),
             SubmitError::Invalid(_) => ApiError::invalid(message),
             SubmitError::Constraint(m) => {
-                ApiError::invalid(format!("response_format: invalid schema or grammar: {m}"))
-                    .with_param("response_format")
+                ApiError::invalid(format!("{grammar}: invalid schema or grammar: {m}"))
+                    .with_param(grammar)
             }
             SubmitError::QueueFull => ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,

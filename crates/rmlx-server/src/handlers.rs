@@ -14,7 +14,7 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rmlx_lm::tool_calls::ToolFormat;
-use rmlx_lm::{ConstraintSpec, Event, Prompt};
+use rmlx_lm::{forced_tool_calls, ConstraintSpec, Event, Prompt};
 use serde_json::json;
 use std::convert::Infallible;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -46,15 +46,33 @@ pub async fn chat(
             "this model has no chat template: use /v1/completions",
         ));
     }
-    let harmony = state.worker.engine().uses_harmony();
-    let tools = match req.offered_tools()? {
+    let engine = state.worker.engine();
+    let harmony = engine.uses_harmony();
+    let offered = req.offered_tools()?;
+    let tools = match &offered {
         None => None,
-        Some(_) => Some(state.worker.engine().tool_format().ok_or_else(|| {
+        Some(_) => Some(engine.tool_format().ok_or_else(|| {
             ApiError::invalid(
                 "tools: this model's chat template takes no tools (no known tool-call format)",
             )
             .with_param("tools")
         })?),
+    };
+    let forced = match (req.forced_tools()?, tools, &offered) {
+        (Some(forced), Some(format), Some(serde_json::Value::Array(list))) => {
+            // Two grammars for one reply: refused rather than one silently dropped.
+            if req.common.grammar()?.is_some() {
+                return Err(ApiError::invalid(
+                    "response_format: cannot be combined with a tool_choice that forces a call \
+                     (\"required\" or a named function)",
+                )
+                .with_param("response_format"));
+            }
+            let spec = forced_tool_calls(format, list, &forced, &engine.tokenizer)
+                .map_err(|e| ApiError::invalid(e.to_string()).with_param("tool_choice"))?;
+            Some(spec)
+        }
+        _ => None,
     };
     run(
         state,
@@ -62,7 +80,7 @@ pub async fn chat(
         prompt,
         req.common,
         Shape { harmony, tools },
-        "messages",
+        forced,
     )
     .await
 }
@@ -91,7 +109,7 @@ pub async fn completions(
             harmony: false,
             tools: None,
         },
-        "prompt",
+        None,
     )
     .await
 }
@@ -123,23 +141,34 @@ fn check_model(state: &AppState, common: &Common) -> Result<(), ApiError> {
     .with_code("model_not_found"))
 }
 
-/// Queues the request; answers with the whole reply or a stream.
+/// Queues the request; answers with the whole reply or a stream. `forced`: the grammar of a
+/// forced tool call (chat).
 async fn run(
     state: AppState,
     endpoint: Endpoint,
     prompt: Prompt,
     common: Common,
     shape: Shape,
-    prompt_param: &'static str,
+    forced: Option<ConstraintSpec>,
 ) -> Result<Response, ApiError> {
     let chat = endpoint == Endpoint::Chat;
+    let prompt_param = if chat { "messages" } else { "prompt" };
+    let grammar_param = if forced.is_some() {
+        "tools"
+    } else {
+        "response_format"
+    };
     let mut opts = common.options(chat, shape.harmony, state.config.kv_cache)?;
     // A chat reply of gpt-oss is constrained in its final channel only (its reasoning is free);
-    // a completion's prompt is the client's own text, so the whole completion is.
-    opts.constraint = common.grammar()?.map(|g| match endpoint {
-        Endpoint::Chat => ConstraintSpec::for_chat(state.worker.engine(), g),
-        Endpoint::Completion => ConstraintSpec::whole(g),
-    });
+    // a completion's prompt is the client's own text, so the whole completion is. A forced
+    // tool call (never combined with a response_format) covers the whole reply.
+    opts.constraint = match forced {
+        Some(spec) => Some(spec),
+        None => common.grammar()?.map(|g| match endpoint {
+            Endpoint::Chat => ConstraintSpec::for_chat(state.worker.engine(), g),
+            Endpoint::Completion => ConstraintSpec::whole(g),
+        }),
+    };
     let logprobs = Logprobs::new(endpoint, opts.logprobs.is_some());
     let (tx, rx) = unbounded_channel();
     // The worker asks before every step whether the client is gone (`rx` dropped), so a
@@ -155,7 +184,7 @@ async fn run(
             Box::new(move |e| tx.send(e).is_ok()),
             Some(Box::new(move || probe.is_closed())),
         )
-        .map_err(|e| ApiError::from_submit(e, prompt_param))?;
+        .map_err(|e| ApiError::from_submit(e, prompt_param, grammar_param))?;
     let head = Head::new(endpoint, &state.config.model_id);
     let out = Output {
         head,

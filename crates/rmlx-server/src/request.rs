@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use rmlx_lm::cache::CacheKind;
 use rmlx_lm::logprobs::MAX_TOP_LOGPROBS;
-use rmlx_lm::{GenerateOptions, Grammar, Prompt, SamplerConfig};
+use rmlx_lm::{ForcedTools, GenerateOptions, Grammar, Prompt, SamplerConfig};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -58,9 +58,12 @@ pub struct ChatRequest {
     /// `[{"type": "function", "function": {"name", "description", "parameters"}}, …]`: passed
     /// to the chat template; the reply's calls come back as `tool_calls`.
     pub tools: Option<Json>,
-    /// "auto" (the default), "none" (tools are not offered), "required" or a named function
-    /// (offered like "auto": without a grammar the model is not forced to call).
+    /// "auto" (the default), "none" (tools are not offered), "required" (a call to some
+    /// tool) or a named function (a call to it): the last two are enforced with a grammar.
     pub tool_choice: Option<Json>,
+    /// With `tool_choice: "required"`: `true` lets the model make several calls; otherwise
+    /// (as llama.cpp's default) exactly one. Calls under "auto" are not limited.
+    pub parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
     pub common: Common,
 }
@@ -90,6 +93,43 @@ impl ChatRequest {
         Ok(Prompt::ChatWith { messages, vars })
     }
 
+    /// The calls a forcing `tool_choice` allows ("required" or a named function, which must
+    /// be one of `tools`), or None ("auto", "none", none given). Call after `offered_tools`.
+    pub fn forced_tools(&self) -> Result<Option<ForcedTools>, ApiError> {
+        let bad = |m: String| Err(ApiError::invalid(m).with_param("tool_choice"));
+        let forced = match &self.tool_choice {
+            Some(Json::String(c)) if c == "required" => ForcedTools::Required {
+                parallel: self.parallel_tool_calls == Some(true),
+            },
+            Some(Json::Object(o)) => {
+                let name = o
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Json::as_str)
+                    .unwrap_or_default();
+                ForcedTools::Function(name.to_string())
+            }
+            _ => return Ok(None),
+        };
+        let tools = self.tools.as_ref().and_then(Json::as_array);
+        let names = || {
+            tools
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.get("function")?.get("name")?.as_str())
+        };
+        match &forced {
+            _ if names().next().is_none() => {
+                bad("tool_choice: forcing a tool call needs `tools`, found none".into())
+            }
+            ForcedTools::Function(n) if !names().any(|t| t == n) => bad(format!(
+                "tool_choice: the function {n:?} is not one of the tools ({})",
+                names().collect::<Vec<_>>().join(", ")
+            )),
+            _ => Ok(Some(forced)),
+        }
+    }
+
     /// The checked tools to offer the model (None: none given, or `tool_choice: "none"`).
     pub fn offered_tools(&self) -> Result<Option<Json>, ApiError> {
         let bad = |p: &'static str, m: String| ApiError::invalid(m).with_param(p);
@@ -106,7 +146,8 @@ impl ChatRequest {
                 return Err(bad(
                     "tool_choice",
                     format!(
-                        "tool_choice: expected \"auto\", \"none\", \"required\" or                          {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, found {c}"
+                        "tool_choice: expected \"auto\", \"none\", \"required\" or \
+                         {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, found {c}"
                     ),
                 ))
             }
@@ -133,7 +174,8 @@ impl ChatRequest {
                 return Err(bad(
                     "tools",
                     format!(
-                        "tools[{i}]: expected {{\"type\": \"function\", \"function\":                          {{\"name\": a non-empty string, \"parameters\": a JSON schema object}}}}"
+                        "tools[{i}]: expected {{\"type\": \"function\", \"function\": \
+                         {{\"name\": a non-empty string, \"parameters\": a JSON schema object}}}}"
                     ),
                 ));
             }

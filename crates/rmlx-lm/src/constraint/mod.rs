@@ -12,11 +12,15 @@
 //! [`Scope::HarmonyFinal`] (gpt-oss chat) leaves the analysis and commentary channels free and
 //! constrains the content of the `final` channel (`gate`).
 //!
+//! A forced `tool_choice` is a grammar too (`tools`): the reply must be a call, in the
+//! model's tool-call format, with arguments that match the tool's schema.
+//!
 //! The tokenizer's trie and llguidance's factory are built once per engine, on first use
 //! ([`Grammars`]); each request compiles its own grammar ([`crate::Engine::constraint`]).
 
 mod gate;
 mod tok_env;
+mod tools;
 
 use crate::engine::Engine;
 use crate::generate::GenerateOptions;
@@ -29,6 +33,8 @@ use rmlx_core::{Array, Error, Result};
 use serde_json::{json, Value as Json};
 use std::sync::OnceLock;
 use toktrie::{SimpleVob, TokEnv};
+
+pub use tools::{forced_tool_calls, ForcedTools};
 
 /// What the output (or its part in scope) must match.
 #[derive(Clone, Debug, PartialEq)]

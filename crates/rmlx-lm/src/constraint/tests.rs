@@ -313,3 +313,77 @@ fn random_garbage_schemas_give_errors_not_panics() {
         let _ = compile(&grammars, &tok, &ConstraintSpec::whole(Grammar::Lark(junk)));
     }
 }
+
+fn offered_tools() -> Vec<Json> {
+    vec![
+        json!({"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+            "required": ["city"], "additionalProperties": false}}}),
+        json!({"type": "function", "function": {"name": "time"}}),
+    ]
+}
+
+/// Random logits through a forced tool choice, in each format: the text always parses into
+/// calls (one for a named choice) to allowed tools, with arguments valid for their schema.
+#[test]
+fn forced_tool_calls_parse_and_validate_in_every_format() {
+    use crate::tool_calls::ToolFormat;
+    let tok = tokenizer();
+    let grammars = Grammars::default();
+    let tools = offered_tools();
+    let schema_of = |name: &str| match name {
+        "get_weather" => tools[0]["function"]["parameters"].clone(),
+        _ => json!({"type": "object"}),
+    };
+    let choices = [
+        ForcedTools::Required { parallel: false },
+        ForcedTools::Required { parallel: true },
+        ForcedTools::Function("time".into()),
+        ForcedTools::Function("get_weather".into()),
+    ];
+    for format in [ToolFormat::Hermes, ToolFormat::Llama3, ToolFormat::Harmony] {
+        for forced in &choices {
+            let spec = forced_tool_calls(format, &tools, forced, &tok).unwrap();
+            for seed in 0..4 {
+                let mut c = compile(&grammars, &tok, &spec).unwrap();
+                let temperature = if seed % 2 == 0 { 0.0 } else { 1.0 };
+                let text = run(&mut c, &tok, seed, temperature, 4000).unwrap();
+                let text = String::from_utf8(text).unwrap();
+                assert!(c.is_finished(), "{format:?} {forced:?} {seed}: {text:?}");
+                let (_, calls) = format.parse(&text);
+                assert!(!calls.is_empty(), "{format:?} {forced:?}: {text:?}");
+                if !matches!(forced, ForcedTools::Required { parallel: true }) {
+                    assert_eq!(calls.len(), 1, "{format:?} {forced:?}: {text:?}");
+                }
+                for call in calls {
+                    if let ForcedTools::Function(n) = forced {
+                        assert_eq!(&call.name, n, "{text:?}");
+                    }
+                    let args: Json = serde_json::from_str(&call.arguments)
+                        .unwrap_or_else(|e| panic!("{e}: {text:?}"));
+                    let v = jsonschema::validator_for(&schema_of(&call.name)).unwrap();
+                    assert!(v.is_valid(&args), "{format:?} {forced:?}: {text:?}");
+                }
+            }
+        }
+    }
+    // A named function that is not offered, and a bad schema, are errors.
+    let e = forced_tool_calls(
+        ToolFormat::Hermes,
+        &tools,
+        &ForcedTools::Function("nope".into()),
+        &tok,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not in tools"), "{e}");
+    let bad = vec![json!({"type": "function", "function": {"name": "f",
+        "parameters": {"type": "object", "properties": {"x": {"type": "nonsense"}}}}})];
+    let spec = forced_tool_calls(
+        ToolFormat::Hermes,
+        &bad,
+        &ForcedTools::Required { parallel: false },
+        &tok,
+    )
+    .unwrap();
+    assert!(compile(&grammars, &tok, &spec).is_err());
+}
