@@ -167,6 +167,8 @@ async fn tools_reach_the_template_and_bad_ones_are_400s() {
         assert_eq!(s, 400, "{extra}: {v}");
         let msg = v["error"]["message"].as_str().unwrap_or_default();
         assert!(msg.contains(what), "{extra}: {msg}");
+        // The message reads as one line (no run of spaces from a wrapped format string).
+        assert!(!msg.contains("  "), "{msg}");
     }
 }
 
