@@ -267,6 +267,12 @@ fn cuda_graphs(device: rmlx_core::Device) -> serde_json::Value {
                 "instantiated": s.instantiated,
                 "updated": s.updated,
                 "nodes": s.nodes,
+                "host_us": {
+                    "end_capture": s.end_us,
+                    "update": s.update_us,
+                    "instantiate": s.instantiate_us,
+                    "launch": s.launch_us,
+                },
             });
         }
     }

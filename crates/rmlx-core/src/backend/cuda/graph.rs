@@ -45,6 +45,20 @@ pub struct GraphStats {
     pub updated: u64,
     /// Nodes (kernels, copies) launched through graphs.
     pub nodes: u64,
+    /// Host time spent ending captures (µs): with updating, instantiating and launching, what
+    /// graphs cost the host beyond the kernel launches they record.
+    pub end_us: u64,
+    /// Host time in `cuGraphExecUpdate` (µs).
+    pub update_us: u64,
+    /// Host time instantiating executable graphs (µs).
+    pub instantiate_us: u64,
+    /// Host time in `cuGraphLaunch` (µs).
+    pub launch_us: u64,
+}
+
+/// Microseconds since `t0`, for the host-time counters.
+fn us_since(t0: std::time::Instant) -> u64 {
+    t0.elapsed().as_micros() as u64
 }
 
 /// The device's graph state, under `CudaDevice::graphs`' mutex.
@@ -103,9 +117,11 @@ impl Graphs {
         if let Some(e) = self.execs.get_mut(&key) {
             // SAFETY: a plain C struct (an enum and two node handles) for which zero is valid.
             let mut info: sys::CUgraphExecUpdateResultInfo = unsafe { std::mem::zeroed() };
+            let t0 = std::time::Instant::now();
             // SAFETY: both handles are live (the exec is kept here, the graph was just
             // captured); `info` is a plain out-parameter.
             let r = unsafe { sys::cuGraphExecUpdate_v2(e.exec, graph, &mut info) };
+            self.stats.update_us += us_since(t0);
             if r == sys::CUresult::CUDA_SUCCESS {
                 e.used = clock;
                 self.stats.updated += 1;
@@ -121,10 +137,12 @@ impl Graphs {
             Some(e) => e,
             None => {
                 let mut e: sys::CUgraphExec = std::ptr::null_mut();
+                let t0 = std::time::Instant::now();
                 // SAFETY: `graph` is a complete captured graph; `e` receives the new exec.
                 check(dev, "instantiating a CUDA graph", unsafe {
                     sys::cuGraphInstantiateWithFlags(&mut e, graph, 0)
                 })?;
+                self.stats.instantiate_us += us_since(t0);
                 if self.execs.len() >= MAX_EXECS {
                     if let Some(&lru) = self
                         .execs
@@ -148,10 +166,12 @@ impl Graphs {
                 e
             }
         };
+        let t0 = std::time::Instant::now();
         // SAFETY: `exec` is live; the stream is the device's.
         check(dev, "launching a CUDA graph", unsafe {
             sys::cuGraphLaunch(exec, dev.cu_stream())
         })?;
+        self.stats.launch_us += us_since(t0);
         self.stats.launched += 1;
         Ok(())
     }
@@ -281,8 +301,10 @@ impl CudaDevice {
         };
         self.capturing.store(false, Ordering::Release);
         let mut graph: sys::CUgraph = std::ptr::null_mut();
+        let t0 = std::time::Instant::now();
         // SAFETY: this stream's capture was begun by `graph_begin` (it is `active`).
         let r = unsafe { sys::cuStreamEndCapture(self.cu_stream(), &mut graph) };
+        g.stats.end_us += us_since(t0);
         let result = if r != sys::CUresult::CUDA_SUCCESS || graph.is_null() {
             // The captured work is lost: say so, and stop capturing on this device.
             g.enabled = false;
