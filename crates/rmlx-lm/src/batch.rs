@@ -157,6 +157,17 @@ impl Packed {
         spec: &AttendSpec,
     ) -> Result<Array> {
         let one = self.seqs.len() == 1;
+        // Rows stored as given (dense caches of one dtype): converted once for the whole
+        // step, not once a sequence (the caches then write them as they are).
+        let stored = caches
+            .iter()
+            .map(|c| c.layers.get(spec.layer).and_then(|l| l.dense_dtype()))
+            .reduce(|a, b| a.filter(|&t| Some(t) == b))
+            .flatten();
+        let (k, v) = match stored {
+            Some(t) if !one => (&k.astype(t)?, &v.astype(t)?),
+            _ => (k, v),
+        };
         let mut outs = Vec::with_capacity(self.seqs.len());
         for (s, cache) in self.seqs.iter().zip(caches.iter_mut()) {
             let rows = |x: &Array| -> Result<Array> {

@@ -230,6 +230,13 @@ impl FullCache {
 }
 
 impl KvCache for FullCache {
+    fn dense_dtype(&self) -> Option<DType> {
+        match self.storage {
+            Storage::Dense(t) => Some(t),
+            Storage::Packed { .. } => None,
+        }
+    }
+
     fn update(&mut self, k: &Array, v: &Array) -> Result<KvView> {
         super::check_update(k, v)?;
         let end = self.offset + k.dim(2)?;

@@ -10,7 +10,7 @@ pub use full::FullCache;
 pub use rotating::RotatingCache;
 pub use storage::Storage;
 
-use rmlx_core::{Array, Error, Result};
+use rmlx_core::{Array, DType, Error, Result};
 use std::str::FromStr;
 
 /// How keys and values are stored (`--kv-cache`).
@@ -112,6 +112,11 @@ pub trait KvCache: Send {
     fn truncate(&mut self, len: usize) -> bool;
     /// Whether `truncate(len)` would succeed.
     fn can_truncate(&self, len: usize) -> bool;
+    /// The dtype rows are stored in when they are stored as given (dense storage): rows
+    /// already of it are written without a conversion. None for packed storage.
+    fn dense_dtype(&self) -> Option<DType> {
+        None
+    }
 }
 
 /// Checks an update's k (B, H, T, D) and v (B, H, T, Dv) before a cache touches them (rows

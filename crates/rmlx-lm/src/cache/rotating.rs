@@ -66,6 +66,13 @@ impl RotatingCache {
 }
 
 impl KvCache for RotatingCache {
+    fn dense_dtype(&self) -> Option<DType> {
+        match self.storage {
+            Storage::Dense(t) => Some(t),
+            Storage::Packed { .. } => None,
+        }
+    }
+
     fn update(&mut self, k: &Array, v: &Array) -> Result<KvView> {
         super::check_update(k, v)?;
         let t = k.dim(2)?;

@@ -346,12 +346,12 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
 ) {
     let steps = x.kp / STEP;
     let al = if KIND == Q8_0 || KIND == Q6_K { 32 } else { 16 };
-    let mut acc = [[_mm512_setzero_ps(); C]; 4];
     let sp4 = ld(K.spread4.as_ptr());
     let sp8 = [ld(K.spread8[0].as_ptr()), ld(K.spread8[1].as_ptr())];
     let spk = [ld(K.spread_k[0].as_ptr()), ld(K.spread_k[1].as_ptr())];
     let sp6 = [ld(K.spread6[0].as_ptr()), ld(K.spread6[1].as_ptr())];
-    let mut body = |r: usize, g: usize| {
+    // `acc`: row r's accumulators, one per activation row.
+    let body = |acc: &mut [__m512; C], r: usize, g: usize| {
         let st = decode_step::<KIND>(w[r], rb, g, pf);
         {
             for c in 0..C {
@@ -367,11 +367,11 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
                 if KIND == Q4_K {
                     // Lanes 4..8: −dmin·m_b · d_x·Σq_b, added where they lie.
                     let p = _mm512_castps256_ps512(_mm256_mul_ps(st.s, _mm256_loadu_ps(xc)));
-                    acc[r][c] = _mm512_mask_add_ps(acc[r][c], 0x00F0, acc[r][c], p);
+                    acc[c] = _mm512_mask_add_ps(acc[c], 0x00F0, acc[c], p);
                     for h in 0..2 {
                         let isum = _mm512_dpbusd_epi32(a0, st.c[h], [xq0, xq1][h]);
                         let sc = _mm512_permutexvar_ps(spk[h], p);
-                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][c]);
+                        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[c]);
                     }
                     continue;
                 }
@@ -386,7 +386,7 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
                         let ah = if h == 0 { a0 } else { ld(a.add(16)) };
                         let isum = _mm512_dpbusd_epi32(ah, st.c[h], [xq0, xq1][h]);
                         let sc = _mm512_permutexvar_ps(sp6[h], p);
-                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][c]);
+                        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[c]);
                     }
                     continue;
                 }
@@ -397,7 +397,7 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
                         let ah = if h == 0 { a0 } else { ld(a.add(16)) };
                         let isum = _mm512_dpbusd_epi32(ah, st.c[h], [xq0, xq1][h]);
                         let sc = _mm512_permutexvar_ps(sp8[h], p);
-                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][c]);
+                        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[c]);
                     }
                     continue;
                 }
@@ -410,25 +410,26 @@ pub unsafe fn tile<const KIND: u8, const C: usize>(
                 if KIND == Q4_1 {
                     // Lanes 4..8 of p are min_b · d_x·Σq_b: added where they lie (the lanes
                     // are summed at the end anyway).
-                    acc[r][c] = _mm512_mask_add_ps(acc[r][c], 0x00F0, acc[r][c], p);
+                    acc[c] = _mm512_mask_add_ps(acc[c], 0x00F0, acc[c], p);
                 }
                 let isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a0, st.c[0], xq0), st.c[1], xq1);
                 let sc = _mm512_permutexvar_ps(sp4, p);
-                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r][c]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[c]);
             }
         }
     };
     // One row after the other: memory is read as one sequential stream, ~24 GB/s on one core
     // where 4 interleaved row streams reach ~14. Each step is still decoded once for all C
     // activation rows, whose steps stay in L1.
-    for r in 0..4 {
+    // A row's accumulators are reduced as soon as it is done, so only C are live at a time
+    // (C = 8 fits the 32 vector registers).
+    for (r, o) in out.iter_mut().enumerate() {
+        let mut acc = [_mm512_setzero_ps(); C];
         for g in 0..rb.div_ceil(step_bytes(KIND)) {
-            body(r, g);
+            body(&mut acc, r, g);
         }
-    }
-    for r in 0..4 {
-        for c in 0..C {
-            out[r][c] = _mm512_reduce_add_ps(acc[r][c]);
+        for (o, a) in o.iter_mut().zip(acc) {
+            *o = _mm512_reduce_add_ps(a);
         }
     }
 }

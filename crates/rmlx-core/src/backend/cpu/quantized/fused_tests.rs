@@ -95,36 +95,44 @@ fn fused_tiles_match_scalar() {
                 let mut o1 = [[0f32; 1]; 4];
                 let mut o2 = [[0f32; 2]; 4];
                 let mut o4 = [[0f32; 4]; 4];
+                let mut o8 = [[0f32; 8]; 4];
+                let x8 = [4, 0, 1, 2, 3, 4, 1, 0];
                 match kind {
                     Q4_0 => {
                         fused::tile::<Q4_0, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
                         fused::tile::<Q4_0, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
                         fused::tile::<Q4_0, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                        fused::tile::<Q4_0, 8>(&wr, rb, &xl, &x8, &mut o8, 4 * rb);
                     }
                     Q4_1 => {
                         fused::tile::<Q4_1, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
                         fused::tile::<Q4_1, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
                         fused::tile::<Q4_1, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                        fused::tile::<Q4_1, 8>(&wr, rb, &xl, &x8, &mut o8, 4 * rb);
                     }
                     Q8_0 => {
                         fused::tile::<Q8_0, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
                         fused::tile::<Q8_0, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
                         fused::tile::<Q8_0, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                        fused::tile::<Q8_0, 8>(&wr, rb, &xl, &x8, &mut o8, 4 * rb);
                     }
                     Q4_K => {
                         fused::tile::<Q4_K, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
                         fused::tile::<Q4_K, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
                         fused::tile::<Q4_K, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                        fused::tile::<Q4_K, 8>(&wr, rb, &xl, &x8, &mut o8, 4 * rb);
                     }
                     Q6_K => {
                         fused::tile::<Q6_K, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
                         fused::tile::<Q6_K, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
                         fused::tile::<Q6_K, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                        fused::tile::<Q6_K, 8>(&wr, rb, &xl, &x8, &mut o8, 4 * rb);
                     }
                     _ => {
                         fused::tile::<MXFP4, 1>(&wr, rb, &xl, &[4], &mut o1, 4 * rb);
                         fused::tile::<MXFP4, 2>(&wr, rb, &xl, &[1, 3], &mut o2, 4 * rb);
                         fused::tile::<MXFP4, 4>(&wr, rb, &xl, &[0, 1, 2, 3], &mut o4, 4 * rb);
+                        fused::tile::<MXFP4, 8>(&wr, rb, &xl, &x8, &mut o8, 4 * rb);
                     }
                 }
                 for r in 0..4 {
@@ -132,6 +140,9 @@ fn fused_tiles_match_scalar() {
                     check(r, 1, o2[r][0]);
                     check(r, 3, o2[r][1]);
                     for (c, &v) in o4[r].iter().enumerate() {
+                        check(r, c, v);
+                    }
+                    for (&c, &v) in x8.iter().zip(&o8[r]) {
                         check(r, c, v);
                     }
                 }

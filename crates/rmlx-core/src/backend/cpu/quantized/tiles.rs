@@ -55,13 +55,16 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out: &mut 
                     std::array::from_fn(|i| row(job.expert * n + (r0 + i).min(n1 - 1)));
                 let mut c = 0;
                 while c < xt.len() {
+                    // Widest tile first: each weight step is decoded once per tile, so 8
+                    // activation rows (a batched decode step) decode it once, not twice.
                     let cn = match xt.len() - c {
                         1 => 1,
                         2 | 3 => 2,
-                        _ => 4,
+                        4..=7 => 4,
+                        _ => 8,
                     };
                     let pairs = &xt[c..c + cn];
-                    let mut res = [[0f32; 4]; 4];
+                    let mut res = [[0f32; 8]; 4];
                     // SAFETY: `kind` returned this kernel only after feature detection. The 4
                     // weight rows are rows < (expert + 1)·N of the stack, `rb` bytes each, which
                     // the parts hold; the x rows are < x's rows and x's K is the weight's
@@ -69,25 +72,10 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out: &mut 
                     // out for KIND (`run_into`).
                     unsafe {
                         match cn {
-                            1 => {
-                                let mut o = [[0f32; 1]; 4];
-                                fused::tile::<KIND, 1>(&wr, rb, x, &[pairs[0].0], &mut o, pf);
-                                for r in 0..4 {
-                                    res[r][0] = o[r][0];
-                                }
-                            }
-                            2 => {
-                                let mut o = [[0f32; 2]; 4];
-                                let xr = [pairs[0].0, pairs[1].0];
-                                fused::tile::<KIND, 2>(&wr, rb, x, &xr, &mut o, pf);
-                                for r in 0..4 {
-                                    res[r][..2].copy_from_slice(&o[r]);
-                                }
-                            }
-                            _ => {
-                                let xr = std::array::from_fn(|i| pairs[i].0);
-                                fused::tile::<KIND, 4>(&wr, rb, x, &xr, &mut res, pf);
-                            }
+                            1 => tile::<KIND, 1>(&wr, rb, x, pairs, &mut res, pf),
+                            2 => tile::<KIND, 2>(&wr, rb, x, pairs, &mut res, pf),
+                            4 => tile::<KIND, 4>(&wr, rb, x, pairs, &mut res, pf),
+                            _ => tile::<KIND, 8>(&wr, rb, x, pairs, &mut res, pf),
                         }
                     }
                     for (r, rr) in res.iter().enumerate().take((n1 - r0).min(4)) {
@@ -103,4 +91,26 @@ fn run_kind<const KIND: u8>(w: &WeightView, x: &XLanes, jobs: &[Job], out: &mut 
         }
     };
     for_each_task(jobs, n, rb, &task);
+}
+
+/// One tile of 4 weight rows × C activation rows (the x rows of `pairs`) into `res[..][..C]`.
+///
+/// # Safety
+/// As `fused::tile`'s: the CPU runs KIND's kernel, the rows exist, `x` is laid out for KIND;
+/// `pairs` holds at least C rows.
+#[inline(always)]
+unsafe fn tile<const KIND: u8, const C: usize>(
+    wr: &[WRow; 4],
+    rb: usize,
+    x: &XLanes,
+    pairs: &[(usize, usize)],
+    res: &mut [[f32; 8]; 4],
+    pf: usize,
+) {
+    let xr: [usize; C] = std::array::from_fn(|i| pairs[i].0);
+    let mut o = [[0f32; C]; 4];
+    fused::tile::<KIND, C>(wr, rb, x, &xr, &mut o, pf);
+    for (r, o) in res.iter_mut().zip(&o) {
+        r[..C].copy_from_slice(o);
+    }
 }
