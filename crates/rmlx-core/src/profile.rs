@@ -39,3 +39,21 @@ pub fn take() -> crate::Result<Vec<(String, u64, Duration)>> {
     v.sort_by_key(|r| std::cmp::Reverse(r.2));
     Ok(v)
 }
+
+/// `take`'s rows summed by primitive (the label's first word): (primitive, calls, seconds),
+/// most expensive first.
+pub fn families(rows: &[(String, u64, Duration)]) -> Vec<(String, u64, f64)> {
+    let mut families: Vec<(String, u64, f64)> = Vec::new();
+    for (name, n, d) in rows {
+        let family = name.split(' ').next().unwrap_or(name);
+        match families.iter_mut().find(|f| f.0 == family) {
+            Some(f) => {
+                f.1 += n;
+                f.2 += d.as_secs_f64();
+            }
+            None => families.push((family.to_string(), *n, d.as_secs_f64())),
+        }
+    }
+    families.sort_by(|a, b| b.2.total_cmp(&a.2));
+    families
+}

@@ -5,6 +5,7 @@
 //! tokens a sequence, 64), `BATCH_STEPS` (decode steps timed, 64), `BATCH_PROFILE=1` (time per
 //! primitive, stderr).
 
+use rand::{rngs::StdRng, Rng, SeedableRng};
 use rmlx_lm::batch::SeqChunk;
 use rmlx_lm::cache::CacheKind;
 use rmlx_lm::{load_model_with, LoadOptions, Logits};
@@ -17,16 +18,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// `n` random token ids past the first 4 (often special).
 fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (4 + s % (vocab as u64 - 4)) as u32
-        })
-        .collect()
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.gen_range(4..vocab as u32)).collect()
 }
 
 fn main() -> rmlx_core::Result<()> {
@@ -92,18 +87,7 @@ fn main() -> rmlx_core::Result<()> {
         if profile {
             let rows = rmlx_core::profile::take()?;
             let total: f64 = rows.iter().map(|r| r.2.as_secs_f64()).sum();
-            let mut fam: Vec<(String, u64, f64)> = Vec::new();
-            for (name, c, d) in &rows {
-                let f = name.split(' ').next().unwrap_or(name);
-                match fam.iter_mut().find(|x| x.0 == f) {
-                    Some(x) => {
-                        x.1 += c;
-                        x.2 += d.as_secs_f64();
-                    }
-                    None => fam.push((f.to_string(), *c, d.as_secs_f64())),
-                }
-            }
-            fam.sort_by(|a, b| b.2.total_cmp(&a.2));
+            let fam = rmlx_core::profile::families(&rows);
             eprintln!("  {:.2} ms a step in ops", total * 1e3 / steps as f64);
             for (f, c, d) in fam.iter().take(12) {
                 eprintln!(

@@ -166,18 +166,7 @@ pub fn run(a: Args) -> Result<()> {
             kernels / tokens
         );
         // By primitive (the label's first word), then the costliest (primitive, shape) pairs.
-        let mut families: Vec<(String, u64, f64)> = Vec::new();
-        for (name, n, d) in &rows {
-            let family = name.split(' ').next().unwrap_or(name);
-            match families.iter_mut().find(|f| f.0 == family) {
-                Some(f) => {
-                    f.1 += n;
-                    f.2 += d.as_secs_f64();
-                }
-                None => families.push((family.to_string(), *n, d.as_secs_f64())),
-            }
-        }
-        families.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let families = rmlx_core::profile::families(&rows);
         for (family, n, d) in families.iter().take(12) {
             eprintln!(
                 "{:>8.3} ms/token {:>5.1}% {:>6.1} calls/token  {family}",
